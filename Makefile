@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` (main job) and `make test` (test suite).
+# Each creates .venv when missing and installs the package with the pinned CPU torch.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= results/quick-mnist
+
+.PHONY: demo test lint bench slow clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/defdistill train --dataset mnist --epochs 2 --out runs/baseline --force
+	$(BIN)/defdistill distill --dataset mnist --temperature 100 --epochs 2 --out runs/distilled-T100 --force
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest
+
+slow: $(BIN)/.installed
+	$(BIN)/python -m pytest -m slow
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks
+	$(BIN)/python benchmarks/training.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

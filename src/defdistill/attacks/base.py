@@ -1,0 +1,333 @@
+"""Shared machinery of the attacks: validation, clipping, batching, success bookkeeping.
+
+Every attack is an object holding validated parameters and called as
+``attack(model, x, y, target=None) -> AttackResult`` (the Foolbox convention). The base
+class :class:`Attack` does everything that is not the algorithm itself:
+
+* validates the inputs (``x`` float in [0, 1] with shape ``(N, ...)``, ``y`` and ``target``
+  int64 of shape ``(N,)`` inside ``[0, num_classes)``, ``target != y``);
+* runs the model in eval mode and restores its previous ``training`` flag afterwards;
+  gradients are taken with ``torch.autograd.grad`` w.r.t. the input only, so the
+  parameters and their ``.grad`` are never touched;
+* splits huge inputs into chunks of ``batch_size`` samples;
+* seeds a local ``torch.Generator`` so the result is deterministic for a given seed
+  (and a given ``batch_size``);
+* measures success with the model at the end: untargeted ``argmax Z(x_adv) != y``,
+  targeted ``argmax Z(x_adv) == target``.
+
+A subclass only implements :meth:`Attack._run` on one chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+LossName = Literal["ce", "margin"]
+LOSSES: tuple[str, ...] = ("ce", "margin")
+
+
+@dataclass
+class AttackResult:
+    """What an attack returns.
+
+    Attributes:
+        x_adv: adversarial inputs, same shape and dtype as ``x``, inside [0, 1].
+        success: ``(N,)`` bool. Untargeted: ``argmax Z(x_adv) != y``; targeted:
+            ``argmax Z(x_adv) == target``; measured with the model (in eval mode) at the end.
+        info: per-sample extras reported by the algorithm, each a tensor whose first
+            dimension is ``N`` (e.g. ``iterations``, ``features_changed``, ``const``).
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    info: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of successful samples (``nan`` for an empty batch)."""
+        n = self.success.numel()
+        return float(self.success.float().mean()) if n else float("nan")
+
+
+# --------------------------------------------------------------------------- validation
+def check_nonnegative(name: str, value: float, *, allow_zero: bool = True) -> float:
+    """``float(value)`` or ``ValueError`` unless finite and >= 0 (> 0 if not ``allow_zero``)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    ok = math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return v
+
+
+def check_positive_int(name: str, value: int, *, allow_zero: bool = False) -> int:
+    """``value`` or ``ValueError`` unless it is an int >= 1 (>= 0 if ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if value < (0 if allow_zero else 1):
+        raise ValueError(f"{name} must be >= {0 if allow_zero else 1}, got {value}")
+    return value
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` or ``ValueError`` unless it is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_temperature(value: float) -> float:
+    """``float(value)`` or ``ValueError`` unless finite and > 0."""
+    return check_nonnegative("temperature", value, allow_zero=False)
+
+
+def _check_labels(name: str, labels: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of class indices, got {type(labels)}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
+    if labels.shape != (n,):
+        raise ValueError(
+            f"{name} must have shape ({n},) to match x, got {tuple(labels.shape)}"
+        )
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"{name} must be class indices in [0, {num_classes}), got values in "
+            f"[{int(labels.min())}, {int(labels.max())}]"
+        )
+    return labels.long()
+
+
+def validate_inputs(x: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``x`` is a floating tensor ``(N, ...)`` with values in [0, 1]."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a torch.Tensor, got {type(x)}")
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"x must be a floating tensor with values in [0, 1], got {x.dtype}")
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape (N, ...) with at least 2 dims, got {tuple(x.shape)}")
+    if x.numel() and bool(torch.isnan(x).any()):
+        raise ValueError("x contains NaN")
+    if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
+        raise ValueError(
+            f"x must lie in [0, 1] (got min {float(x.min()):.4g}, max {float(x.max()):.4g}); "
+            "put any normalisation inside the model"
+        )
+
+
+# --------------------------------------------------------------------------- model helpers
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` (and all submodules) in eval mode, restore every module's flag after."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def input_gradient(objective: torch.Tensor, x: torch.Tensor, **kwargs: bool) -> torch.Tensor:
+    """Gradient of ``objective.sum()`` w.r.t. ``x`` only (never accumulates parameter grads)."""
+    (g,) = torch.autograd.grad(objective.sum(), x, **kwargs)
+    return g
+
+
+def other_max(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """``max_{i != label} logits_i`` per row, shape ``(N,)``."""
+    mask = F.one_hot(label, logits.shape[1]).bool()
+    return logits.masked_fill(mask, float("-inf")).amax(dim=1)
+
+
+def classification_loss(
+    logits: torch.Tensor, label: torch.Tensor, loss: str, temperature: float
+) -> torch.Tensor:
+    """Per-sample loss on ``label`` that an untargeted attack *ascends*, shape ``(N,)``.
+
+    ``"ce"``: cross-entropy of ``softmax(logits / T)`` (``log_softmax``, never
+    ``log(softmax)``). ``"margin"``: ``max_{i != label} z_i - z_label`` on ``z = logits / T``
+    (the Carlini & Wagner margin, unclamped). A targeted attack descends the same loss
+    evaluated on the target class.
+    """
+    z = logits / temperature
+    if loss == "ce":
+        return F.cross_entropy(z, label, reduction="none")
+    return other_max(z, label) - z.gather(1, label[:, None])[:, 0]
+
+
+def attack_objective(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor | None,
+    loss: str,
+    temperature: float,
+) -> torch.Tensor:
+    """Per-sample objective to ascend: loss on ``y`` (untargeted) or minus loss on ``target``."""
+    if target is None:
+        return classification_loss(logits, y, loss, temperature)
+    return -classification_loss(logits, target, loss, temperature)
+
+
+def is_adversarial(
+    logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+) -> torch.Tensor:
+    """``argmax != y`` (untargeted) or ``argmax == target`` (targeted), shape ``(N,)``."""
+    pred = logits.argmax(dim=1)
+    return pred != y if target is None else pred == target
+
+
+def per_sample_norm(v: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    """Norm of each sample of ``v`` (``(N, ...)``) over its flattened features, ``(N,)``."""
+    return torch.linalg.vector_norm(v.flatten(1), ord=p, dim=1)
+
+
+def view_per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape ``(N,)`` into ``(N, 1, ..., 1)`` to broadcast against ``like``."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+# --------------------------------------------------------------------------- base class
+class Attack(ABC):
+    """Base class: validation, eval mode, batching, seeding and success bookkeeping.
+
+    Args:
+        batch_size: maximum number of samples given to the algorithm at once (inputs
+            are processed in chunks of this size). ``None`` (default) = all at once.
+        seed: seed of the local ``torch.Generator`` handed to the algorithm (used by
+            randomised attacks only). Default 0.
+
+    Subclasses set ``requires_target = True`` if they are targeted only, and implement
+    :meth:`_run`.
+    """
+
+    requires_target: ClassVar[bool] = False
+
+    def __init__(self, *, batch_size: int | None = None, seed: int = 0) -> None:
+        if batch_size is not None:
+            check_positive_int("batch_size", batch_size)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+    @abstractmethod
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Attack one validated chunk (model already in eval mode).
+
+        Returns ``x_adv`` (same shape as ``x``; the base clips it to [0, 1]) and a dict of
+        per-sample tensors with first dimension ``len(x)``.
+        """
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None = None,
+    ) -> AttackResult:
+        """Run the attack.
+
+        Args:
+            model: any ``nn.Module`` mapping ``(N, ...)`` inputs to ``(N, K)`` logits.
+            x: ``(N, ...)`` float inputs in [0, 1].
+            y: ``(N,)`` int64 true labels.
+            target: ``(N,)`` int64 target classes (targeted attack), or ``None``.
+
+        Returns:
+            :class:`AttackResult` with ``x_adv`` of shape ``x.shape``.
+
+        Raises:
+            ValueError: inputs of the wrong type, shape or range; a target equal to the
+                label; a missing target for a targeted-only attack.
+        """
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model)}")
+        validate_inputs(x)
+        n = x.shape[0]
+        if self.requires_target and target is None:
+            raise ValueError(
+                f"{type(self).__name__} is a targeted attack: pass target=(N,) class indices "
+                "(see defdistill.metrics.all_targets to attack every other class)"
+            )
+        with eval_mode(model):
+            num_classes = self._num_classes(model, x)
+            y = _check_labels("y", y, n, num_classes).to(x.device)
+            if target is not None:
+                target = _check_labels("target", target, n, num_classes).to(x.device)
+                if bool((target == y).any()):
+                    bad = int((target == y).nonzero()[0, 0])
+                    raise ValueError(
+                        f"target must differ from y for every sample (sample {bad} has "
+                        f"target == y == {int(y[bad])})"
+                    )
+            if n == 0:
+                return AttackResult(x.clone(), torch.zeros(0, dtype=torch.bool, device=x.device))
+            generator = torch.Generator(device=x.device).manual_seed(self.seed)
+            step = self.batch_size or n
+            advs: list[torch.Tensor] = []
+            succ: list[torch.Tensor] = []
+            infos: list[dict[str, torch.Tensor]] = []
+            for start in range(0, n, step):
+                sl = slice(start, start + step)
+                xc, yc = x[sl].detach(), y[sl]
+                tc = None if target is None else target[sl]
+                x_adv, info = self._run(model, xc, yc, tc, generator)
+                x_adv = x_adv.detach().clamp_(0.0, 1.0).to(x.dtype)
+                if x_adv.shape != xc.shape:
+                    raise RuntimeError(
+                        f"{type(self).__name__} returned shape {tuple(x_adv.shape)}, "
+                        f"expected {tuple(xc.shape)}"
+                    )
+                with torch.no_grad():
+                    succ.append(is_adversarial(model(x_adv), yc, tc))
+                advs.append(x_adv)
+                infos.append({k: v.detach() for k, v in info.items()})
+                logger.debug(
+                    "%s: chunk %d-%d, success %.3f",
+                    type(self).__name__, start, start + len(xc), float(succ[-1].float().mean()),
+                )
+        info = {k: torch.cat([d[k] for d in infos]) for k in infos[0]}
+        return AttackResult(torch.cat(advs), torch.cat(succ), info)
+
+    @staticmethod
+    def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
+        if x.shape[0] == 0:
+            return 2**62  # nothing to check labels against; no forward pass on empty input
+        with torch.no_grad():
+            out = model(x[:1])
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out)
+            raise ValueError(
+                f"model must return logits of shape (N, num_classes); for 1 input it "
+                f"returned {shape}"
+            )
+        if out.shape[1] < 2:
+            raise ValueError(f"model must output >= 2 classes, got {out.shape[1]}")
+        return int(out.shape[1])

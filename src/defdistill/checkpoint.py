@@ -1,0 +1,116 @@
+"""Checkpoints: one directory per model, ``model.safetensors`` + ``meta.json``.
+
+No pickle is ever loaded: weights are safetensors, metadata is JSON. Both files are
+written atomically, weights first; ``meta.json`` records the sha256 of the weights, so a
+checkpoint whose weights were tampered with or half-replaced is rejected on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from defdistill.io import atomic_write_bytes, atomic_write_json
+from defdistill.models import available_models, build_model
+
+WEIGHTS = "model.safetensors"
+META = "meta.json"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, corrupt, tampered with or does not match its metadata."""
+
+
+def environment() -> dict[str, str]:
+    """Library versions recorded with every artefact."""
+    import numpy
+
+    from defdistill import __version__
+
+    return {
+        "defdistill": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    """Save ``model``'s weights and ``meta`` to directory ``path`` atomically.
+
+    ``meta`` must hold ``architecture``, ``input_shape`` and ``num_classes`` so that
+    :func:`load_model` can rebuild the network. Returns the metadata as written.
+    """
+    for key in ("architecture", "input_shape", "num_classes"):
+        if key not in meta:
+            raise ValueError(f"checkpoint metadata needs {key!r}")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    blob = save_safetensors(state)
+    full = {
+        "format_version": FORMAT_VERSION,
+        **meta,
+        "weights_sha256": hashlib.sha256(blob).hexdigest(),
+        "environment": environment(),
+    }
+    path = Path(path)
+    atomic_write_bytes(path / WEIGHTS, blob)
+    atomic_write_json(path / META, full)
+    return full
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """Read and validate ``meta.json`` of checkpoint directory ``path``."""
+    meta_path = Path(path) / META
+    if not meta_path.is_file():
+        raise CheckpointError(f"{meta_path}: not found; is {path} a defdistill model directory?")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{meta_path}: not valid JSON ({err}); retrain the model") from err
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{meta_path}: unknown checkpoint format; retrain the model")
+    return meta
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Load a checkpoint directory; return ``(model, meta)`` with the model in eval mode.
+
+    The model outputs logits; it is a plain ``nn.Module`` usable by any library.
+
+    Raises:
+        CheckpointError: missing files, sha256 mismatch, unknown or mismatched architecture.
+    """
+    path = Path(path)
+    meta = read_meta(path)
+    weights_path = path / WEIGHTS
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: not found; the checkpoint is incomplete")
+    blob = weights_path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != meta.get("weights_sha256"):
+        raise CheckpointError(
+            f"{weights_path}: sha256 does not match meta.json; the weights were modified or "
+            "partially written: retrain or restore the model"
+        )
+    arch = meta.get("architecture")
+    if arch not in available_models():
+        raise CheckpointError(f"{path}: unknown architecture {arch!r}; known: {available_models()}")
+    c, h, _ = meta["input_shape"]
+    model = build_model(arch, c, h, int(meta["num_classes"]))
+    try:
+        state = load_safetensors(blob)
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{weights_path}: weights do not fit architecture {arch!r} ({str(err)[:200]})"
+        ) from err
+    return model.to(device).eval(), meta

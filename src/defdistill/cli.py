@@ -1,0 +1,209 @@
+"""The ``defdistill`` command line. It owns the terminal: tables, progress bars, exit codes.
+
+Every expected failure (bad data, bad checkpoint, bad argument, model that did not
+learn, unwritable output) prints one line ``defdistill: error: ...`` and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from defdistill.checkpoint import META, CheckpointError
+from defdistill.data import DATASETS, DataError, download, load_dataset
+from defdistill.io import OutputError
+from defdistill.models import available_models
+from defdistill.train import TrainingError, paper_config
+
+log = logging.getLogger("defdistill")
+
+USER_ERRORS = (DataError, CheckpointError, TrainingError, OutputError, ValueError)
+DEFAULT_ARCH = {"mnist": "mnist_cnn", "cifar10": "cifar10_cnn"}
+
+
+class UsageError(Exception):
+    """A command-line argument that cannot work."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Options every command takes."""
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where to compute (default auto: CUDA if present)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+
+
+def add_data(parser: argparse.ArgumentParser) -> None:
+    """Options selecting the data."""
+    parser.add_argument("--dataset", default="mnist", choices=DATASETS)
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="data directory (MNIST default: the embedded copy; CIFAR-10: required)")
+    parser.add_argument("--limit-train", type=_positive_int, default=None,
+                        help="use the first N training samples")
+    parser.add_argument("--limit-test", type=_positive_int, default=None,
+                        help="use the first N test samples")
+
+
+def add_training(parser: argparse.ArgumentParser, default_temperature: float) -> None:
+    """Hyper-parameters; unset ones take the paper's value for the data set."""
+    parser.add_argument("--out", type=Path, required=True, help="output model directory")
+    parser.add_argument("--arch", choices=available_models(), default=None,
+                        help="architecture (default: the paper's network for the data set)")
+    parser.add_argument("--temperature", type=_positive_float, default=default_temperature,
+                        help=f"softmax temperature T of training (default {default_temperature:g})")
+    parser.add_argument("--epochs", type=_positive_int, default=None, help="default: paper's 50")
+    parser.add_argument("--batch-size", type=_positive_int, default=None, help="default 128")
+    parser.add_argument("--lr", type=_positive_float, default=None,
+                        help="learning rate (paper: MNIST 0.1, CIFAR-10 0.01)")
+    parser.add_argument("--momentum", type=float, default=None,
+                        help="SGD momentum (paper: MNIST 0.5, CIFAR-10 0.9)")
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default=None, help="default sgd")
+    parser.add_argument("--no-head-scaling", dest="head_scaling", action="store_false",
+                        help="paper-faithful plain training at T (no output-layer scaling; "
+                             "stalls at chance for large T)")
+    parser.add_argument("--allow-untrained", action="store_true",
+                        help="save a model even if its accuracy is near chance")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing model in --out")
+    add_data(parser)
+    add_common(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="defdistill",
+        description="Defensive distillation (Papernot et al. 2016) and an honest evaluation of it.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a network at temperature T on hard labels")
+    add_training(p, default_temperature=1.0)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("distill", help="teacher at T -> soft labels -> student at T, deployed at 1")
+    add_training(p, default_temperature=100.0)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("evaluate", help="test accuracy and softmax saturation of a model")
+    p.add_argument("--model", type=Path, required=True, help="model directory")
+    add_data(p)
+    add_common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("download", help="download a data set (needs the network)")
+    p.add_argument("dataset", choices=DATASETS)
+    p.add_argument("--data-dir", type=Path, required=True, help="destination directory")
+    add_common(p)
+    p.set_defaults(func=cmd_download)
+
+    return parser
+
+
+def _config(args: argparse.Namespace):
+    return paper_config(
+        args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        momentum=args.momentum, optimizer=args.optimizer, temperature=args.temperature,
+        head_scaling=args.head_scaling, seed=args.seed,
+    )  # fmt: skip
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    if (args.out / META).exists() and not args.force:
+        raise UsageError(f"{args.out} already holds a model; pass --force to overwrite it")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from defdistill.distill import train_model
+
+    config = _config(args)
+    _check_out(args)
+    ds = load_dataset(args.dataset, args.data_dir, args.limit_train, args.limit_test)
+    role = "baseline" if config.temperature == 1.0 else "trained_at_T"
+    _, meta = train_model(
+        ds, args.arch or DEFAULT_ARCH[args.dataset], config, args.out, role,
+        device=args.device, progress=not args.quiet, allow_untrained=args.allow_untrained,
+    )  # fmt: skip
+    print(f"{role} T={config.temperature:g}: test accuracy {meta['test_accuracy']:.2%} "
+          f"({meta['train_seconds']:.0f} s) -> {args.out}")  # fmt: skip
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from defdistill.distill import distill
+
+    config = _config(args)
+    _check_out(args)
+    ds = load_dataset(args.dataset, args.data_dir, args.limit_train, args.limit_test)
+    meta = distill(
+        ds, args.arch or DEFAULT_ARCH[args.dataset], config, args.out, device=args.device,
+        progress=not args.quiet, allow_untrained=args.allow_untrained,
+    )  # fmt: skip
+    soft = meta["soft_labels"]
+    print(f"teacher  T={config.temperature:g}: test accuracy {meta['teacher']['test_accuracy']:.2%}")
+    print(f"soft labels at T: mean max-probability {soft['mean_max_probability']:.4f}, "
+          f"mean entropy {soft['mean_entropy']:.4f} nats (uniform {soft['max_entropy']:.4f})")
+    print(f"student  T={config.temperature:g}: test accuracy {meta['test_accuracy']:.2%}, "
+          f"deployed at T=1 mean max-probability {meta['mean_max_probability']:.6f} -> {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from defdistill.checkpoint import load_model
+    from defdistill.train import evaluate, resolve_device
+
+    model, meta = load_model(args.model, resolve_device(args.device))
+    dataset = meta.get("dataset", {}).get("name", args.dataset)
+    ds = load_dataset(dataset, args.data_dir, args.limit_train, args.limit_test)
+    if list(ds.input_shape) != meta["input_shape"]:
+        raise UsageError(f"{args.model} expects inputs {meta['input_shape']}, "
+                         f"the data has {list(ds.input_shape)}")  # fmt: skip
+    result = evaluate(model, ds.x_test, ds.y_test, temperature=1.0)
+    print(f"{args.model}: {meta.get('role')} trained at T={meta.get('temperature', 1):g}, "
+          f"deployed at T=1 on {len(ds.x_test)} {dataset} test images")
+    print(f"  accuracy              {result['accuracy']:.2%}")
+    print(f"  mean max-probability  {result['mean_max_probability']:.6f}")
+    print(f"  saturated (p_max==1)  {result['saturated_fraction']:.2%}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    path = download(args.dataset, args.data_dir)
+    print(f"{args.dataset} verified in {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
+    )  # fmt: skip
+    try:
+        return int(args.func(args) or 0)
+    except (*USER_ERRORS, UsageError) as err:
+        print(f"defdistill: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("defdistill: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

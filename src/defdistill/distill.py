@@ -1,0 +1,193 @@
+"""Defensive distillation (Papernot et al. 2016, arXiv:1511.04508, Section IV.B).
+
+1. A *teacher* is trained at temperature T on the hard labels.
+2. Its soft labels ``softmax(teacher(x) / T)`` are computed once, in eval mode, for the
+   training set.
+3. A *student* of the same architecture is trained at T on those soft labels.
+4. The student is deployed at T = 1.
+
+The *baseline* is the same network trained normally (T = 1, hard labels).
+
+On disk, a distillation directory holds the deployed student itself (``model.safetensors``
++ ``meta.json``, so ``load_model(dir)`` returns it), ``teacher/`` and
+``soft_labels.safetensors``. A rerun with the same teacher configuration reuses the
+teacher and its soft labels, so the student can be retrained alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from defdistill.checkpoint import CheckpointError, load_model, read_meta, save_model
+from defdistill.data import Dataset
+from defdistill.io import atomic_write_bytes
+from defdistill.models import build_model
+from defdistill.temperature import check_temperature, softmax_at
+from defdistill.train import TrainConfig, evaluate, predict_logits, resolve_device, train
+
+log = logging.getLogger(__name__)
+
+SOFT_LABELS = "soft_labels.safetensors"
+
+
+def dataset_signature(ds: Dataset) -> dict[str, Any]:
+    """What identifies the data a model was trained on (for safe reuse of artefacts)."""
+    return {
+        "name": ds.name,
+        "n_train": len(ds.x_train),
+        "n_test": len(ds.x_test),
+        "input_shape": list(ds.input_shape),
+        "num_classes": ds.num_classes,
+    }
+
+
+def train_model(
+    ds: Dataset,
+    architecture: str,
+    config: TrainConfig,
+    out: str | Path,
+    role: str,
+    targets: torch.Tensor | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    allow_untrained: bool = False,
+    extra_meta: dict[str, Any] | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build ``architecture``, train it on ``targets`` (hard labels by default), save it."""
+    c, h, _ = ds.input_shape
+    torch.manual_seed(config.seed)  # the initialisation is part of the seeded run
+    model = build_model(architecture, c, h, ds.num_classes)
+    result = train(
+        model, ds.x_train, ds.y_train if targets is None else targets, ds.x_test, ds.y_test,
+        config, device=device, progress=progress, allow_untrained=allow_untrained, desc=role,
+    )  # fmt: skip
+    deployed = evaluate(result.model, ds.x_test, ds.y_test, temperature=1.0)
+    meta = {
+        "architecture": architecture,
+        "input_shape": list(ds.input_shape),
+        "num_classes": ds.num_classes,
+        "dataset": dataset_signature(ds),
+        "role": role,
+        "temperature": config.temperature,
+        "deploy_temperature": 1.0,
+        "config": config.to_dict(),
+        "test_accuracy": result.test_accuracy,
+        "mean_max_probability": deployed["mean_max_probability"],
+        "saturated_fraction": deployed["saturated_fraction"],
+        "history": result.history,
+        "train_seconds": result.seconds,
+        **(extra_meta or {}),
+    }
+    return result.model, save_model(out, result.model, meta)
+
+
+def soft_labels(
+    teacher: nn.Module, x: torch.Tensor, temperature: float, batch_size: int = 1000
+) -> torch.Tensor:
+    """The teacher's probabilities ``softmax(teacher(x) / T)`` (eval mode), ``(N, K)`` float32."""
+    logits = predict_logits(teacher, x, batch_size)
+    return softmax_at(logits.double(), check_temperature(temperature)).float()
+
+
+def soft_label_stats(labels: torch.Tensor) -> dict[str, float]:
+    """Mean max-probability and mean entropy (nats; uniform = ln K) of soft labels."""
+    p = labels.double().clamp_min(1e-45)
+    entropy = -(labels.double() * p.log()).sum(1)
+    return {
+        "mean_max_probability": float(labels.max(1).values.mean()),
+        "mean_entropy": float(entropy.mean()),
+        "max_entropy": math.log(labels.shape[1]),
+    }
+
+
+def _reusable(path: Path, wanted: dict[str, Any]) -> bool:
+    """True when ``path`` holds a valid checkpoint whose metadata matches ``wanted``."""
+    try:
+        meta = read_meta(path)
+    except CheckpointError:
+        return False
+    return all(meta.get(k) == v for k, v in wanted.items())
+
+
+def distill(
+    ds: Dataset,
+    architecture: str,
+    config: TrainConfig,
+    out: str | Path,
+    student_config: TrainConfig | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    allow_untrained: bool = False,
+) -> dict[str, Any]:
+    """Run defensive distillation at ``config.temperature``; return the student's metadata.
+
+    ``student_config`` defaults to ``config`` with the seed + 1 (a fresh initialisation).
+    """
+    out = Path(out)
+    temperature = config.temperature
+    student_config = student_config or replace(config, seed=config.seed + 1)
+    if student_config.temperature != temperature:
+        raise ValueError("teacher and student must be trained at the same temperature")
+    dev = resolve_device(device)
+    signature = dataset_signature(ds)
+
+    teacher_dir = out / "teacher"
+    wanted = {"config": config.to_dict(), "dataset": signature, "architecture": architecture}
+    if _reusable(teacher_dir, wanted):
+        teacher, teacher_meta = load_model(teacher_dir, dev)
+        log.info("reusing teacher %s (accuracy %.4f)", teacher_dir, teacher_meta["test_accuracy"])
+    else:
+        teacher, teacher_meta = train_model(
+            ds, architecture, config, teacher_dir, "teacher", device=str(dev),
+            progress=progress, allow_untrained=allow_untrained,
+        )  # fmt: skip
+
+    labels = _load_soft_labels(out / SOFT_LABELS, teacher_meta["weights_sha256"])
+    if labels is None or len(labels) != len(ds.x_train):
+        labels = soft_labels(teacher, ds.x_train, temperature)
+        blob = save_safetensors(
+            {"soft_labels": labels.contiguous()},
+            metadata={"teacher_sha256": teacher_meta["weights_sha256"], "temperature": str(temperature)},
+        )  # fmt: skip
+        atomic_write_bytes(out / SOFT_LABELS, blob)
+    stats = soft_label_stats(labels)
+    log.info("soft labels at T=%g: mean max-probability %.4f, mean entropy %.4f nats",
+             temperature, stats["mean_max_probability"], stats["mean_entropy"])  # fmt: skip
+
+    _, student_meta = train_model(
+        ds, architecture, student_config, out, "student", targets=labels, device=str(dev),
+        progress=progress, allow_untrained=allow_untrained,
+        extra_meta={
+            "teacher": {"path": "teacher", "weights_sha256": teacher_meta["weights_sha256"],
+                        "test_accuracy": teacher_meta["test_accuracy"]},
+            "soft_labels": {**stats, "sha256": hashlib.sha256((out / SOFT_LABELS).read_bytes())
+                            .hexdigest()},
+        },
+    )  # fmt: skip
+    return student_meta
+
+
+def _load_soft_labels(path: Path, teacher_sha: str) -> torch.Tensor | None:
+    """Soft labels saved for exactly this teacher, or None."""
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            if (handle.metadata() or {}).get("teacher_sha256") != teacher_sha:
+                return None
+        return load_safetensors(path.read_bytes())["soft_labels"]
+    except Exception:  # a corrupt file is recomputed, never trusted
+        log.warning("%s is unreadable; recomputing the soft labels", path)
+        return None

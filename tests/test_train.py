@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from defdistill.models import build_model, output_layer
+from defdistill.train import TrainConfig, TrainingError, evaluate, train
+
+
+def fit(ds, **config):
+    torch.manual_seed(config.get("seed", 0))
+    model = build_model("mnist_cnn", 1, 28, ds.num_classes)
+    cfg = TrainConfig(**{"epochs": 2, "batch_size": 32, **config})
+    return train(model, ds.x_train, ds.y_train, ds.x_test, ds.y_test, cfg, progress=False)
+
+
+def test_learns_the_synthetic_task(synthetic):
+    result = fit(synthetic)
+    assert result.test_accuracy > 0.95
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_same_seed_gives_identical_weights(synthetic):
+    a = fit(synthetic, epochs=1, seed=3).model.state_dict()
+    b = fit(synthetic, epochs=1, seed=3).model.state_dict()
+    c = fit(synthetic, epochs=1, seed=4).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_head_scaling_makes_training_at_t_follow_training_at_1(synthetic):
+    """With head scaling, z/T at temperature T tracks z at T = 1 (same seed, same steps)."""
+    cfg = {"epochs": 1, "lr": 0.01}
+    at_1 = fit(synthetic, temperature=1.0, **cfg).model
+    at_50 = fit(synthetic, temperature=50.0, **cfg).model
+    x = synthetic.x_test[:64]
+    z1, z50 = at_1(x), at_50(x)
+    assert torch.allclose(z50 / 50.0, z1, atol=1e-3 * z1.abs().max().item())
+    assert output_layer(at_50).weight.abs().mean() > 20 * output_layer(at_1).weight.abs().mean()
+
+
+def test_high_temperature_without_head_scaling_can_stall_and_is_refused(synthetic):
+    """The pitfall: plain training at T = 1000 with tiny budgets stays at chance."""
+    with pytest.raises(TrainingError, match="near chance"):
+        fit(synthetic, temperature=1000.0, head_scaling=False, epochs=1, lr=0.01, momentum=0.0)
+    result = fit(synthetic, temperature=1000.0, head_scaling=True, epochs=1, lr=0.01)
+    assert result.test_accuracy > 0.9
+
+
+def test_soft_targets_and_saturation_of_deployed_model(synthetic):
+    soft = torch.nn.functional.one_hot(synthetic.y_train, 3).float() * 0.8 + 0.2 / 3
+    torch.manual_seed(0)
+    model = build_model("mnist_cnn", 1, 28, 3)
+    cfg = TrainConfig(epochs=2, batch_size=32, temperature=20.0)
+    result = train(model, synthetic.x_train, soft, synthetic.x_test, synthetic.y_test, cfg,
+                   progress=False)
+    assert result.test_accuracy > 0.95
+    # trained at T = 20, deployed at T = 1: the softmax is far more confident
+    deployed = evaluate(result.model, synthetic.x_test, synthetic.y_test, temperature=1.0)
+    at_t = evaluate(result.model, synthetic.x_test, synthetic.y_test, temperature=20.0)
+    assert deployed["mean_max_probability"] > 0.999 > at_t["mean_max_probability"]
+
+
+@pytest.mark.parametrize(
+    "bad", [{"epochs": 0}, {"lr": 0.0}, {"momentum": 1.0}, {"optimizer": "lbfgs"},
+            {"temperature": 0.0}, {"lr_decay": 1.5}],
+)
+def test_bad_config_is_value_error(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
