@@ -112,7 +112,54 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p)
     p.set_defaults(func=cmd_download)
 
+    p = sub.add_parser("audit", help="gradient-masking checks, attack battery and a verdict")
+    p.add_argument("--model", type=Path, required=True, help="model directory to audit")
+    p.add_argument("--reference", type=Path, default=None,
+                   help="undefended model of the same task (source of the transfer attack)")
+    p.add_argument("--temperature", type=_positive_float, default=None,
+                   help="training temperature for the adaptive PGD (default: from meta.json)")
+    p.add_argument("--samples", type=_positive_int, default=100,
+                   help="correctly classified test images attacked (default 100)")
+    p.add_argument("--jsma-samples", type=_positive_int, default=20,
+                   help="of which attacked by JSMA toward every other class (default 20)")
+    p.add_argument("--json", type=Path, default=None, help="write the audit as JSON")
+    add_data(p)
+    add_common(p)
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="the paper's temperature sweep, measurements, plots and report (resumable)",
+    )
+    p.add_argument("--dataset", default="mnist", choices=DATASETS)
+    p.add_argument("--profile", default="quick", choices=["quick", "paper"],
+                   help="quick: minutes on a laptop CPU; paper: the paper's settings")
+    p.add_argument("--temperatures", type=_temperature_list, default=None,
+                   help="comma-separated distillation temperatures (default: the profile's)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override the profile")
+    p.add_argument("--attack-samples", type=_positive_int, default=None,
+                   help="correctly classified test images attacked by JSMA (per model)")
+    p.add_argument("--adaptive-samples", type=_positive_int, default=None,
+                   help="test images for the adaptive attacks (per model)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="data directory (MNIST default: the embedded copy; CIFAR-10: required)")
+    p.add_argument("--limit-train", type=_positive_int, default=None)
+    p.add_argument("--limit-test", type=_positive_int, default=None)
+    p.add_argument("--out", type=Path, default=Path("results"), help="output directory")
+    p.add_argument("--force", action="store_true", help="recompute every unit")
+    add_common(p)
+    p.set_defaults(func=cmd_reproduce)
     return parser
+
+
+def _temperature_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,2,5,100, got {text!r}") from None
+    if not values or any(not t > 0 for t in values):
+        raise argparse.ArgumentTypeError(f"temperatures must be numbers > 0, got {text!r}")
+    return values
 
 
 def _config(args: argparse.Namespace):
@@ -164,15 +211,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from defdistill.checkpoint import load_model
-    from defdistill.train import evaluate, resolve_device
+    from defdistill.train import evaluate
 
-    model, meta = load_model(args.model, resolve_device(args.device))
-    dataset = meta.get("dataset", {}).get("name", args.dataset)
-    ds = load_dataset(dataset, args.data_dir, args.limit_train, args.limit_test)
-    if list(ds.input_shape) != meta["input_shape"]:
-        raise UsageError(f"{args.model} expects inputs {meta['input_shape']}, "
-                         f"the data has {list(ds.input_shape)}")  # fmt: skip
+    model, meta, ds = _load_for_data(args.model, args)
+    dataset = ds.name
     result = evaluate(model, ds.x_test, ds.y_test, temperature=1.0)
     print(f"{args.model}: {meta.get('role')} trained at T={meta.get('temperature', 1):g}, "
           f"deployed at T=1 on {len(ds.x_test)} {dataset} test images")
@@ -185,6 +227,68 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     path = download(args.dataset, args.data_dir)
     print(f"{args.dataset} verified in {path}")
+    return 0
+
+
+def _load_for_data(path: Path, args: argparse.Namespace):
+    """Load a model and the test set it was trained for."""
+    from defdistill.checkpoint import load_model
+    from defdistill.train import resolve_device
+
+    model, meta = load_model(path, resolve_device(args.device))
+    dataset = meta.get("dataset", {}).get("name", args.dataset)
+    ds = load_dataset(dataset, args.data_dir, args.limit_train, args.limit_test)
+    if list(ds.input_shape) != meta["input_shape"]:
+        raise UsageError(f"{path} expects inputs {meta['input_shape']}, "
+                         f"the data has {list(ds.input_shape)}")  # fmt: skip
+    return model, meta, ds
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from defdistill.audit import audit
+    from defdistill.io import atomic_write_json
+
+    model, meta, ds = _load_for_data(args.model, args)
+    reference = _load_for_data(args.reference, args)[0] if args.reference else None
+    temperature = args.temperature or float(meta.get("temperature", 1.0))
+    device = next(model.parameters()).device
+    report = audit(
+        model, ds.x_test.to(device), ds.y_test.to(device), temperature=temperature,
+        reference=reference, samples=args.samples, jsma_samples=args.jsma_samples,
+        seed=args.seed,
+    )  # fmt: skip
+    print(f"audit of {args.model} ({meta.get('role')}, trained at T={temperature:g}) on "
+          f"{report.config['samples']} correctly classified test images")
+    print()
+    print(f"{'check':<22} {'status':<9} finding")
+    for f in report.findings:
+        print(f"{f.check:<22} {f.severity.value:<9} {f.message}")
+    print()
+    print(f"{'attack':<38} {'accuracy':>9}  success")
+    for name, acc, succ in report.table():
+        print(f"{name:<38} {acc:>9}  {succ}")
+    print()
+    print(f"verdict: {report.verdict.text}")
+    if args.json:
+        atomic_write_json(args.json, {"model": str(args.model), **report.to_dict()})
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from defdistill.experiments.pipeline import reproduce
+    from defdistill.experiments.profiles import get_profile
+
+    profile = get_profile(args.dataset, args.profile).with_overrides(
+        temperatures=args.temperatures, epochs=args.epochs, attack_samples=args.attack_samples,
+        adaptive_samples=args.adaptive_samples, limit_train=args.limit_train,
+        limit_test=args.limit_test,
+    )  # fmt: skip
+    paths = reproduce(
+        args.dataset, profile, args.out, data_dir=args.data_dir, seed=args.seed,
+        device=args.device, force=args.force, progress=not args.quiet,
+    )  # fmt: skip
+    print(paths["summary"])
+    print(f"report: {paths['report']}  (html: {paths['html']}, data: {paths['json']})")
     return 0
 
 

@@ -5,8 +5,9 @@ Each attack is an object with validated parameters, called as
 """
 
 from defdistill.attacks.base import Attack, AttackResult
+from defdistill.attacks.cw import CarliniWagnerL2
 from defdistill.attacks.fgsm import FGSM
 from defdistill.attacks.jsma import JSMA
 from defdistill.attacks.pgd import PGD
 
-__all__ = ["FGSM", "JSMA", "PGD", "Attack", "AttackResult"]
+__all__ = ["FGSM", "JSMA", "PGD", "Attack", "AttackResult", "CarliniWagnerL2"]

@@ -128,13 +128,19 @@ class JSMA(Attack):
     """Targeted L0 attack that saturates pairs of features chosen by a saliency map.
 
     Each iteration computes the forward derivative of ``F_t`` (target output) and of
-    ``sum_{j != t} F_j`` w.r.t. the input (two backward passes over the batch; the
-    second sum is differentiated directly, not as ``1 - F_t``), picks the pair of
+    ``sum_{j != t} F_j`` w.r.t. the input, picks the pair of
     search-domain features maximising the pairwise saliency map (see
     :func:`select_pairs`), sets both to the bound (1 for ``theta = +1``, 0 for
     ``theta = -1``) and removes them from the search domain. ``F = softmax(logits / T)``
     (``on="probs"``, the paper's setting, ``T`` = deploy temperature) or ``F = logits``
     (``on="logits"``, the adaptive variant that defeats distillation's saturation).
+    On logits the two derivatives take two backward passes. On probabilities
+    ``sum_{j != t} F_j = 1 - F_t``, so its derivative is exactly minus that of ``F_t``; both
+    come from one backward pass of a closed-form logit cotangent (``s_t s_c / T`` for
+    ``c != t``, ``-s_t sum_{j != t} s_j / T`` for ``c = t``), which stays accurate whether
+    ``F_t`` is close to 0 or to 1, where autograd through the softmax cancels
+    catastrophically (``1 - sum_{j != t} s_j``, or ``1 - s_t``). The saliency map then
+    reduces to picking the two admissible features with the largest ``θ·dF_t/dx``.
 
     The search domain starts as the features that can move in direction ``theta``
     (``x < 1`` for ``+1``, ``x > 0`` for ``-1``). A sample stops on success
@@ -194,6 +200,29 @@ class JSMA(Attack):
         self.temperature = check_temperature(temperature)
         self.pair_chunk = check_positive_int("pair_chunk", pair_chunk)
 
+    def _forward_derivatives(
+        self, logits: torch.Tensor, t: torch.Tensor, xa: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(dF_t/dx, d(sum_{j != t} F_j)/dx)``, each ``(B, n)``."""
+        is_t = F.one_hot(t, logits.shape[1]).bool()
+        if self.on == "logits":
+            (alpha,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), xa, retain_graph=True)
+            (beta,) = torch.autograd.grad(logits.masked_fill(is_t, 0.0).sum(), xa)
+            return alpha, beta
+        # Probabilities s = softmax(z / T). Autograd through softmax computes the derivative
+        # of sum_{j != t} s_j as s_c * (1 - sum_{j != t} s_j), which cancels catastrophically
+        # when s_t is small, and the derivative of s_t as s_t * (1 - s_t), which does when
+        # s_t is close to 1. The closed form is accurate in both regimes:
+        # d(sum_{j != t} s_j)/dz_c = s_t * s_c / T (c != t), -s_t * sum_{j != t} s_j / T (c = t),
+        # and it is exactly minus d s_t / dz, so a single backward pass gives both.
+        with torch.no_grad():
+            s = F.softmax(logits / self.temperature, dim=1)
+            s_t = s.gather(1, t[:, None])
+            s_other = s.masked_fill(is_t, 0.0).sum(dim=1, keepdim=True)
+            cot_beta = torch.where(is_t, -s_t * s_other, s_t * s) / self.temperature
+        (beta,) = torch.autograd.grad(logits, xa, grad_outputs=cot_beta)
+        return -beta, beta
+
     def _run(
         self,
         model: nn.Module,
@@ -221,12 +250,7 @@ class JSMA(Attack):
             xa = flat[active].requires_grad_(True)
             t = target[active]
             logits = model(xa.view(-1, *shape))
-            out = F.softmax(logits / self.temperature, dim=1) if self.on == "probs" else logits
-            is_t = F.one_hot(t, out.shape[1]).bool()
-            f_t = out.gather(1, t[:, None]).sum()
-            f_other = out.masked_fill(is_t, 0.0).sum()
-            (alpha,) = torch.autograd.grad(f_t, xa, retain_graph=True)
-            (beta,) = torch.autograd.grad(f_other, xa)
+            alpha, beta = self._forward_derivatives(logits, t, xa)
             todo = logits.detach().argmax(dim=1) != t
             active, alpha, beta = active[todo], alpha[todo], beta[todo]
             if not active.numel():

@@ -1,0 +1,123 @@
+"""``defdistill audit``: is this model robust, or does it only mask gradients?
+
+Runs the gradient-masking checks (:mod:`defdistill.checks`) and a fixed battery of attacks
+at standard budgets (:mod:`defdistill.battery`), then gives a verdict. The battery pairs
+each attack on the softmax with its adaptive counterpart on the logits, as Carlini &
+Wagner did to show that defensive distillation is not robust (arXiv:1607.04311):
+JSMA on F vs on Z, PGD on the cross-entropy vs on the logits divided by the training
+temperature, plus Carlini & Wagner L2 and, given a reference model, a transfer attack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from defdistill import checks
+from defdistill.battery import first_correct, run_cw, run_jsma, run_pgd, run_transfer
+from defdistill.checks import Finding, Verdict
+
+# Standard threat models: MNIST-like (1 channel) and colour images.
+BUDGETS = {
+    "grey": {"linf": (0.1, 0.3), "l2": 2.0},
+    "colour": {"linf": (2 / 255, 8 / 255), "l2": 0.5},
+}
+
+
+@dataclass
+class AuditReport:
+    """Checks, attacks and verdict of one audit (``to_dict`` is the JSON written)."""
+
+    findings: list[Finding]
+    attacks: dict[str, dict[str, Any]]
+    verdict: Verdict
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "verdict": self.verdict.to_dict(),
+            "findings": [f.to_dict() for f in self.findings],
+            "attacks": self.attacks,
+        }
+
+    def table(self) -> list[tuple[str, str, str]]:
+        """Rows (attack, accuracy under attack, attack success) for the terminal."""
+        rows = []
+        for name, res in self.attacks.items():
+            acc = res.get("accuracy")
+            rows.append((
+                name,
+                "–" if acc is None else f"{100 * acc:.1f}%",
+                f"{100 * res['success_rate']:.1f}%"
+                + (f" (mean L2 {res['mean_l2']:.2f})" if res.get("mean_l2") is not None else ""),
+            ))  # fmt: skip
+        return rows
+
+
+def audit(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0,
+    reference: nn.Module | None = None, samples: int = 100, jsma_samples: int = 20,
+    cw_iterations: int = 1000, cw_search_steps: int = 6, seed: int = 0,
+) -> AuditReport:  # fmt: skip
+    """Audit ``model`` on the first ``samples`` correctly classified ``(x, y)``.
+
+    Args:
+        temperature: the training (distillation) temperature, used by the adaptive PGD on
+            ``logits / temperature``; 1 for an undistilled model.
+        reference: an undefended model of the same task (transfer attack source).
+        jsma_samples: samples attacked by JSMA toward every other class.
+    """
+    xs, ys = first_correct(model, x, y, samples)
+    budgets = BUDGETS["grey" if x.shape[1] == 1 else "colour"]
+    findings = [
+        checks.check_outputs_are_logits(model, xs),
+        checks.check_softmax_saturation(model, xs),
+        checks.check_zero_gradients(model, xs, ys),
+    ]
+    attacks: dict[str, dict[str, Any]] = {}
+    strongest = budgets["linf"][-1]
+    for eps in budgets["linf"]:
+        attacks[f"PGD Linf {eps:.3g} on F"] = run_pgd(model, xs, ys, eps=eps, seed=seed)
+        attacks[f"PGD Linf {eps:.3g} on Z/T"] = run_pgd(
+            model, xs, ys, eps=eps, temperature=temperature, seed=seed
+        )
+    attacks[f"PGD Linf {strongest:.3g} margin on Z"] = run_pgd(
+        model, xs, ys, eps=strongest, loss="margin", seed=seed
+    )
+    l2 = budgets["l2"]
+    attacks[f"PGD L2 {l2:g} on Z/T"] = run_pgd(
+        model, xs, ys, eps=l2, norm="l2", temperature=temperature, seed=seed
+    )
+    jsma = {"samples": jsma_samples, "targets": "all", "seed": seed}
+    attacks["JSMA on F (gamma 14.5%)"] = run_jsma(model, xs, ys, on="probs", **jsma)
+    attacks["JSMA on Z (gamma 14.5%)"] = run_jsma(model, xs, ys, on="logits", **jsma)
+    attacks["C&W L2 (minimum L2)"] = run_cw(
+        model, xs, ys, iterations=cw_iterations, search_steps=cw_search_steps
+    )
+    for res in attacks.values():
+        res.pop("example", None)
+
+    whitebox = max(attacks[f"PGD Linf {strongest:.3g} on {k}"]["success_rate"] for k in ("F", "Z/T"))
+    findings.append(checks.check_probs_vs_logits(
+        attacks["JSMA on F (gamma 14.5%)"]["success_rate"],
+        attacks["JSMA on Z (gamma 14.5%)"]["success_rate"], "JSMA",
+    ))  # fmt: skip
+    findings.append(checks.check_probs_vs_logits(
+        attacks[f"PGD Linf {strongest:.3g} on F"]["success_rate"],
+        attacks[f"PGD Linf {strongest:.3g} on Z/T"]["success_rate"], f"PGD Linf {strongest:.3g}",
+    ))  # fmt: skip
+    if reference is not None:
+        transfer = run_transfer(reference, model, xs, ys, eps=strongest, seed=seed)
+        attacks[f"transfer PGD Linf {strongest:.3g} from reference"] = transfer
+        plain = attacks[f"PGD Linf {strongest:.3g} on F"]["success_rate"]
+        findings.append(checks.check_transfer_vs_whitebox(transfer["success_rate"], plain))
+    robust = min(
+        (r["accuracy"] for r in attacks.values() if r.get("accuracy") is not None), default=None
+    )
+    config = {"samples": len(xs), "jsma_samples": jsma_samples, "temperature": temperature,
+              "budgets": budgets, "seed": seed, "whitebox_success": whitebox}  # fmt: skip
+    return AuditReport(findings, attacks, checks.verdict(findings, robust), config)

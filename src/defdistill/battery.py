@@ -1,0 +1,144 @@
+"""A battery of attacks at fixed budgets, each summarised as a JSON-ready dict.
+
+Shared by the reproduction sweep and ``defdistill audit`` so that both measure the same
+thing the same way:
+
+* :func:`run_jsma` — the paper's protocol (Papernot et al. 2016, arXiv:1511.04508): JSMA
+  toward every other class on correctly classified samples, on the probabilities ``F``
+  (the paper's attack) or on the logits ``Z`` (the adaptive variant);
+* :func:`run_pgd` — accuracy under PGD (Madry et al., arXiv:1706.06083), optionally on the
+  logits divided by a temperature (the adaptive attack on distillation);
+* :func:`run_cw` — Carlini & Wagner L2 (arXiv:1608.04644): success and minimum L2;
+* :func:`run_transfer` — examples crafted on a source model, evaluated on a target;
+* :func:`gradient_stats` — amplitude of the deployed softmax's Jacobian.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from defdistill import metrics
+from defdistill.attacks import JSMA, PGD, CarliniWagnerL2
+
+EXAMPLE_DECIMALS = 4
+
+
+def _stats(values: torch.Tensor) -> dict[str, float | None]:
+    values = values.double()
+    if values.numel() == 0:
+        return {"mean": None, "median": None}
+    return {"mean": float(values.mean()), "median": float(values.median())}
+
+
+def first_correct(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` samples of ``(x, y)`` that ``model`` classifies correctly."""
+    keep = metrics.correct_mask(model, x, y)
+    idx = keep.nonzero().flatten()[:n]
+    return x[idx], y[idx]
+
+
+def _example(x: torch.Tensor, x_adv: torch.Tensor, target: int) -> dict[str, Any]:
+    return {
+        "x": x.double().round(decimals=EXAMPLE_DECIMALS).tolist(),
+        "x_adv": x_adv.double().round(decimals=EXAMPLE_DECIMALS).tolist(),
+        "target": int(target),
+    }
+
+
+def run_jsma(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int, on: str = "probs",
+    temperature: float = 1.0, gamma: float = 0.145, theta: float = 1.0, targets: str = "all",
+    seed: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """JSMA with the paper's protocol on the first ``samples`` correctly classified inputs."""
+    xs, ys = first_correct(model, x, y, samples)
+    attack = JSMA(theta=theta, gamma=gamma, on=on, temperature=temperature)
+    start = time.perf_counter()
+    report = metrics.paper_success_rate(model, attack, xs, ys, targets=targets, seed=seed)
+    seconds = time.perf_counter() - start
+    summary = {
+        "on": on,
+        "gamma": gamma,
+        "theta": theta,
+        "samples": len(xs),
+        "attempts": report.attempts,
+        "successes": report.successes,
+        "success_rate": report.success_rate,
+        "mean_l0_percent": report.mean_l0_percent,
+        "rho_adv_percent": report.rho_adv_percent,
+        "samples_without_success": report.samples_without_success,
+        "seconds": seconds,
+        "attempts_per_second": report.attempts / seconds if seconds > 0 else None,
+        "example": None,
+    }
+    hit = report.success.nonzero().flatten()
+    if len(hit):
+        i = int(hit[0])
+        summary["example"] = _example(report.x[i], report.x_adv[i], int(report.target[i]))
+    return summary
+
+
+def run_pgd(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "linf",
+    steps: int = 40, loss: str = "ce", temperature: float = 1.0, seed: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """Accuracy under untargeted PGD at budget ``eps`` (on ``logits / temperature``)."""
+    attack = PGD(eps=eps, norm=norm, steps=steps, loss=loss, temperature=temperature, seed=seed)
+    start = time.perf_counter()
+    result = attack(model, x, y)
+    correct_after = float(metrics.accuracy(model, result.x_adv, y))
+    return {
+        "eps": eps, "norm": norm, "steps": steps, "loss": loss, "temperature": temperature,
+        "samples": len(x), "clean_accuracy": float(metrics.accuracy(model, x, y)),
+        "accuracy": correct_after, "success_rate": result.success_rate,
+        "seconds": time.perf_counter() - start,
+    }  # fmt: skip
+
+
+def run_cw(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, iterations: int = 1000,
+    search_steps: int = 9, confidence: float = 0.0,
+) -> dict[str, Any]:  # fmt: skip
+    """Untargeted Carlini & Wagner L2 on correctly classified ``x``: success and L2."""
+    attack = CarliniWagnerL2(confidence=confidence, max_iterations=iterations,
+                             binary_search_steps=search_steps)  # fmt: skip
+    start = time.perf_counter()
+    result = attack(model, x, y)
+    l2 = metrics.l2(result.x_adv - x)[result.success]
+    return {
+        "samples": len(x), "iterations": iterations, "search_steps": search_steps,
+        "success_rate": result.success_rate, "mean_l2": _stats(l2)["mean"],
+        "median_l2": _stats(l2)["median"], "seconds": time.perf_counter() - start,
+    }  # fmt: skip
+
+
+def run_transfer(
+    source: nn.Module, target: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.3,
+    steps: int = 40, seed: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """PGD L∞ examples crafted on ``source``; success = misclassified by ``target``."""
+    adv = PGD(eps=eps, steps=steps, seed=seed)(source, x, y).x_adv
+    fooled = ~metrics.correct_mask(target, adv, y)
+    return {"eps": eps, "steps": steps, "samples": len(x),
+            "success_rate": float(fooled.float().mean()) if len(x) else math.nan}  # fmt: skip
+
+
+def gradient_stats(model: nn.Module, x: torch.Tensor, bins: int = 40) -> dict[str, Any]:
+    """Per-sample mean |dF/dx| of the deployed softmax: summary and log10 histogram."""
+    amplitude = metrics.gradient_amplitude(model, x, temperature=1.0)
+    hist = metrics.log_histogram(amplitude, bins=bins)
+    nonzero = amplitude[amplitude > 0]
+    return {
+        "samples": len(x),
+        **_stats(amplitude),
+        "log10_mean_nonzero": float(nonzero.double().log10().mean()) if len(nonzero) else None,
+        "zero_fraction": float((amplitude == 0).float().mean()),
+        "histogram": hist,
+    }

@@ -1,0 +1,109 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from defdistill.experiments.pipeline import reproduce_on
+from defdistill.experiments.report import CSV_COLUMNS
+
+from pipeline_runner import TINY, tiny_dataset
+
+TESTS = Path(__file__).resolve().parents[1]
+
+STABLE_KEYS = ("name", "temperature", "test_accuracy", "jsma_probs", "gradients", "adaptive",
+               "weights_sha256")  # fmt: skip
+
+
+def stable(results: dict) -> list[dict]:
+    return [{k: row[k] for k in STABLE_KEYS} for row in results["models"]]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    start = time.perf_counter()
+    paths = reproduce_on(tiny_dataset(), TINY, out, progress=False)
+    return out, paths, time.perf_counter() - start
+
+
+def test_every_output_file_and_the_json_schema(tiny_run):
+    out, paths, _ = tiny_run
+    for name in ("results.json", "results.csv", "report.md", "report.html"):
+        assert (out / name).stat().st_size > 0
+    figures = {p.name for p in (out / "figures").glob("*.png")}
+    assert {"success_vs_temperature.png", "accuracy_variation_vs_temperature.png",
+            "rho_adv_vs_temperature.png", "gradient_amplitude_histograms.png",
+            "robust_vs_temperature.png"} <= figures  # fmt: skip
+    for png in (out / "figures").glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    combined = json.loads((out / "results.json").read_text())
+    assert combined["schema_version"] == 1
+    result = combined["datasets"]["synthetic"]
+    assert set(result) >= {"schema_version", "config", "environment", "models"}
+    assert result["config"]["profile"]["temperatures"] == [5.0, 50.0]
+    rows = result["models"]
+    assert [r["name"] for r in rows] == ["baseline", "distilled-T5", "distilled-T50"]
+    for row in rows:
+        assert row["test_accuracy"] > 0.9  # every model learned
+        jsma = row["jsma_probs"]
+        assert jsma["attempts"] == 4 * 2  # 4 samples x the 2 other classes
+        assert 0.0 <= jsma["success_rate"] <= 1.0
+        assert row["gradients"]["samples"] == 16
+        assert set(row["adaptive"]) >= {"jsma_logits", "pgd_temperature", "pgd_plain", "cw_l2",
+                                        "transfer"}  # fmt: skip
+    # distillation at T = 50 saturates the deployed softmax: gradients shrink
+    assert rows[2]["gradients"]["median"] < rows[0]["gradients"]["median"]
+
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert csv_lines[0].split(",") == CSV_COLUMNS and len(csv_lines) == 4
+    md = (out / "report.md").read_text()
+    assert "## Is defensive distillation robust?" in md and "| distilled-T50 |" in md
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(figures)
+    assert "<table>" in html
+
+
+def test_rerun_reuses_every_unit(tiny_run):
+    out, _, first_seconds = tiny_run
+    start = time.perf_counter()
+    reproduce_on(tiny_dataset(), TINY, out, progress=False)
+    result = json.loads((out / "synthetic" / "results.json").read_text())
+    assert result["config"]["units_computed"] == []
+    assert len(result["config"]["units_reused"]) == 3
+    assert time.perf_counter() - start < first_seconds
+
+
+def test_changed_configuration_recomputes(tiny_run, tmp_path):
+    out, _, _ = tiny_run
+    result = json.loads((out / "synthetic" / "results.json").read_text())
+    changed = TINY.with_overrides(attack_samples=3)
+    reproduce_on(tiny_dataset(), changed, out, progress=False)
+    new = json.loads((out / "synthetic" / "results.json").read_text())
+    assert len(new["config"]["units_computed"]) == 3
+    assert new["models"][0]["jsma_probs"]["attempts"] == 3 * 2
+    assert result["models"][0]["weights_sha256"] == new["models"][0]["weights_sha256"]
+
+
+def test_sigkill_mid_run_then_rerun_gives_the_same_results(tiny_run, tmp_path):
+    reference, _, _ = tiny_run
+    expected = stable(json.loads((reference / "synthetic" / "results.json").read_text()))
+    out = tmp_path / "killed"
+    runner = [sys.executable, str(TESTS / "pipeline_runner.py"), str(out)]
+    for marker in ("models/distilled-T5/teacher/meta.json", "units/eval-baseline.json"):
+        proc = subprocess.Popen(runner, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not (out / "synthetic" / marker).exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "pipeline did not reach the kill point"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not (out / "synthetic" / "results.json").exists()
+    subprocess.run(runner, check=True, timeout=300, capture_output=True)
+    got = json.loads((out / "synthetic" / "results.json").read_text())
+    assert stable(got) == expected
+    assert "eval-baseline" not in got["config"]["units_computed"]

@@ -1,0 +1,24 @@
+"""Run the reproduction pipeline on the tiny synthetic data set (used by the kill test).
+
+    python tests/pipeline_runner.py OUT_DIR
+"""
+
+import sys
+
+from conftest import make_synthetic
+
+from defdistill.experiments.pipeline import reproduce_on
+from defdistill.experiments.profiles import Profile
+
+TINY = Profile(
+    "tiny", (5.0, 50.0), epochs=2, batch_size=16, attack_samples=4, gradient_samples=16,
+    adaptive_samples=4, cw_iterations=30, cw_search_steps=2,
+)
+
+
+def tiny_dataset():
+    return make_synthetic(n_train=320, n_test=64, num_classes=3, size=28, seed=1)
+
+
+if __name__ == "__main__":
+    reproduce_on(tiny_dataset(), TINY, sys.argv[1], progress=False)

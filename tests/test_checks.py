@@ -1,0 +1,82 @@
+"""Gradient-masking checks and the audit verdict on models built to mask or not."""
+
+import pytest
+import torch
+from conftest import make_synthetic
+from torch import nn
+
+from defdistill import checks
+from defdistill.audit import audit
+from defdistill.checks import Severity
+
+
+class ScaledLogits(nn.Module):
+    """Masks gradients by construction: logits x 1000 saturate the softmax in float32,
+    exactly what defensive distillation does to its deployed network."""
+
+    def __init__(self, base: nn.Module, scale: float = 1000.0) -> None:
+        super().__init__()
+        self.base, self.scale = base, scale
+
+    def forward(self, x):
+        return self.base(x) * self.scale
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    ds = make_synthetic(n_train=600, n_test=200, num_classes=3, size=8, seed=2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = nn.functional.cross_entropy(model(ds.x_train), ds.y_train)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    assert (model(ds.x_test).argmax(1) == ds.y_test).float().mean() > 0.95
+    return model, ds
+
+
+def test_masking_model_is_flagged_and_plain_model_is_not(trained):
+    model, ds = trained
+    masked = ScaledLogits(model).eval()
+    x, y = ds.x_test[:64], ds.y_test[:64]
+    assert checks.check_zero_gradients(model, x, y).severity is Severity.OK
+    assert checks.check_zero_gradients(masked, x, y).severity is Severity.CRITICAL
+    assert not checks.check_softmax_saturation(model, x).flagged
+    saturation = checks.check_softmax_saturation(masked, x)
+    assert saturation.flagged and saturation.value > 0.5
+
+
+def test_probability_outputs_are_flagged(trained):
+    model, ds = trained
+    probs = nn.Sequential(model, nn.Softmax(dim=1))
+    assert checks.check_outputs_are_logits(probs, ds.x_test[:16]).severity is Severity.CRITICAL
+    assert not checks.check_outputs_are_logits(model, ds.x_test[:16]).flagged
+
+
+def test_gap_checks():
+    assert checks.check_probs_vs_logits(0.004, 0.97).flagged
+    assert not checks.check_probs_vs_logits(0.9, 0.95).flagged
+    assert checks.check_transfer_vs_whitebox(0.6, 0.1).flagged
+    assert not checks.check_transfer_vs_whitebox(0.5, 1.0).flagged
+    assert checks.verdict([checks.check_probs_vs_logits(0.0, 1.0)]).masking
+
+
+def test_audit_verdicts(trained):
+    model, ds = trained
+    masked = ScaledLogits(model).eval()
+    kwargs = {"samples": 30, "jsma_samples": 5, "cw_iterations": 50, "cw_search_steps": 3}
+    plain = audit(model, ds.x_test, ds.y_test, **kwargs)
+    assert not plain.verdict.masking, plain.verdict.text
+    report = audit(masked, ds.x_test, ds.y_test, temperature=1000.0, reference=model, **kwargs)
+    assert report.verdict.masking
+    assert "gradient masking" in report.verdict.text
+    attacks = report.attacks
+    # the paper's attack fails, the adaptive ones succeed on the same model
+    assert attacks["JSMA on F (gamma 14.5%)"]["success_rate"] < 0.2
+    assert attacks["JSMA on Z (gamma 14.5%)"]["success_rate"] > 0.8
+    assert attacks["C&W L2 (minimum L2)"]["success_rate"] > 0.95
+    json_ready = report.to_dict()
+    assert {f["check"] for f in json_ready["findings"]} >= {"zero_gradients", "probs_vs_logits"}
