@@ -5,7 +5,8 @@
 
 import sys
 
-from conftest import make_synthetic
+import torch
+from synthetic import make_synthetic
 
 from defdistill.experiments.pipeline import reproduce_on
 from defdistill.experiments.profiles import Profile
@@ -21,4 +22,5 @@ def tiny_dataset():
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)  # as the test session does: identical arithmetic
     reproduce_on(tiny_dataset(), TINY, sys.argv[1], progress=False)

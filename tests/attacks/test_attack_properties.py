@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from conftest import linear, mlp
+from attack_helpers import linear, mlp
 
 from defdistill.attacks import FGSM, JSMA, PGD, Attack, AttackResult, CarliniWagnerL2
 

@@ -41,9 +41,7 @@ def test_cw_targeted_on_a_trained_mlp_with_three_classes(trained_mlp3) -> None:
         ok = model(x).argmax(1) == y
     x, y = x[ok][:30], y[ok][:30]
     target = (y + 1) % 3
-    res = CarliniWagnerL2(binary_search_steps=6, max_iterations=200, learning_rate=5e-2)(
-        model, x, y, target
-    )
+    res = CarliniWagnerL2(binary_search_steps=6, max_iterations=200, learning_rate=5e-2)(model, x, y, target)
     assert float(res.success.float().mean()) >= 0.95
     # Smaller than the distance to the closest training point of the target class.
     pairwise = torch.cdist(x, x)
@@ -56,8 +54,9 @@ def test_cw_confidence_margin_holds(trained_mlp3) -> None:
     model, x, y = trained_mlp3
     x, y = x[:20], y[:20]
     kappa = 3.0
-    res = CarliniWagnerL2(confidence=kappa, binary_search_steps=6, max_iterations=200,
-                          learning_rate=5e-2)(model, x, y)
+    res = CarliniWagnerL2(confidence=kappa, binary_search_steps=6, max_iterations=200, learning_rate=5e-2)(
+        model, x, y
+    )
     with torch.no_grad():
         z = model(res.x_adv)
     top2 = z.topk(2, dim=1).values
@@ -76,9 +75,7 @@ def test_cw_works_where_the_softmax_saturates(trained_linear2) -> None:
     x, y = x[:16], y[:16]
     with torch.no_grad():
         y = saturated(x).argmax(1)
-    res = CarliniWagnerL2(initial_const=1e-6, max_iterations=300, learning_rate=5e-2)(
-        saturated, x, y
-    )
+    res = CarliniWagnerL2(initial_const=1e-6, max_iterations=300, learning_rate=5e-2)(saturated, x, y)
     assert bool(res.success.all())
     dist = boundary_distance(saturated, x, y)
     assert bool((res.info["l2"] <= dist * 1.5 + 1e-3).all())  # harder landscape, looser bound

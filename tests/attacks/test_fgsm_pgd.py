@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import linear
+from attack_helpers import linear
 
 from defdistill.attacks import FGSM, PGD
 
@@ -78,9 +78,7 @@ def test_pgd_stays_in_the_ball_and_the_box(norm: str, random_start: bool) -> Non
     x[8:16] = 1.0
     y = torch.randint(0, 2, (64,), generator=torch.Generator().manual_seed(1))
     eps = 0.1 if norm == "linf" else 0.4
-    res = PGD(eps, norm=norm, steps=10, step_size=eps / 2, random_start=random_start)(
-        model, x, y
-    )
+    res = PGD(eps, norm=norm, steps=10, step_size=eps / 2, random_start=random_start)(model, x, y)
     delta = (res.x_adv - x).flatten(1)
     dist = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
     assert float(dist.max()) <= eps * (1 + 1e-5)
@@ -99,8 +97,12 @@ def test_pgd_succeeds_iff_the_ball_reaches_the_boundary(norm: str) -> None:
     dist = margin / torch.linalg.vector_norm(w[1] - w[0], ord=dual)
     # Points whose closest boundary point is inside the box (the box does not bind).
     for factor, expect in ((1.25, True), (0.8, False)):
-        attack = PGD(float(dist.max() * factor) if expect else float(dist.min() * factor),
-                     norm=norm, steps=50, random_start=False)
+        attack = PGD(
+            float(dist.max() * factor) if expect else float(dist.min() * factor),
+            norm=norm,
+            steps=50,
+            random_start=False,
+        )
         res = attack(model, x, y)
         if expect:
             assert bool(res.success.all())

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import linear, mlp
+from attack_helpers import mlp
 
 from defdistill.attacks import JSMA
 from defdistill.attacks.jsma import select_pairs

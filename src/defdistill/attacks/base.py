@@ -102,9 +102,7 @@ def _check_labels(name: str, labels: torch.Tensor, n: int, num_classes: int) -> 
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
     if labels.shape != (n,):
-        raise ValueError(
-            f"{name} must have shape ({n},) to match x, got {tuple(labels.shape)}"
-        )
+        raise ValueError(f"{name} must have shape ({n},) to match x, got {tuple(labels.shape)}")
     if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(
             f"{name} must be class indices in [0, {num_classes}), got values in "
@@ -184,9 +182,7 @@ def attack_objective(
     return -classification_loss(logits, target, loss, temperature)
 
 
-def is_adversarial(
-    logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
-) -> torch.Tensor:
+def is_adversarial(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
     """``argmax != y`` (untargeted) or ``argmax == target`` (targeted), shape ``(N,)``."""
     pred = logits.argmax(dim=1)
     return pred != y if target is None else pred == target
@@ -311,7 +307,10 @@ class Attack(ABC):
                 infos.append({k: v.detach() for k, v in info.items()})
                 logger.debug(
                     "%s: chunk %d-%d, success %.3f",
-                    type(self).__name__, start, start + len(xc), float(succ[-1].float().mean()),
+                    type(self).__name__,
+                    start,
+                    start + len(xc),
+                    float(succ[-1].float().mean()),
                 )
         info = {k: torch.cat([d[k] for d in infos]) for k in infos[0]}
         return AttackResult(torch.cat(advs), torch.cat(succ), info)
@@ -325,8 +324,7 @@ class Attack(ABC):
         if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out)
             raise ValueError(
-                f"model must return logits of shape (N, num_classes); for 1 input it "
-                f"returned {shape}"
+                f"model must return logits of shape (N, num_classes); for 1 input it returned {shape}"
             )
         if out.shape[1] < 2:
             raise ValueError(f"model must output >= 2 classes, got {out.shape[1]}")

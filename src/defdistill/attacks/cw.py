@@ -97,9 +97,7 @@ class CarliniWagnerL2(Attack):
             raise ValueError(f"abort_early must be a bool, got {abort_early!r}")
         self.abort_early = abort_early
 
-    def _margin(
-        self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
-    ) -> torch.Tensor:
+    def _margin(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         """``max_{i != t} Z_i - Z_t`` (targeted) or ``Z_y - max_{i != y} Z_i``: < -κ is success."""
         if target is None:
             return logits.gather(1, y[:, None])[:, 0] - other_max(logits, y)

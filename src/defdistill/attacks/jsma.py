@@ -32,7 +32,7 @@ def select_pairs(
     domain: torch.Tensor,
     theta: float,
     pair_chunk: int = 2**24,
-    top: int = 32,
+    top: int = 128,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The JSMA pair ``(p, q)`` maximising the saliency map, for each row of a batch.
 
@@ -47,11 +47,14 @@ def select_pairs(
     exists among the features with at most one strict dominator. A superset of those is
     found without a full sort: among the ``top`` features with the largest ``u`` (taken
     in decreasing ``u``), those with fewer than two larger ``v`` before them; outside
-    them, those whose ``v`` reaches the second largest ``v`` of the top ones. The
-    candidates (a handful in practice: on probabilities ``beta ≈ -alpha``) are then
+    them, those whose ``v`` reaches the second largest ``v`` of the top ones. Candidates
+    that cannot beat a pair already scored (bound ``(u_p + max u)⁺ (v_p + max v)⁺``) are
+    dropped. The remaining ones (a handful in practice: on probabilities
+    ``beta = -alpha`` and there are two) are then
     scored pairwise, exhaustively, in float64 (so tiny gradients, e.g. of a distilled
     network, do not underflow when multiplied) and in blocks of at most ``pair_chunk``
-    scores; the worst case is all ``n²`` pairs.
+    scores. The worst case (strongly anti-correlated ``alpha`` and ``beta``, where
+    almost no pair is admissible) is still all ``n²`` pairs, with bounded memory.
 
     Args:
         alpha: ``(B, n)`` derivative of the target output.
@@ -59,7 +62,7 @@ def select_pairs(
         domain: ``(B, n)`` bool, features still in the search domain.
         theta: sign of the perturbation, ``+1`` or ``-1``.
         pair_chunk: maximum number of pair scores held at once. Default ``2**24``.
-        top: number of features with the largest ``u`` examined first. Default 32.
+        top: number of features with the largest ``u`` examined first. Default 128.
 
     Returns:
         ``(p, q, found)``: ``(B,)`` int64 feature indices and ``(B,)`` bool, ``False`` where
@@ -80,9 +83,7 @@ def select_pairs(
     vs = v.gather(1, inside)
     pad = torch.full_like(vs[:, :1], float("-inf"))
     prev_max = torch.cat([pad, vs.cummax(dim=1).values[:, :-1]], dim=1)
-    prev_second = torch.cat(
-        [pad, torch.minimum(vs, prev_max).cummax(dim=1).values[:, :-1]], dim=1
-    )
+    prev_second = torch.cat([pad, torch.minimum(vs, prev_max).cummax(dim=1).values[:, :-1]], dim=1)
     feat = inside
     valid = (vs >= prev_second) & torch.isfinite(us)
     # Outside: dominated by the two largest-v inside features unless v reaches the second.
@@ -95,33 +96,59 @@ def select_pairs(
             out_idx = outside.to(torch.float32).topk(extra, dim=1).indices
             feat = torch.cat([feat, out_idx], dim=1)
             valid = torch.cat([valid, outside.gather(1, out_idx)], dim=1)
-    # Compact the candidates to k columns.
+    # Prune with a bound: a pair holding p scores at most (u_p + max u)⁺ (v_p + max v)⁺,
+    # useless if below the score of a pair already known (from a few promising features).
+    neg_inf = torch.tensor(float("-inf"), dtype=torch.float64, device=dev)
+    u64, v64 = u.double(), v.double()
+    few = min(n, 16)
+    seed_feat = torch.cat([inside[:, :few], v.topk(few, dim=1).indices], dim=1)
+    seed_ok = domain.gather(1, seed_feat)
+    known, _, _ = _best_pair(
+        torch.where(seed_ok, u64.gather(1, seed_feat), neg_inf),
+        torch.where(seed_ok, v64.gather(1, seed_feat), neg_inf),
+        seed_feat,
+        pair_chunk,
+    )
+    bound = (u64.gather(1, feat) + u64.amax(dim=1, keepdim=True)).clamp_(min=0)
+    bound.mul_((v64.gather(1, feat) + v64.amax(dim=1, keepdim=True)).clamp_(min=0))
+    valid &= bound >= known[:, None]
+    # Compact the candidates to k columns and score all their pairs.
     k = max(int(valid.sum(dim=1).max()), 1)
     pick = valid.to(torch.float32).topk(k, dim=1).indices
     valid = valid.gather(1, pick)
     feat = feat.gather(1, pick)
-    neg_inf = torch.tensor(float("-inf"), dtype=torch.float64, device=dev)
-    cu = torch.where(valid, u.gather(1, feat).double(), neg_inf)
-    cv = torch.where(valid, v.gather(1, feat).double(), neg_inf)
+    cu = torch.where(valid, u64.gather(1, feat), neg_inf)
+    cv = torch.where(valid, v64.gather(1, feat), neg_inf)
+    best, best_i, best_j = _best_pair(cu, cv, feat, pair_chunk)
+    p = feat.gather(1, best_i[:, None])[:, 0]
+    q = feat.gather(1, best_j[:, None])[:, 0]
+    return p, q, best > 0
 
+
+def _best_pair(
+    cu: torch.Tensor, cv: torch.Tensor, feat: torch.Tensor, pair_chunk: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Max over columns i, j with ``feat_i != feat_j`` of ``(cu_i + cu_j)⁺ (cv_i + cv_j)⁺``.
+
+    Returns the best score (0 if no pair is admissible) and the column indices ``i, j``.
+    Rows of at most ``pair_chunk`` scores are evaluated at once.
+    """
+    b, k = cu.shape
     rows = max(1, pair_chunk // max(1, b * k))
-    best = torch.zeros(b, dtype=torch.float64, device=dev)
-    best_i = torch.zeros(b, dtype=torch.long, device=dev)
-    best_j = torch.zeros(b, dtype=torch.long, device=dev)
-    ar = torch.arange(k, device=dev)
+    best = torch.zeros(b, dtype=cu.dtype, device=cu.device)
+    best_i = torch.zeros(b, dtype=torch.long, device=cu.device)
+    best_j = torch.zeros(b, dtype=torch.long, device=cu.device)
     for r0 in range(0, k, rows):
         r1 = min(k, r0 + rows)
         s = (cu[:, r0:r1, None] + cu[:, None, :]).clamp_(min=0)
         s.mul_((cv[:, r0:r1, None] + cv[:, None, :]).clamp_(min=0))
-        s[:, ar[: r1 - r0], ar[r0:r1]] = 0.0  # p == q is not a pair
+        s.masked_fill_(feat[:, r0:r1, None] == feat[:, None, :], 0.0)  # p == q is no pair
         val, flat = s.flatten(1).max(dim=1)
         better = val > best
         best = torch.where(better, val, best)
         best_i = torch.where(better, flat // k + r0, best_i)
         best_j = torch.where(better, flat % k, best_j)
-    p = feat.gather(1, best_i[:, None])[:, 0]
-    q = feat.gather(1, best_j[:, None])[:, 0]
-    return p, q, best > 0
+    return best, best_i, best_j
 
 
 class JSMA(Attack):

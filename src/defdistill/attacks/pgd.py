@@ -115,9 +115,7 @@ class PGD(Attack):
             delta = (2 * noise - 1) * self.eps
         else:
             direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            direction = direction / view_per_sample(
-                per_sample_norm(direction).clamp_min(1e-12), x
-            )
+            direction = direction / view_per_sample(per_sample_norm(direction).clamp_min(1e-12), x)
             radius = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
             delta = direction * view_per_sample(radius * self.eps, x)
         return self._project(x, x + delta)

@@ -115,7 +115,10 @@ def _vs_temperature(
         rows = _distilled(result["models"])
         ts = [r["temperature"] for r in rows]
         for label, (get, style) in ours.items():
-            ax.plot(ts, [get(r) for r in rows], style, label=label)
+            values = [get(r) for r in rows]
+            ax.plot(ts, [math.nan if v is None else v for v in values], style, label=label)
+        if ts:
+            ax.set_xlim(min(ts) / 1.5, max(ts) * 1.5)
         if baseline_line is not None:
             ax.axhline(baseline_line(_baseline(result["models"])), color="grey", ls=":",
                        label="ours, baseline (no distillation)")  # fmt: skip

@@ -1,0 +1,308 @@
+"""Benchmark: samples/s and quality of defdistill's attacks against ART and torchattacks.
+
+Every row attacks the same model with the same samples (the first ``--samples`` MNIST test
+images the model classifies correctly) in one process. Each side is timed ``--repeats``
+times, alternating which side goes first, and the best time counts. Success is measured
+the same way for both sides, with the model, on the returned images.
+
+* JSMA vs ART ``SaliencyMapMethod`` (theta = +1, gamma = 0.145), targeted toward the next
+  class ``(y + 1) mod 10`` (``--targets next``) or every other class (``--targets all``).
+  Goal: >= 10x the samples/s, equal or better success rate and L0 (mean fraction of
+  pixels changed over the successful attempts).
+* C&W L2 vs ART ``CarliniL2Method``, targeted toward the next class, same
+  ``max_iter``/``binary_search_steps``/learning rate/initial constant, confidence 0.
+  Goal: >= 1x the samples/s and equal or higher success rate. Run on the baseline and,
+  with ``--distilled DIR``, on a T = 100 distilled student.
+* FGSM and PGD (L-inf, random start) vs torchattacks, untargeted, same eps/alpha/steps.
+  Goal: our time <= 1.2x torchattacks' time (samples/s ratio >= 0.83).
+
+    python benchmarks/attacks.py [--model DIR] [--distilled DIR] [--samples 100]
+        [--repeats 3] [--threads 1] [--targets next|all]
+
+Without ``--model`` the paper's MNIST network is trained for one epoch in a temporary
+directory. Needs the peers (``make bench``, or ``pip install -c constraints.txt
+adversarial-robustness-toolbox`` and ``pip install --no-deps torchattacks``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from defdistill.attacks import FGSM, JSMA, PGD, CarliniWagnerL2
+from defdistill.checkpoint import load_model
+from defdistill.data import load_mnist
+from defdistill.distill import train_model
+from defdistill.metrics import all_targets, correct_mask, l0_fraction, l2, predict
+from defdistill.train import paper_config
+
+NUM_CLASSES = 10
+INSTALL_HINT = (
+    "benchmarks/attacks.py compares against adversarial-robustness-toolbox (ART) and torchattacks, "
+    "which are not installed.\nInstall them with `make bench`, or:\n"
+    "  .venv/bin/pip install -c constraints.txt adversarial-robustness-toolbox\n"
+    "  .venv/bin/pip install --no-deps torchattacks"
+)
+
+
+@dataclass
+class Side:
+    """One library's figures on one row."""
+
+    seconds: float
+    success: float
+    distance: float  # mean over successful samples (L0 fraction for JSMA, L2 otherwise)
+
+
+@dataclass
+class Row:
+    attack: str
+    model: str
+    samples: int
+    distance: str
+    ours: Side
+    theirs: Side
+    peer: str
+    goal: str
+    met: bool
+
+    @property
+    def ratio(self) -> float:
+        """Samples/s of ours over theirs (= their time / our time)."""
+        return self.theirs.seconds / self.ours.seconds
+
+
+def best_times(
+    ours: Callable[[], torch.Tensor], theirs: Callable[[], torch.Tensor], repeats: int
+) -> tuple[float, torch.Tensor, float, torch.Tensor]:
+    """Best wall time and last output of each side, alternating which side runs first."""
+    times: dict[str, list[float]] = {"ours": [], "theirs": []}
+    outputs: dict[str, torch.Tensor] = {}
+    for r in range(repeats):
+        order = [("ours", ours), ("theirs", theirs)]
+        for name, fn in order if r % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            outputs[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return min(times["ours"]), outputs["ours"], min(times["theirs"]), outputs["theirs"]
+
+
+def quality(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor | None,
+    distance: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[float, float]:
+    """Success rate (measured with the model) and mean distance over successful samples."""
+    pred = predict(model, x_adv)
+    success = pred != y if target is None else pred == target
+    dist = distance(x_adv - x)[success]
+    return float(success.float().mean()), float(dist.mean()) if len(dist) else math.nan
+
+
+def art_classifier(model: nn.Module, input_shape: tuple[int, ...]) -> object:
+    from art.estimators.classification import PyTorchClassifier
+
+    return PyTorchClassifier(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=input_shape,
+        nb_classes=NUM_CLASSES,
+        clip_values=(0.0, 1.0),
+        channels_first=True,
+        device_type="cpu",
+    )
+
+
+def one_hot(t: torch.Tensor) -> np.ndarray:
+    return F.one_hot(t, NUM_CLASSES).numpy().astype(np.float32)
+
+
+def jsma_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> Row:
+    from art.attacks.evasion import SaliencyMapMethod
+
+    if args.targets == "all":
+        x, y, target = all_targets(x, y, NUM_CLASSES)
+    else:
+        target = (y + 1) % NUM_CLASSES
+    ours_attack = JSMA(theta=1.0, gamma=0.145)
+    art = SaliencyMapMethod(art_classifier(model, tuple(x.shape[1:])), theta=1.0, gamma=0.145,
+                            batch_size=len(x), verbose=False)  # fmt: skip
+    x_np, t_np = x.numpy(), one_hot(target)
+    t_ours, adv_ours, t_art, adv_art = best_times(
+        lambda: ours_attack(model, x, y, target).x_adv,
+        lambda: torch.from_numpy(art.generate(x_np, y=t_np)),
+        args.repeats,
+    )
+    s_o, d_o = quality(model, x, adv_ours, y, target, l0_fraction)
+    s_a, d_a = quality(model, x, adv_art, y, target, l0_fraction)
+    ours, theirs = Side(t_ours, s_o, d_o), Side(t_art, s_a, d_a)
+    met = t_art / t_ours >= 10 and s_o >= s_a and d_o <= d_a
+    return Row(f"JSMA θ=+1 γ=0.145 ({args.targets})", name, len(x), "L0 %", ours, theirs,
+               "ART SaliencyMapMethod", ">= 10x, succ >=, L0 <=", met)  # fmt: skip
+
+
+def cw_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> Row:
+    from art.attacks.evasion import CarliniL2Method
+
+    target = (y + 1) % NUM_CLASSES
+    budget = {"binary_search_steps": args.cw_steps, "learning_rate": args.cw_lr,
+              "initial_const": args.cw_const}  # fmt: skip
+    ours_attack = CarliniWagnerL2(confidence=0.0, max_iterations=args.cw_iter, **budget)
+    art = CarliniL2Method(art_classifier(model, tuple(x.shape[1:])), confidence=0.0, targeted=True,
+                          max_iter=args.cw_iter, batch_size=len(x), verbose=False, **budget)  # fmt: skip
+    x_np, t_np = x.numpy(), one_hot(target)
+    t_ours, adv_ours, t_art, adv_art = best_times(
+        lambda: ours_attack(model, x, y, target).x_adv,
+        lambda: torch.from_numpy(art.generate(x_np, y=t_np)),
+        args.repeats,
+    )
+    s_o, d_o = quality(model, x, adv_ours, y, target, l2)
+    s_a, d_a = quality(model, x, adv_art, y, target, l2)
+    ours, theirs = Side(t_ours, s_o, d_o), Side(t_art, s_a, d_a)
+    label = f"C&W L2 ({args.cw_steps}x{args.cw_iter} it, lr {args.cw_lr:g}, c0 {args.cw_const:g})"
+    return Row(label, name, len(x), "L2", ours, theirs, "ART CarliniL2Method", ">= 1x, succ >=",
+               t_art / t_ours >= 1 and s_o >= s_a)  # fmt: skip
+
+
+def gradient_rows(
+    model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace
+) -> list[Row]:
+    import torchattacks
+
+    rows = []
+    configs = [("FGSM", args.eps, None)] + [("PGD", eps, args.pgd_steps) for eps in args.pgd_eps]
+    for attack, eps, steps in configs:
+        if steps is None:
+            ours_attack = FGSM(eps=eps)
+            peer = torchattacks.FGSM(model, eps=eps)
+            label = f"FGSM eps={eps:g}"
+        else:
+            alpha = args.pgd_alpha
+            ours_attack = PGD(eps=eps, steps=steps, step_size=alpha, random_start=True)
+            peer = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+            label = f"PGD eps={eps:g} α={alpha:g} {steps} steps"
+        t_ours, adv_ours, t_ta, adv_ta = best_times(
+            lambda a=ours_attack: a(model, x, y).x_adv, lambda p=peer: p(x, y), args.repeats
+        )
+        s_o, d_o = quality(model, x, adv_ours, y, None, l2)
+        s_t, d_t = quality(model, x, adv_ta, y, None, l2)
+        ours, theirs = Side(t_ours, s_o, d_o), Side(t_ta, s_t, d_t)
+        rows.append(Row(label, name, len(x), "L2", ours, theirs, f"torchattacks.{attack}",
+                        "time <= 1.2x", t_ours <= 1.2 * t_ta))  # fmt: skip
+    return rows
+
+
+def first_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+    idx = correct_mask(model, x, y).nonzero().flatten()[:n]
+    if len(idx) < n:
+        raise SystemExit(f"only {len(idx)} correctly classified test images, asked for {n}")
+    return x[idx].contiguous(), y[idx].contiguous()
+
+
+def fmt(v: float, scale: float = 1.0, digits: int = 3) -> str:
+    return "—" if math.isnan(v) else f"{v * scale:.{digits}f}"
+
+
+def print_table(rows: list[Row]) -> None:
+    print("| attack | model | N | ours samples/s | peer | peer samples/s | ratio | "
+          "success ours / peer | distance | ours / peer | goal | met |")  # fmt: skip
+    print("|---|---|--:|--:|---|--:|--:|--:|---|--:|---|---|")
+    for r in rows:
+        scale, digits = (100.0, 2) if r.distance == "L0 %" else (1.0, 3)
+        print(
+            f"| {r.attack} | {r.model} | {r.samples} | {r.samples / r.ours.seconds:.1f} | {r.peer} | "
+            f"{r.samples / r.theirs.seconds:.1f} | {r.ratio:.2f}x | "
+            f"{100 * r.ours.success:.1f} % / {100 * r.theirs.success:.1f} % | {r.distance} | "
+            f"{fmt(r.ours.distance, scale, digits)} / {fmt(r.theirs.distance, scale, digits)} | "
+            f"{r.goal} | {'yes' if r.met else 'NO'} |"
+        )
+
+
+@contextlib.contextmanager
+def thread_limit(threads: int) -> Iterator[None]:
+    """Limit torch and, when threadpoolctl is present, numpy's BLAS to ``threads`` threads."""
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=threads):
+        yield
+
+
+def load_or_train(path: str | None, tmp: str) -> tuple[nn.Module, str]:
+    if path:
+        model, meta = load_model(path)
+        return model, f"{path} (T={meta.get('temperature', 1)})"
+    print("no --model given: training the paper's MNIST network for 1 epoch ...", file=sys.stderr)
+    ds = load_mnist()
+    model, _ = train_model(ds, "mnist_cnn", paper_config("mnist", epochs=1), tmp, "baseline", progress=False)
+    return model.eval(), "baseline, 1 epoch (trained now)"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="defdistill model directory (default: train 1 epoch now)")
+    parser.add_argument("--distilled", help="a distilled (e.g. T=100) model directory for a 2nd C&W row")
+    parser.add_argument("--samples", type=int, default=100, help="JSMA and C&W samples (default 100)")
+    parser.add_argument("--gradient-samples", type=int, default=1000, help="FGSM/PGD samples (default 1000)")
+    parser.add_argument("--targets", choices=("next", "all"), default="next", help="JSMA targets")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cw-steps", type=int, default=5, help="binary search steps (default 5)")
+    parser.add_argument("--cw-iter", type=int, default=100, help="iterations per step (default 100)")
+    parser.add_argument("--cw-lr", type=float, default=0.01)
+    parser.add_argument("--cw-const", type=float, default=0.1, help="initial constant (default 0.1)")
+    parser.add_argument("--eps", type=float, default=0.3, help="FGSM eps (default 0.3)")
+    parser.add_argument("--pgd-eps", type=float, nargs="+", default=[0.3, 0.1])
+    parser.add_argument("--pgd-alpha", type=float, default=0.01)
+    parser.add_argument("--pgd-steps", type=int, default=40)
+    parser.add_argument("--only", nargs="+", choices=("jsma", "cw", "gradient"),
+                        default=["jsma", "cw", "gradient"])  # fmt: skip
+    args = parser.parse_args()
+    try:
+        import art
+        import torchattacks
+    except ImportError:
+        print(INSTALL_HINT, file=sys.stderr)
+        return 2
+    with thread_limit(args.threads), tempfile.TemporaryDirectory() as tmp:
+        model, name = load_or_train(args.model, tmp)
+        ds = load_mnist(limit_train=1)
+        n_max = max(args.samples, args.gradient_samples)
+        x, y = ds.x_test, ds.y_test
+        rows: list[Row] = []
+        if "jsma" in args.only:
+            rows.append(jsma_row(model, name, *first_correct(model, x, y, args.samples), args))
+        if "cw" in args.only:
+            rows.append(cw_row(model, name, *first_correct(model, x, y, args.samples), args))
+            if args.distilled:
+                student, sname = load_or_train(args.distilled, tmp)
+                rows.append(cw_row(student, sname, *first_correct(student, x, y, args.samples), args))
+        if "gradient" in args.only:
+            rows += gradient_rows(model, name, *first_correct(model, x, y, args.gradient_samples), args)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), ART {art.__version__}, "
+              f"torchattacks {torchattacks.__version__}, best of {args.repeats}, "
+              f"up to {n_max} samples")  # fmt: skip
+        print("command: python " + " ".join(sys.argv))
+        print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
