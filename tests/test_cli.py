@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -25,6 +26,43 @@ def test_missing_model_and_cifar_without_data(tmp_path, capsys):
     assert "meta.json: not found" in capsys.readouterr().err
     assert main(["train", "--dataset", "cifar10", "--out", str(tmp_path / "c")]) == 2
     assert "CIFAR-10 is not embedded" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "baseline"
+    assert main(["train", "--epochs", "1", "--limit-train", "4000", "--limit-test", "300",
+                 "--batch-size", "32", "--quiet", "--out", str(out)]) == 0
+    return out
+
+
+def test_attack_command_writes_json_and_examples(small_model, tmp_path, capsys):
+    out_json, png = tmp_path / "jsma.json", tmp_path / "ex.png"
+    assert main(["attack", "--model", str(small_model), "--attack", "jsma", "--samples", "3",
+                 "--targets", "next", "--limit-test", "300", "--quiet", "--json", str(out_json),
+                 "--save-examples", str(png)]) == 0
+    assert "success rate" in capsys.readouterr().out
+    data = json.loads(out_json.read_text())
+    assert data["summary"]["attempts"] == 3 and len(data["attempts"]) == 3
+    for attempt in data["attempts"]:
+        assert attempt["target"] == (attempt["label"] + 1) % 10
+        assert attempt["l0_percent"] <= 14.5 + 1e-9
+    if data["summary"]["success_rate"] > 0:
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["attack", "--model", str(small_model), "--attack", "pgd", "--eps", "-1"]) == 2
+    assert "eps must be" in capsys.readouterr().err
+
+
+def test_audit_command_gives_a_verdict(small_model, tmp_path, capsys):
+    out_json = tmp_path / "audit.json"
+    assert main(["audit", "--model", str(small_model), "--samples", "10", "--jsma-samples", "2",
+                 "--cw-iterations", "100", "--cw-search-steps", "4", "--limit-test", "300",
+                 "--quiet", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "verdict:" in text and "JSMA on Z" in text
+    data = json.loads(out_json.read_text())
+    assert data["verdict"]["masking"] is False  # a normally trained network masks nothing
+    assert data["attacks"]["PGD Linf 0.3 on F"]["accuracy"] < 0.2
 
 
 def test_train_evaluate_and_refuse_overwrite(tmp_path, capsys):

@@ -112,6 +112,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p)
     p.set_defaults(func=cmd_download)
 
+    p = sub.add_parser("attack", help="attack a model and report success and distortions")
+    p.add_argument("--model", type=Path, required=True, help="model directory")
+    p.add_argument("--attack", required=True, choices=["jsma", "fgsm", "pgd", "cw"])
+    p.add_argument("--samples", type=_positive_int, default=100,
+                   help="first N correctly classified test images (default 100)")
+    p.add_argument("--targets", choices=["none", "all", "next", "random"], default=None,
+                   help="targeted attempts per sample (default: all for jsma, none otherwise)")
+    p.add_argument("--eps", type=float, default=0.3, help="FGSM/PGD budget (default 0.3)")
+    p.add_argument("--norm", choices=["linf", "l2"], default="linf", help="PGD norm")
+    p.add_argument("--steps", type=_positive_int, default=40, help="PGD steps (default 40)")
+    p.add_argument("--loss", choices=["ce", "margin"], default="ce", help="FGSM/PGD loss")
+    p.add_argument("--temperature", type=_positive_float, default=1.0,
+                   help="attack softmax(logits / T) (FGSM/PGD/JSMA on probs; default 1)")
+    p.add_argument("--theta", type=float, default=1.0, choices=[1.0, -1.0], help="JSMA theta")
+    p.add_argument("--gamma", type=float, default=0.145, help="JSMA max fraction changed")
+    p.add_argument("--on", choices=["probs", "logits"], default="probs",
+                   help="JSMA on the softmax F (paper) or the logits Z (adaptive)")
+    p.add_argument("--iterations", type=_positive_int, default=1000, help="C&W Adam steps")
+    p.add_argument("--search-steps", type=_positive_int, default=9, help="C&W binary search")
+    p.add_argument("--confidence", type=float, default=0.0, help="C&W confidence kappa")
+    p.add_argument("--json", type=Path, default=None, help="write summary and per-sample results")
+    p.add_argument("--save-examples", type=Path, default=None,
+                   help="PNG grid of originals, adversarials and perturbations")
+    add_data(p)
+    add_common(p)
+    p.set_defaults(func=cmd_attack)
+
     p = sub.add_parser("audit", help="gradient-masking checks, attack battery and a verdict")
     p.add_argument("--model", type=Path, required=True, help="model directory to audit")
     p.add_argument("--reference", type=Path, default=None,
@@ -122,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="correctly classified test images attacked (default 100)")
     p.add_argument("--jsma-samples", type=_positive_int, default=20,
                    help="of which attacked by JSMA toward every other class (default 20)")
+    p.add_argument("--cw-iterations", type=_positive_int, default=1000,
+                   help="C&W Adam steps per binary-search step (default 1000)")
+    p.add_argument("--cw-search-steps", type=_positive_int, default=6,
+                   help="C&W binary-search steps over the constant (default 6)")
     p.add_argument("--json", type=Path, default=None, help="write the audit as JSON")
     add_data(p)
     add_common(p)
@@ -244,6 +275,33 @@ def _load_for_data(path: Path, args: argparse.Namespace):
     return model, meta, ds
 
 
+def cmd_attack(args: argparse.Namespace) -> int:
+    from defdistill.attack_run import build_attack, run_attack, save_examples
+    from defdistill.io import atomic_write_json
+
+    attack = build_attack(args)
+    model, meta, ds = _load_for_data(args.model, args)
+    targets = args.targets or ("all" if args.attack == "jsma" else "none")
+    device = next(model.parameters()).device
+    run = run_attack(model, attack, ds.x_test.to(device), ds.y_test.to(device), args.samples,
+                     targets, seed=args.seed)  # fmt: skip
+    s = run.summary
+    print(f"{attack!r} on {args.model} ({meta.get('role')}, T={meta.get('temperature', 1):g}): "
+          f"{s['samples']} samples, {s['attempts']} attempts (targets: {targets})")
+    print(f"  success rate     {100 * s['success_rate']:.1f}%")
+    for norm in ("l0_percent", "l2", "linf"):
+        mean, median = s[f"mean_{norm}"], s[f"median_{norm}"]
+        if mean is not None:
+            print(f"  {norm:<16} mean {mean:.4g}, median {median:.4g} (successful attempts)")
+    print(f"  speed            {s['attempts_per_second']:.1f} attempts/s ({s['seconds']:.1f} s)")
+    if args.json:
+        atomic_write_json(args.json, {"model": str(args.model), "attack": repr(attack),
+                                      **run.to_dict()})  # fmt: skip
+    if args.save_examples:
+        save_examples(args.save_examples, run)
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from defdistill.audit import audit
     from defdistill.io import atomic_write_json
@@ -255,7 +313,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     report = audit(
         model, ds.x_test.to(device), ds.y_test.to(device), temperature=temperature,
         reference=reference, samples=args.samples, jsma_samples=args.jsma_samples,
-        seed=args.seed,
+        cw_iterations=args.cw_iterations, cw_search_steps=args.cw_search_steps, seed=args.seed,
     )  # fmt: skip
     print(f"audit of {args.model} ({meta.get('role')}, trained at T={temperature:g}) on "
           f"{report.config['samples']} correctly classified test images")

@@ -164,7 +164,7 @@ def _gradient_histograms(results: dict) -> bytes:
     return _figure_bytes(fig)
 
 
-def _examples_grid(examples: dict[str, dict[str, Any]]) -> bytes | None:
+def examples_grid(examples: dict[str, dict[str, Any]]) -> bytes | None:
     """Rows: (dataset, model, attack); columns: original, adversarial, perturbation."""
     import matplotlib
 
@@ -245,7 +245,7 @@ def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
             None,
         ),
     }  # fmt: skip
-    grid = _examples_grid(collect_examples(results))
+    grid = examples_grid(collect_examples(results))
     if grid is not None:
         figures["adversarial_examples.png"] = grid
     return figures
