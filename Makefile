@@ -1,21 +1,19 @@
-# Two commands on a fresh machine: `make demo` (main job) and `make test` (test suite).
+# Two commands on a fresh machine: `make demo` (the quick reproduction) and `make test`.
 # Each creates .venv when missing and installs the package with the pinned CPU torch.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= results/quick-mnist
 
-.PHONY: demo test lint bench slow clean
+.PHONY: demo test bench slow clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/defdistill train --dataset mnist --epochs 2 --out runs/baseline --force
-	$(BIN)/defdistill distill --dataset mnist --temperature 100 --epochs 2 --out runs/distilled-T100 --force
+	$(BIN)/defdistill reproduce --dataset mnist --profile quick --out $(OUT)
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks

@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperatures", type=_temperature_list, default=None,
                    help="comma-separated distillation temperatures (default: the profile's)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="override the profile")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="override the profile")
     p.add_argument("--attack-samples", type=_positive_int, default=None,
                    help="correctly classified test images attacked by JSMA (per model)")
     p.add_argument("--adaptive-samples", type=_positive_int, default=None,
@@ -337,7 +338,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from defdistill.experiments.profiles import get_profile
 
     profile = get_profile(args.dataset, args.profile).with_overrides(
-        temperatures=args.temperatures, epochs=args.epochs, attack_samples=args.attack_samples,
+        temperatures=args.temperatures, epochs=args.epochs, batch_size=args.batch_size,
+        attack_samples=args.attack_samples,
         adaptive_samples=args.adaptive_samples, limit_train=args.limit_train,
         limit_test=args.limit_test,
     )  # fmt: skip

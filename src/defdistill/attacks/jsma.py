@@ -125,6 +125,29 @@ def select_pairs(
     return p, q, best > 0
 
 
+def top_pair(
+    alpha: torch.Tensor, domain: torch.Tensor, theta: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`select_pairs` when ``beta = -alpha`` exactly (JSMA on probabilities).
+
+    Then ``u = θ·alpha = v`` and the score of a pair is ``((u_p + u_q)⁺)²``, maximised by
+    the two largest ``u`` of the search domain: one ``topk(2)`` instead of a pair search.
+    The same pair as :func:`select_pairs` up to exact ties of ``u``.
+
+    Args:
+        alpha: ``(B, n)`` derivative of the target output, ``n >= 2``.
+        domain: ``(B, n)`` bool, features still in the search domain.
+        theta: sign of the perturbation, ``+1`` or ``-1``.
+
+    Returns:
+        ``(p, q, found)`` as :func:`select_pairs`.
+    """
+    u = (alpha if theta > 0 else -alpha).masked_fill(~domain, float("-inf"))
+    top, idx = u.topk(2, dim=1)
+    found = top.double().sum(dim=1) > 0  # False if a member is outside the domain (-inf)
+    return idx[:, 0], idx[:, 1], found
+
+
 def _best_pair(
     cu: torch.Tensor, cv: torch.Tensor, feat: torch.Tensor, pair_chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -167,7 +190,8 @@ class JSMA(Attack):
     ``c != t``, ``-s_t sum_{j != t} s_j / T`` for ``c = t``), which stays accurate whether
     ``F_t`` is close to 0 or to 1, where autograd through the softmax cancels
     catastrophically (``1 - sum_{j != t} s_j``, or ``1 - s_t``). The saliency map then
-    reduces to picking the two admissible features with the largest ``θ·dF_t/dx``.
+    reduces to picking the two admissible features with the largest ``θ·dF_t/dx``, which
+    is what is done (:func:`top_pair`) instead of the general pair search.
 
     The search domain starts as the features that can move in direction ``theta``
     (``x < 1`` for ``+1``, ``x > 0`` for ``-1``). A sample stops on success
@@ -282,7 +306,10 @@ class JSMA(Attack):
             active, alpha, beta = active[todo], alpha[todo], beta[todo]
             if not active.numel():
                 break
-            p, q, found = select_pairs(alpha, beta, domain[active], self.theta, self.pair_chunk)
+            if self.on == "probs":  # beta == -alpha exactly: the best pair is a top-2
+                p, q, found = top_pair(alpha, domain[active], self.theta)
+            else:
+                p, q, found = select_pairs(alpha, beta, domain[active], self.theta, self.pair_chunk)
             active, p, q = active[found], p[found], q[found]
             flat[active, p] = bound
             flat[active, q] = bound

@@ -78,7 +78,7 @@ def write_csv(path: Path, results: dict[str, dict[str, Any]]) -> None:
 
 def _paper_series(paper: dict, dataset: str, key: str) -> tuple[list[float], list[float], bool]:
     entry = paper.get("datasets", {}).get(dataset, {}).get(key) or {}
-    values = entry.get("values") or {}
+    values = {t: v for t, v in (entry.get("values") or {}).items() if t != "baseline"}
     ts = sorted(values, key=float)
     return [float(t) for t in ts], [float(values[t]) for t in ts], bool(entry.get("confirmed"))
 

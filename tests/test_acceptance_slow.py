@@ -1,0 +1,56 @@
+"""The issues' acceptance numbers on real MNIST (minutes): ``pytest -m slow`` / ``make slow``.
+
+Baseline and T = 100 distilled student of the paper's network, 2 epochs each, then the
+paper's attack and the adaptive ones on the first correctly classified test images.
+"""
+
+import pytest
+
+from defdistill.battery import first_correct, run_cw, run_jsma, run_pgd
+from defdistill.data import load_mnist
+from defdistill.distill import distill, train_model
+from defdistill.train import paper_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def mnist_models(tmp_path_factory):
+    out = tmp_path_factory.mktemp("acceptance")
+    ds = load_mnist()
+    baseline, base_meta = train_model(ds, "mnist_cnn", paper_config("mnist", epochs=2),
+                                      out / "baseline", "baseline", progress=False)  # fmt: skip
+    student_meta = distill(ds, "mnist_cnn", paper_config("mnist", epochs=2, temperature=100.0),
+                           out / "T100", progress=False)  # fmt: skip
+    from defdistill.checkpoint import load_model
+
+    student, _ = load_model(out / "T100")
+    return ds, (baseline, base_meta), (student, student_meta)
+
+
+def test_trained_models_are_accurate_and_the_student_saturates(mnist_models):
+    _, (_, base_meta), (_, student_meta) = mnist_models
+    assert base_meta["test_accuracy"] >= 0.985
+    assert student_meta["test_accuracy"] >= 0.98
+    assert student_meta["mean_max_probability"] > 0.999
+
+
+def test_paper_attack_on_baseline(mnist_models):
+    ds, (baseline, _), _ = mnist_models
+    jsma = run_jsma(baseline, ds.x_test, ds.y_test, samples=100)
+    assert jsma["success_rate"] >= 0.90 and jsma["mean_l0_percent"] <= 6.0
+    xs, ys = first_correct(baseline, ds.x_test, ds.y_test, 100)
+    assert run_pgd(baseline, xs, ys, eps=0.3)["accuracy"] <= 0.03
+    cw = run_cw(baseline, xs, ys, iterations=1000, search_steps=6)
+    assert cw["success_rate"] >= 0.99 and cw["mean_l2"] <= 2.0
+
+
+def test_distillation_masks_gradients_and_adaptive_attacks_break_it(mnist_models):
+    ds, _, (student, _) = mnist_models
+    on_f = run_jsma(student, ds.x_test, ds.y_test, samples=100, on="probs")
+    on_z = run_jsma(student, ds.x_test, ds.y_test, samples=100, on="logits")
+    assert on_f["success_rate"] <= 0.05 and on_z["success_rate"] >= 0.90
+    xs, ys = first_correct(student, ds.x_test, ds.y_test, 100)
+    assert run_pgd(student, xs, ys, eps=0.3, temperature=100.0)["accuracy"] <= 0.05
+    cw = run_cw(student, xs, ys, iterations=1000, search_steps=6)
+    assert cw["success_rate"] >= 0.99 and cw["mean_l2"] <= 2.0
