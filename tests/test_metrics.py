@@ -196,3 +196,24 @@ def test_accuracy_under_attack_and_mode() -> None:
     assert metrics.accuracy(model, x, y, batch_size=1) == pytest.approx(2 / 3)
     assert model.training
     assert metrics.success_rate(torch.tensor([True, False])) == 0.5
+
+
+def test_log10_gradient_amplitude_matches_float64_and_does_not_underflow():
+    from defdistill.metrics import gradient_amplitude, log10_gradient_amplitude
+
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.Tanh(),
+                               torch.nn.Linear(8, 4)).double()  # fmt: skip
+    x = torch.rand(6, 1, 3, 4, dtype=torch.float64)
+    for t in (1.0, 3.0):
+        exact = gradient_amplitude(base, x, t).log10()
+        assert torch.allclose(log10_gradient_amplitude(base, x, t), exact, atol=1e-9)
+
+    class Scaled(torch.nn.Module):  # logits x 1e5: float64 underflows, the log does not
+        def forward(self, v):
+            return base(v) * 1e5
+
+    assert (gradient_amplitude(Scaled(), x) == 0).all()
+    logs = log10_gradient_amplitude(Scaled(), x)
+    assert torch.isfinite(logs).all() and (logs < -300).all()
+    assert (logs < log10_gradient_amplitude(base, x) - 100).all()

@@ -131,14 +131,29 @@ def run_transfer(
 
 
 def gradient_stats(model: nn.Module, x: torch.Tensor, bins: int = 40) -> dict[str, Any]:
-    """Per-sample mean |dF/dx| of the deployed softmax: summary and log10 histogram."""
-    amplitude = metrics.gradient_amplitude(model, x, temperature=1.0)
-    hist = metrics.log_histogram(amplitude, bins=bins)
-    nonzero = amplitude[amplitude > 0]
+    """Amplitude of the deployed softmax's Jacobian (T = 1): log10 histogram and summary.
+
+    ``*_log10`` and the histogram come from :func:`metrics.log10_gradient_amplitude`
+    (exact far below float range); ``mean``, ``median`` and ``zero_fraction`` are the
+    float32 values an attack computing the gradient actually sees.
+    """
+    log10 = metrics.log10_gradient_amplitude(model, x)
+    amplitude = metrics.gradient_amplitude(model, x)
+    finite = log10[torch.isfinite(log10)]
+    if len(finite):
+        lo, hi = float(finite.min()), float(finite.max())
+        if not hi > lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        counts = torch.histc(finite, bins=bins, min=lo, max=hi)
+        edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
+    else:
+        counts, edges = torch.zeros(bins), torch.linspace(-1.0, 0.0, bins + 1)
     return {
         "samples": len(x),
         **_stats(amplitude),
-        "log10_mean_nonzero": float(nonzero.double().log10().mean()) if len(nonzero) else None,
-        "zero_fraction": float((amplitude == 0).float().mean()),
-        "histogram": hist,
+        "zero_fraction": float((amplitude == 0).float().mean()) if len(x) else math.nan,
+        "mean_log10": float(finite.mean()) if len(finite) else None,
+        "median_log10": float(finite.median()) if len(finite) else None,
+        "histogram": {"log10_edges": edges.tolist(), "counts": [int(c) for c in counts],
+                      "zeros": int(len(log10) - len(finite))},  # fmt: skip
     }

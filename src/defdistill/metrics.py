@@ -357,6 +357,55 @@ def gradient_amplitude(
     return torch.cat(out)
 
 
+def logit_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``dZ/dx``: the Jacobian of the logits, ``(N, K, n_features)`` (one backward per class)."""
+    with eval_mode(model):
+        xb = x.detach().clone().requires_grad_(True)
+        z = model(xb)
+        k = z.shape[1]
+        rows = []
+        for c in range(k):
+            (g,) = torch.autograd.grad(z[:, c].sum(), xb, retain_graph=c < k - 1)
+            rows.append(g.flatten(1))
+    return torch.stack(rows, dim=1)
+
+
+def log10_gradient_amplitude(
+    model: nn.Module, x: torch.Tensor, temperature: float = 1.0, batch_size: int = 64
+) -> torch.Tensor:
+    """``log10`` of :func:`gradient_amplitude`, exact where float arithmetic underflows.
+
+    With ``l = log_softmax(z / T)`` and ``g_c = dz_c/dx``, the softmax Jacobian is
+    ``dF_i/dx = F_i · Σ_j F_j (g_i - g_j) / T``. Factoring out ``exp(l*_i)``, with
+    ``l*_i = max_{j≠i} l_j``, every factor stays representable, so the amplitude of a
+    saturated softmax (defensive distillation at high T: ``10^-300`` and below, where
+    float32 and even float64 give exactly 0) is still measured. Papernot et al. 2016
+    (arXiv:1511.04508, Section V) report gradient amplitudes over many orders of
+    magnitude; this is how to see them.
+
+    Returns:
+        ``(N,)`` float64: ``log10(mean_{i,p} |dF_i/dx_p|)`` (``-inf`` only if exactly 0).
+    """
+    t = check_temperature(temperature)
+    out: list[torch.Tensor] = []
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size]
+        g = logit_jacobian(model, xb).double()  # (B, K, n)
+        with eval_mode(model), torch.no_grad():
+            logp = F.log_softmax(model(xb).double() / t, dim=1)  # (B, K)
+        k, n = g.shape[1], g.shape[2]
+        eye = torch.eye(k, dtype=torch.bool, device=x.device)
+        others = logp[:, None, :].masked_fill(eye[None], -math.inf)  # (B, i, j), j != i
+        top = others.max(dim=2, keepdim=True).values  # l*_i
+        weights = (others - top).exp()  # exp(l_j - l*_i), 0 for j == i
+        diff = g[:, :, None, :] - g[:, None, :, :]  # (B, i, j, n): g_i - g_j
+        inner = (weights[..., None] * diff).sum(dim=2).abs()  # (B, i, n)
+        log_abs = logp[:, :, None] + top + inner.log() - math.log(t)  # natural log
+        log_mean = torch.logsumexp(log_abs.flatten(1), dim=1) - math.log(k * n)
+        out.append(log_mean / math.log(10))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
 class LogHistogram(TypedDict):
     """JSON-ready histogram of non-negative values on a log10 scale."""
 

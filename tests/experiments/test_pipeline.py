@@ -67,8 +67,9 @@ def test_every_output_file_and_the_json_schema(tiny_run):
         assert row["gradients"]["samples"] == 16
         assert set(row["adaptive"]) >= {"jsma_logits", "pgd_temperature", "pgd_plain", "cw_l2",
                                         "transfer"}  # fmt: skip
-    # distillation at T = 50 saturates the deployed softmax: gradients shrink
-    assert rows[2]["gradients"]["median"] < rows[0]["gradients"]["median"]
+    # distillation saturates the deployed softmax: gradients shrink by orders of magnitude
+    logs = [r["gradients"]["median_log10"] for r in rows]
+    assert logs[2] < logs[1] - 5 and logs[1] < logs[0]
 
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert csv_lines[0].split(",") == CSV_COLUMNS and len(csv_lines) == 4

@@ -38,6 +38,8 @@ from defdistill.train import evaluate, paper_config, resolve_device
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+# Bump when what a measurement unit computes changes: stored units are then recomputed.
+MEASUREMENT_VERSION = 2
 ARCHITECTURES = {"mnist": "mnist_cnn", "cifar10": "cifar10_cnn", "synthetic": "mnist_cnn"}
 
 
@@ -125,6 +127,7 @@ def run_sweep(
         model.to(dev)
         bar.set_postfix_str(f"attacking {name}")
         key = {
+            "measurement_version": MEASUREMENT_VERSION,
             "weights": meta["weights_sha256"],
             "baseline_weights": baseline_meta["weights_sha256"],
             "profile": profile.to_dict(),
