@@ -155,5 +155,5 @@ def gradient_stats(model: nn.Module, x: torch.Tensor, bins: int = 40) -> dict[st
         "mean_log10": float(finite.mean()) if len(finite) else None,
         "median_log10": float(finite.median()) if len(finite) else None,
         "histogram": {"log10_edges": edges.tolist(), "counts": [int(c) for c in counts],
-                      "zeros": int(len(log10) - len(finite))},  # fmt: skip
+                      "zeros": int(len(log10) - len(finite))},
     }
