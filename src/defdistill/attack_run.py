@@ -19,15 +19,17 @@ from defdistill.io import atomic_write_bytes
 
 def build_attack(args: argparse.Namespace) -> Attack:
     """The attack object for the command-line options (raises ValueError on bad values)."""
+    batch = {"batch_size": args.batch_size}
     if args.attack == "fgsm":
-        return FGSM(eps=args.eps, loss=args.loss, temperature=args.temperature)
+        return FGSM(eps=args.eps, loss=args.loss, temperature=args.temperature, **batch)
     if args.attack == "pgd":
         return PGD(eps=args.eps, norm=args.norm, steps=args.steps, loss=args.loss,
-                   temperature=args.temperature, seed=args.seed)  # fmt: skip
+                   temperature=args.temperature, seed=args.seed, **batch)  # fmt: skip
     if args.attack == "jsma":
-        return JSMA(theta=args.theta, gamma=args.gamma, on=args.on, temperature=args.temperature)
+        return JSMA(theta=args.theta, gamma=args.gamma, on=args.on, temperature=args.temperature,
+                    **batch)  # fmt: skip
     return CarliniWagnerL2(confidence=args.confidence, max_iterations=args.iterations,
-                           binary_search_steps=args.search_steps)  # fmt: skip
+                           binary_search_steps=args.search_steps, **batch)  # fmt: skip
 
 
 @dataclass

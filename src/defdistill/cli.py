@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=_positive_int, default=1000, help="C&W Adam steps")
     p.add_argument("--search-steps", type=_positive_int, default=9, help="C&W binary search")
     p.add_argument("--confidence", type=float, default=0.0, help="C&W confidence kappa")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="attack at most N inputs at once (bounds memory; default: all)")
     p.add_argument("--json", type=Path, default=None, help="write summary and per-sample results")
     p.add_argument("--save-examples", type=Path, default=None,
                    help="PNG grid of originals, adversarials and perturbations")
