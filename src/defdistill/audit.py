@@ -95,9 +95,12 @@ def audit(
         model, xs, ys, eps=l2, norm="l2", temperature=temperature, seed=seed
     )
     jsma = {"samples": jsma_samples, "targets": "all", "gamma": jsma_gamma, "seed": seed}
-    jsma_f, jsma_z = (f"JSMA on {on} (gamma {100 * jsma_gamma:.3g}%)" for on in ("F", "Z"))
+    jsma_f, jsma_z, jsma_t = (f"JSMA on {on} (gamma {100 * jsma_gamma:.3g}%)"
+                              for on in ("F", "Z", "softmax(Z/T)"))  # fmt: skip
     attacks[jsma_f] = run_jsma(model, xs, ys, on="probs", **jsma)
     attacks[jsma_z] = run_jsma(model, xs, ys, on="logits", **jsma)
+    if temperature != 1.0:
+        attacks[jsma_t] = run_jsma(model, xs, ys, on="probs", temperature=temperature, **jsma)
     attacks["C&W L2 (minimum L2)"] = run_cw(
         model, xs, ys, iterations=cw_iterations, search_steps=cw_search_steps
     )
@@ -108,6 +111,11 @@ def audit(
     findings.append(checks.check_probs_vs_logits(
         attacks[jsma_f]["success_rate"], attacks[jsma_z]["success_rate"], "JSMA"
     ))  # fmt: skip
+    if jsma_t in attacks:
+        findings.append(checks.check_probs_vs_logits(
+            attacks[jsma_f]["success_rate"], attacks[jsma_t]["success_rate"], "JSMA",
+            adaptive="JSMA on softmax(Z/T)",
+        ))  # fmt: skip
     findings.append(checks.check_probs_vs_logits(
         attacks[f"PGD Linf {strongest:.3g} on F"]["success_rate"],
         attacks[f"PGD Linf {strongest:.3g} on Z/T"]["success_rate"], f"PGD Linf {strongest:.3g}",

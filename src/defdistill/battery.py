@@ -123,8 +123,9 @@ def run_transfer(
     source: nn.Module, target: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.3,
     steps: int = 40, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
-    """PGD L∞ examples crafted on ``source``; success = misclassified by ``target``."""
-    adv = PGD(eps=eps, steps=steps, seed=seed)(source, x, y).x_adv
+    """PGD L∞ examples crafted on ``source`` (all steps, no early stop, so they lie deep in
+    the source's adversarial region); success = misclassified by ``target``."""
+    adv = PGD(eps=eps, steps=steps, seed=seed, early_stop=False)(source, x, y).x_adv
     fooled = ~metrics.correct_mask(target, adv, y)
     return {"eps": eps, "steps": steps, "samples": len(x),
             "success_rate": float(fooled.float().mean()) if len(x) else math.nan}  # fmt: skip

@@ -119,11 +119,16 @@ def check_outputs_are_logits(model: nn.Module, x: torch.Tensor) -> Finding:
 
 
 def check_probs_vs_logits(
-    success_on_probs: float, success_on_logits: float, attack: str = "JSMA", min_gap: float = 0.3
+    success_on_probs: float, success_on_logits: float, attack: str = "JSMA", min_gap: float = 0.3,
+    adaptive: str | None = None,
 ) -> Finding:
-    """Flags an attack that fails on the probabilities where the same attack on logits works."""
+    """Flags an attack that fails on the probabilities where the same attack on logits works.
+
+    ``adaptive`` names the logit-based variant (default ``"<attack> on Z"``).
+    """
     gap = success_on_logits - success_on_probs
-    text = f"{attack} on F {success_on_probs:.1%} vs {attack} on Z {success_on_logits:.1%}"
+    adaptive = adaptive or f"{attack} on Z"
+    text = f"{attack} on F {success_on_probs:.1%} vs {adaptive} {success_on_logits:.1%}"
     if gap >= min_gap:
         return Finding(
             "probs_vs_logits", Severity.CRITICAL, gap,

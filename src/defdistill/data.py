@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import io
 import logging
+import math
 import pickle
 import tarfile
 import urllib.error
@@ -120,7 +121,7 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{source}: truncated IDX header; download the file again")
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[type_code])
-    expected = header + int(np.prod(dims)) * dtype.itemsize
+    expected = header + math.prod(dims) * dtype.itemsize
     if len(data) != expected:
         raise DataError(
             f"{source}: size {len(data)} bytes does not match its header {dims} "
@@ -206,31 +207,113 @@ def _subset(ds: Dataset, limit_train: int | None, limit_test: int | None) -> Dat
 # --------------------------------------------------------------------------- CIFAR-10
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that only rebuilds builtins containers and numpy arrays."""
+_SIMPLE_DTYPES = frozenset({"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8"})
+_NDARRAY = object()  # what the name numpy.ndarray resolves to while unpickling
 
-    _ALLOWED = frozenset({
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-    })
+
+class _DTypeStub:
+    """Stands in for ``numpy.dtype`` while unpickling: plain numeric types only.
+
+    numpy's own ``dtype.__setstate__`` trusts its input (a malformed state crashes the
+    interpreter with a segmentation fault), so the state is checked here and numpy never
+    sees it.
+    """
+
+    def __init__(self, obj: object, align: object = False, copy: object = False) -> None:
+        name = obj.decode("latin1") if isinstance(obj, bytes) else obj
+        if not isinstance(name, str) or name not in _SIMPLE_DTYPES:
+            raise pickle.UnpicklingError(f"unsupported numpy dtype {obj!r}")
+        self.dtype = np.dtype(name)
+
+    def __setstate__(self, state: object) -> None:
+        if not isinstance(state, tuple) or len(state) < 5:
+            raise pickle.UnpicklingError("malformed numpy dtype state")
+        order = state[1].decode("latin1") if isinstance(state[1], bytes) else state[1]
+        if order not in ("|", "<", ">", "=") or any(v is not None for v in state[2:5]):
+            raise pickle.UnpicklingError("malformed or structured numpy dtype")
+        if order in ("<", ">"):
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+class _ArrayStub:
+    """Stands in for a ``numpy.ndarray`` while unpickling; checks its state, then copies it."""
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: object) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("malformed numpy array state")
+        shape, dtype, fortran, raw = state[-4:]
+        if (
+            not isinstance(shape, tuple) or len(shape) > 32
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+            or not isinstance(dtype, _DTypeStub) or not isinstance(fortran, bool | int)
+            or not isinstance(raw, bytes) or len(raw) != math.prod(shape) * dtype.dtype.itemsize
+        ):  # fmt: skip
+            raise pickle.UnpicklingError("malformed numpy array (shape, dtype or size)")
+        order = "F" if fortran else "C"
+        self.array = np.ndarray(shape, dtype.dtype, buffer=raw, order=order).copy()
+
+
+def _reconstruct(cls: object, shape: object, typecode: object) -> _ArrayStub:
+    if cls is not _NDARRAY:
+        raise pickle.UnpicklingError("only numpy.ndarray can be reconstructed")
+    return _ArrayStub()
+
+
+def _encode_latin1(text: object, encoding: object = "latin1") -> bytes:
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("only latin-1 encoded bytes are supported")
+    return text.encode("latin1")
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that only rebuilds builtin containers and plain numeric numpy arrays.
+
+    No global is ever imported: the few names a CIFAR-10 batch refers to resolve to the
+    checked stand-ins above, everything else is refused.
+    """
+
+    _ALLOWED: dict[tuple[str, str], object] = {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy", "dtype"): _DTypeStub,
+        ("_codecs", "encode"): _encode_latin1,
+    }
 
     def find_class(self, module: str, name: str) -> object:
         if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
+            return self._ALLOWED[(module, name)]
         raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
 
 
+def _resolve(obj: object) -> object:
+    """Replace the array stand-ins at the top level (and in a top-level dict) by arrays."""
+    if isinstance(obj, _ArrayStub):
+        if obj.array is None:
+            raise pickle.UnpicklingError("numpy array without data")
+        return obj.array
+    if isinstance(obj, dict):
+        return {k: _resolve(v) if isinstance(v, _ArrayStub) else v for k, v in obj.items()}
+    return obj
+
+
 def safe_unpickle(data: bytes, source: str) -> object:
-    """Unpickle ``data`` allowing only plain containers and numpy arrays."""
+    """Unpickle ``data`` allowing only plain containers and numeric numpy arrays.
+
+    Any failure (refused global, malformed or truncated stream, absurd sizes) is a
+    :class:`DataError`: the bytes are untrusted.
+    """
     try:
-        return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+        return _resolve(_RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load())
     except pickle.UnpicklingError as err:
         raise DataError(f"{source}: unsafe or corrupt pickle ({err}); not a CIFAR-10 batch") from err
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
-        raise DataError(f"{source}: truncated or corrupt pickle ({err}); download again") from err
+    except Exception as err:  # untrusted bytes: EOFError, MemoryError, OverflowError, ...
+        raise DataError(
+            f"{source}: truncated or corrupt pickle ({type(err).__name__}: {err}); download again"
+        ) from err
 
 
 def _decode_keys(obj: object, source: str) -> dict[str, object]:
@@ -244,8 +327,18 @@ def parse_cifar_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]
     batch = _decode_keys(safe_unpickle(data, source), source)
     if "data" not in batch or "labels" not in batch:
         raise DataError(f"{source}: missing 'data' or 'labels'; not a CIFAR-10 batch")
-    images = np.asarray(batch["data"])
-    labels = np.asarray(batch["labels"], dtype=np.int64)
+    try:
+        images, labels = np.asarray(batch["data"]), np.asarray(batch["labels"])
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"{source}: 'data' or 'labels' is not an array ({err}); not a CIFAR-10 batch"
+        ) from err
+    if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
+        raise DataError(
+            f"{source}: 'labels' must be a list of integer class indices, found "
+            f"{labels.dtype} {labels.shape}"
+        )
+    labels = labels.astype(np.int64)
     if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
         raise DataError(
             f"{source}: 'data' must be uint8 of shape (N, 3072), found "

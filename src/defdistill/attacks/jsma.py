@@ -209,7 +209,8 @@ class JSMA(Attack):
             paper's 14.5 %).
         on: ``"probs"`` (default) or ``"logits"``.
         temperature: ``T`` of ``softmax(logits / T)`` for ``on="probs"``. Default 1.0.
-        pair_chunk: maximum number of pair scores held in memory at once. Default 2**24.
+        pair_chunk: maximum number of pair scores held in memory at once (``on="logits"``;
+            on probabilities the pair is a top-2). Default 2**24.
         batch_size: process at most this many samples at once. Default ``None`` (all).
 
     Shapes:

@@ -38,10 +38,12 @@ class PGD(Attack):
     ``target`` (targeted), computed on ``logits / temperature``. Distance measure: the
     chosen norm, ``||x_adv - x|| <= eps``.
 
-    Which iterate is returned: each sample stops at the **first iterate that is
-    adversarial** (checked on the logits of the forward pass that precedes each step, and
-    once more after the last step) and that iterate is returned; a sample that never
-    succeeds returns its **last** iterate. ``info["iterations"]`` is the number of
+    Which iterate is returned: with ``early_stop=True`` (default) each sample stops at the
+    **first iterate that is adversarial** (checked on the logits of the forward pass that
+    precedes each step, and once more after the last step) and that iterate is returned;
+    a sample that never succeeds returns its **last** iterate. With ``early_stop=False``
+    every sample takes all ``steps`` (Madry et al.'s PGD): the examples end deep in the
+    adversarial region, which is what a transfer attack needs. ``info["iterations"]`` is the number of
     gradient steps each sample took.
 
     Args:
@@ -55,6 +57,7 @@ class PGD(Attack):
         loss: ``"ce"`` (default) or ``"margin"`` (Carlini & Wagner logit margin).
         temperature: the loss is computed on ``logits / temperature``. Default 1.0.
         seed: seed of the random start (local generator). Default 0.
+        early_stop: stop each sample at its first adversarial iterate. Default ``True``.
         batch_size: process at most this many samples at once. Default ``None`` (all).
 
     Shapes:
@@ -82,6 +85,7 @@ class PGD(Attack):
         loss: str = "ce",
         temperature: float = 1.0,
         seed: int = 0,
+        early_stop: bool = True,
         *,
         batch_size: int | None = None,
     ) -> None:
@@ -96,6 +100,9 @@ class PGD(Attack):
         if not isinstance(random_start, bool):
             raise ValueError(f"random_start must be a bool, got {random_start!r}")
         self.random_start = random_start
+        if not isinstance(early_stop, bool):
+            raise ValueError(f"early_stop must be a bool, got {early_stop!r}")
+        self.early_stop = early_stop
         self.loss = check_choice("loss", loss, LOSSES)
         self.temperature = check_temperature(temperature)
 
@@ -147,7 +154,7 @@ class PGD(Attack):
             done = is_adversarial(logits.detach(), y[active], ta)
             objective = attack_objective(logits, y[active], ta, self.loss, self.temperature)
             grad = input_gradient(objective, xa)
-            keep = ~done
+            keep = ~done if self.early_stop else torch.ones_like(done)
             if not bool(keep.any()):
                 active = active[keep]
                 break

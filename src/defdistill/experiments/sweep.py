@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 # Bump when what a measurement unit computes changes: stored units are then recomputed.
-MEASUREMENT_VERSION = 2
+MEASUREMENT_VERSION = 3
 ARCHITECTURES = {"mnist": "mnist_cnn", "cifar10": "cifar10_cnn", "synthetic": "mnist_cnn"}
 
 
@@ -169,10 +169,15 @@ def measure(
     PGD divides the logits by it, undoing the saturation distillation relies on.
     """
     jsma = {"samples": profile.attack_samples, "targets": profile.targets, "seed": seed}
+    on_f = run_jsma(model, x, y, on="probs", **jsma)
     xs, ys = first_correct(model, x, y, profile.adaptive_samples)
     eps = 0.3 if x.shape[1] == 1 else 8 / 255  # MNIST: Madry et al.'s 0.3; colour: 8/255
     adaptive = {
         "jsma_logits": run_jsma(model, x, y, on="logits", **jsma),
+        # JSMA on softmax(Z / T_train): at T = 1 this is the paper's attack itself
+        "jsma_temperature": on_f if temperature in (None, 1.0) else run_jsma(
+            model, x, y, on="probs", temperature=temperature, **jsma
+        ),
         "pgd_plain": run_pgd(model, xs, ys, eps=eps, seed=seed),
         "pgd_temperature": run_pgd(
             model, xs, ys, eps=eps, temperature=temperature or 1.0, seed=seed
@@ -183,7 +188,7 @@ def measure(
         "transfer": run_transfer(baseline, model, xs, ys, eps=eps, seed=seed),
     }
     return {
-        "jsma_probs": run_jsma(model, x, y, on="probs", **jsma),
+        "jsma_probs": on_f,
         "gradients": gradient_stats(model, x[: profile.gradient_samples]),
         "adaptive": adaptive,
     }
