@@ -122,17 +122,24 @@ def test_paper_success_rate_with_jsma_counts_failures() -> None:
     assert report.attempts == 17 * 3
     pred = metrics.predict(model, report.x_adv)
     assert torch.equal(report.success, pred == report.target)
-    rob = report.robustness()
+    rob = report.robustness(censored=False)
     no_success = torch.isnan(report.min_l0_fraction)
     assert rob.samples_without_success == int(no_success.sum())
     if bool((~no_success).any()):
         assert rob.value == pytest.approx(100 * float(report.min_l0_fraction[~no_success].mean()))
+    # default: never-broken samples count at the budget gamma = 20 %
+    censored = torch.where(no_success, torch.full_like(report.min_l0_fraction, 0.2),
+                           report.min_l0_fraction)  # fmt: skip
+    assert report.rho_adv_percent == pytest.approx(100 * float(censored.double().mean()))
     assert float(report.l0_fraction.max()) <= 0.2 + 1e-6
 
 
 def test_rho_adv_ignores_and_counts_failed_samples() -> None:
     rob = metrics.rho_adv(torch.tensor([1.0, float("nan"), 3.0]))
     assert rob.value == 2.0 and rob.samples == 3 and rob.samples_without_success == 1
+    censored = metrics.rho_adv(torch.tensor([1.0, float("nan"), 3.0]), budget=14.5)
+    assert censored.value == pytest.approx((1.0 + 14.5 + 3.0) / 3)
+    assert censored.samples_without_success == 1
     assert math.isnan(metrics.rho_adv(torch.tensor([float("nan")])).value)
 
 

@@ -73,6 +73,7 @@ def run_jsma(
         "success_rate": report.success_rate,
         "mean_l0_percent": report.mean_l0_percent,
         "rho_adv_percent": report.rho_adv_percent,
+        "rho_adv_successful_percent": report.rho_adv_successful_percent,
         "samples_without_success": report.samples_without_success,
         "seconds": seconds,
         "attempts_per_second": report.attempts / seconds if seconds > 0 else None,

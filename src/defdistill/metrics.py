@@ -150,15 +150,26 @@ class Robustness:
     samples_without_success: int
 
 
-def rho_adv(min_perturbation: torch.Tensor) -> Robustness:
+def rho_adv(min_perturbation: torch.Tensor, budget: float | None = None) -> Robustness:
     """``rho_adv`` from per-sample minimum perturbations (``nan`` = never successful).
 
     For the paper's JSMA measure pass ``100 * min_l0_fraction`` (see
     :attr:`SuccessRateReport.min_l0_fraction`); for C&W pass the L2 of successful samples.
+
+    ``budget=None`` averages over the samples with a success only. With the attack's
+    budget (JSMA: ``100 * gamma``), a sample never broken counts at the budget, a lower
+    bound of its true minimum perturbation: robustness then cannot *fall* because a
+    defence makes attacks fail, and a model that resists every attack gets ``budget``.
+    Papernot et al.'s MNIST value at T = 100 (14.08 % with gamma = 14.5 %, while almost
+    every attack failed) is consistent with this convention.
     """
     per_sample = min_perturbation.detach().double()
     ok = ~torch.isnan(per_sample)
-    value = float(per_sample[ok].mean()) if bool(ok.any()) else math.nan
+    if budget is not None:  # never broken within the budget: needs at least the budget
+        censored = torch.where(ok, per_sample, torch.full_like(per_sample, float(budget)))
+        value = float(censored.mean()) if censored.numel() else math.nan
+    else:
+        value = float(per_sample[ok].mean()) if bool(ok.any()) else math.nan
     return Robustness(value, per_sample, int(per_sample.numel()), int((~ok).sum()))
 
 
@@ -191,6 +202,7 @@ class SuccessRateReport:
     x: torch.Tensor
     x_adv: torch.Tensor
     min_l0_fraction: torch.Tensor
+    budget_fraction: float | None = None
 
     @property
     def success_rate(self) -> float:
@@ -208,14 +220,25 @@ class SuccessRateReport:
         changed = self.l0_fraction[self.success]
         return 100 * float(changed.double().mean()) if changed.numel() else math.nan
 
-    def robustness(self) -> Robustness:
-        """``rho_adv`` in %: mean over samples of the smallest % of features changed."""
-        return rho_adv(100 * self.min_l0_fraction.double())
+    def robustness(self, censored: bool = True) -> Robustness:
+        """``rho_adv`` in %: mean over samples of the smallest % of features changed.
+
+        ``censored=True`` counts a sample never broken at the attack's budget
+        (``budget_fraction``, e.g. JSMA's gamma) when known; see :func:`rho_adv`.
+        """
+        budget = self.budget_fraction if censored else None
+        return rho_adv(100 * self.min_l0_fraction.double(),
+                       None if budget is None else 100 * budget)  # fmt: skip
 
     @property
     def rho_adv_percent(self) -> float:
-        """:meth:`robustness` value: over samples with at least one successful attempt."""
+        """``rho_adv`` (%) with never-broken samples counted at the budget (if known)."""
         return self.robustness().value
+
+    @property
+    def rho_adv_successful_percent(self) -> float:
+        """``rho_adv`` (%) over the samples with at least one successful attempt only."""
+        return self.robustness(censored=False).value
 
     @property
     def samples_without_success(self) -> int:
@@ -299,6 +322,7 @@ def paper_success_rate(
         x=xr,
         x_adv=x_adv,
         min_l0_fraction=min_frac,
+        budget_fraction=getattr(attack, "gamma", None),
     )
     logger.info(
         "%s: %d/%d attempts successful (%.1f %%), mean L0 %.2f %%",

@@ -390,6 +390,12 @@ def _differences(profile: dict) -> list[str]:
         "our rates carry a sampling error of a few points."
     )
     notes.append(
+        "rho_adv counts a sample that no targeted JSMA attempt broke at the budget gamma "
+        "(14.5 %), a lower bound of its minimum perturbation; the paper's MNIST value at "
+        "T = 100 (14.08 %, almost no success) suggests the same convention. "
+        "`results.json` also has `rho_adv_successful_percent` (successful samples only)."
+    )
+    notes.append(
         "Networks use He initialisation and, at T > 1, head scaling (output layer ×T at "
         "initialisation, learning rate ×T²), which makes training at T converge in the same "
         "epochs as at T = 1 without changing what is learned (see docs/training.md)."

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 # Bump when what a measurement unit computes changes: stored units are then recomputed.
-MEASUREMENT_VERSION = 3
+MEASUREMENT_VERSION = 4
 ARCHITECTURES = {"mnist": "mnist_cnn", "cifar10": "cifar10_cnn", "synthetic": "mnist_cnn"}
 
 
