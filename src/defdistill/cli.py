@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="correctly classified test images attacked by JSMA (per model)")
     p.add_argument("--adaptive-samples", type=_positive_int, default=None,
                    help="test images for the adaptive attacks (per model)")
+    p.add_argument("--cw-iterations", type=_positive_int, default=None,
+                   help="C&W Adam steps per binary-search step (override the profile)")
+    p.add_argument("--cw-search-steps", type=_positive_int, default=None,
+                   help="C&W binary-search steps (override the profile)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="data directory (MNIST default: the embedded copy; CIFAR-10: required)")
     p.add_argument("--limit-train", type=_positive_int, default=None)
@@ -342,7 +346,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     profile = get_profile(args.dataset, args.profile).with_overrides(
         temperatures=args.temperatures, epochs=args.epochs, batch_size=args.batch_size,
         attack_samples=args.attack_samples,
-        adaptive_samples=args.adaptive_samples, limit_train=args.limit_train,
+        adaptive_samples=args.adaptive_samples, cw_iterations=args.cw_iterations,
+        cw_search_steps=args.cw_search_steps, limit_train=args.limit_train,
         limit_test=args.limit_test,
     )  # fmt: skip
     paths = reproduce(
