@@ -164,7 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduce",
         help="the paper's temperature sweep, measurements, plots and report (resumable)",
     )
-    p.add_argument("--dataset", default="mnist", choices=DATASETS)
     p.add_argument("--profile", default="quick", choices=["quick", "paper"],
                    help="quick: minutes on a laptop CPU; paper: the paper's settings")
     p.add_argument("--temperatures", type=_temperature_list, default=None,
@@ -179,12 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="C&W Adam steps per binary-search step (override the profile)")
     p.add_argument("--cw-search-steps", type=_positive_int, default=None,
                    help="C&W binary-search steps (override the profile)")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="data directory (MNIST default: the embedded copy; CIFAR-10: required)")
-    p.add_argument("--limit-train", type=_positive_int, default=None)
-    p.add_argument("--limit-test", type=_positive_int, default=None)
     p.add_argument("--out", type=Path, default=Path("results"), help="output directory")
     p.add_argument("--force", action="store_true", help="recompute every unit")
+    add_data(p)
     add_common(p)
     p.set_defaults(func=cmd_reproduce)
     return parser
