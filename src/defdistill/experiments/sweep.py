@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,23 +100,26 @@ def run_sweep(
     models: dict[str, tuple[nn.Module, dict]] = {}
     for name, temperature in zip(names, [None, *temperatures], strict=True):
         config = paper_config(
-            ds.name if ds.name in ("mnist", "cifar10") else "mnist",
-            epochs=profile.epochs, batch_size=profile.batch_size, seed=seed, temperature=temperature or 1.0,
+            ds.name if ds.name in ("mnist", "cifar10") else "mnist", epochs=profile.epochs,
+            batch_size=profile.batch_size, seed=seed, temperature=temperature or 1.0,
         )  # fmt: skip
+        # the deployed model: the baseline itself, or the student (fresh seed)
+        deployed_config = config if temperature is None else replace(config, seed=seed + 1)
         path = out / "models" / name
         bar.set_postfix_str(f"training {name}")
         try:
-            models[name] = _trained(path, config.to_dict(), signature, architecture)
-            log.info("reusing %s", path)
+            models[name] = _trained(path, deployed_config.to_dict(), signature, architecture)
+            store.reused.append(f"train-{name}")
         except CheckpointError:
             if temperature is None:
                 model, meta = train_model(ds, architecture, config, path, "baseline",
                                           device=str(dev), progress=progress)  # fmt: skip
             else:
-                distill(ds, architecture, config, path, device=str(dev), progress=progress,
-                        student_config=None)  # fmt: skip
+                distill(ds, architecture, config, path, student_config=deployed_config,
+                        device=str(dev), progress=progress)  # fmt: skip
                 model, meta = load_model(path)
             models[name] = (model.eval(), meta)
+            store.computed.append(f"train-{name}")
         bar.update()
 
     baseline_model, baseline_meta = models["baseline"]
