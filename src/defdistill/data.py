@@ -18,6 +18,7 @@ import io
 import logging
 import math
 import pickle
+import pickletools
 import tarfile
 import urllib.error
 import urllib.request
@@ -25,6 +26,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -275,7 +277,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
     checked stand-ins above, everything else is refused.
     """
 
-    _ALLOWED: dict[tuple[str, str], object] = {
+    _ALLOWED: ClassVar[dict[tuple[str, str], object]] = {
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy", "ndarray"): _NDARRAY,
@@ -300,6 +302,27 @@ def _resolve(obj: object) -> object:
     return obj
 
 
+# Opcodes a CIFAR-10 batch never holds: out-of-band buffers, persistent ids, the extension
+# registry, and bytearrays (whose size the C unpickler allocates before reading).
+_REFUSED_OPCODES = frozenset({
+    "BYTEARRAY8", "NEXT_BUFFER", "READONLY_BUFFER", "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4",
+})  # fmt: skip
+
+
+def _check_opcodes(data: bytes) -> None:
+    """Walk the opcodes without building anything (``pickletools``).
+
+    Refuses the opcodes above and memo indices beyond the number of opcodes seen: the C
+    unpickler sizes its memo by the largest index, so one ``LONG_BINPUT 4000000000``
+    would make it allocate and clear gigabytes. Malformed streams raise ``ValueError``.
+    """
+    for count, (op, arg, _) in enumerate(pickletools.genops(data)):
+        if op.name in _REFUSED_OPCODES:
+            raise pickle.UnpicklingError(f"opcode {op.name} is not allowed")
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and not 0 <= int(arg) <= count:
+            raise pickle.UnpicklingError(f"memo index {arg} out of range")
+
+
 def safe_unpickle(data: bytes, source: str) -> object:
     """Unpickle ``data`` allowing only plain containers and numeric numpy arrays.
 
@@ -307,6 +330,7 @@ def safe_unpickle(data: bytes, source: str) -> object:
     :class:`DataError`: the bytes are untrusted.
     """
     try:
+        _check_opcodes(data)
         return _resolve(_RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load())
     except pickle.UnpicklingError as err:
         raise DataError(f"{source}: unsafe or corrupt pickle ({err}); not a CIFAR-10 batch") from err
@@ -319,7 +343,7 @@ def safe_unpickle(data: bytes, source: str) -> object:
 def _decode_keys(obj: object, source: str) -> dict[str, object]:
     if not isinstance(obj, dict):
         raise DataError(f"{source}: expected a dict in a CIFAR-10 batch, found {type(obj).__name__}")
-    return {k.decode() if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
+    return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
 
 
 def parse_cifar_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
