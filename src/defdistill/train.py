@@ -222,7 +222,8 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * decay
         order = torch.randperm(n, generator=generator)
-        loss_sum, correct = 0.0, 0
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.long, device=dev)
         for step in range(steps_per_epoch):
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             xb, tb = x_train[idx].to(dev, non_blocking=True), targets[idx].to(dev, non_blocking=True)
@@ -231,12 +232,14 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == labels[idx].to(dev)).sum())
-            bar.update()
-            if step % 20 == 0:
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
-        record = {"epoch": epoch + 1, "loss": loss_sum / n, "train_accuracy": correct / n}
+            # accumulated on the device: no host synchronisation per step
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == labels[idx].to(dev)).sum()
+            if progress:
+                bar.update()
+                if step % 20 == 0:
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
+        record = {"epoch": epoch + 1, "loss": float(loss_sum) / n, "train_accuracy": int(correct) / n}
         history.append(record)
         log.info("%s epoch %d/%d loss %.4f train acc %.4f", desc, epoch + 1, config.epochs,
                  record["loss"], record["train_accuracy"])  # fmt: skip
