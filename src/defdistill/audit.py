@@ -119,6 +119,7 @@ def audit(
     findings.append(checks.check_probs_vs_logits(
         attacks[f"PGD Linf {strongest:.3g} on F"]["success_rate"],
         attacks[f"PGD Linf {strongest:.3g} on Z/T"]["success_rate"], f"PGD Linf {strongest:.3g}",
+        adaptive=f"PGD Linf {strongest:.3g} on Z/T",
     ))  # fmt: skip
     if reference is not None:
         transfer = run_transfer(reference, model, xs, ys, eps=strongest, seed=seed)
