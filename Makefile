@@ -26,6 +26,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks
 	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/attacks.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

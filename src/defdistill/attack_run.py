@@ -32,6 +32,14 @@ def build_attack(args: argparse.Namespace) -> Attack:
                            binary_search_steps=args.search_steps, **batch)  # fmt: skip
 
 
+def nothing_to_attack(n: int) -> ValueError:
+    """The error when no test image is classified correctly (an attack would report 0 %)."""
+    return ValueError(
+        f"the model classifies none of the {n} test images correctly: nothing to attack; "
+        "check it with `defdistill evaluate` (wrong data set, or an untrained model?)"
+    )
+
+
 @dataclass
 class AttackRun:
     """Per-attempt tensors and the summary of one run."""
@@ -82,11 +90,15 @@ def run_attack(
     start = time.perf_counter()
     if targets == "none":
         correct = metrics.correct_mask(model, x, y).nonzero().flatten()[:samples]
+        if not len(correct):
+            raise nothing_to_attack(len(x))
         xs, ys = x[correct], y[correct]
         result = attack(model, xs, ys)
         run = AttackRun(xs, result.x_adv, ys, None, result.success, correct, {})
     else:
         xs, ys = first_correct(model, x, y, samples)
+        if not len(xs):
+            raise nothing_to_attack(len(x))
         report = metrics.paper_success_rate(model, attack, xs, ys, targets=targets, seed=seed)
         run = AttackRun(report.x, report.x_adv, ys[report.sample_index], report.target,
                         report.success, report.sample_index, {})  # fmt: skip

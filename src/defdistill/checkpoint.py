@@ -19,7 +19,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from defdistill.io import atomic_write_bytes, atomic_write_json
+from defdistill.io import atomic_write_files, json_bytes
 from defdistill.models import available_models, build_model
 
 WEIGHTS = "model.safetensors"
@@ -63,8 +63,8 @@ def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> dict
         "environment": environment(),
     }
     path = Path(path)
-    atomic_write_bytes(path / WEIGHTS, blob)
-    atomic_write_json(path / META, full)
+    # both files are fully written before either replaces an older one; meta.json last
+    atomic_write_files({path / WEIGHTS: blob, path / META: json_bytes(full)})
     return full
 
 
@@ -79,7 +79,20 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{meta_path}: not valid JSON ({err}); retrain the model") from err
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{meta_path}: unknown checkpoint format; retrain the model")
+    shape, classes = meta.get("input_shape"), meta.get("num_classes")
+    if (
+        not isinstance(shape, list) or len(shape) != 3 or not all(_positive_int(v) for v in shape)
+        or not _positive_int(classes) or not isinstance(meta.get("weights_sha256"), str)
+    ):  # fmt: skip
+        raise CheckpointError(
+            f"{meta_path}: input_shape, num_classes or weights_sha256 missing or invalid "
+            f"(input_shape {shape!r}, num_classes {classes!r}); retrain the model"
+        )
     return meta
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -105,12 +118,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     if arch not in available_models():
         raise CheckpointError(f"{path}: unknown architecture {arch!r}; known: {available_models()}")
     c, h, _ = meta["input_shape"]
-    model = build_model(arch, c, h, int(meta["num_classes"]))
     try:
+        model = build_model(arch, c, h, int(meta["num_classes"]))
         state = load_safetensors(blob)
         model.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError) as err:
+    except (SafetensorError, RuntimeError, ValueError) as err:
+        detail = " ".join(str(err).split())[:200]  # one line: load_state_dict lists mismatches
         raise CheckpointError(
-            f"{weights_path}: weights do not fit architecture {arch!r} ({str(err)[:200]})"
+            f"{weights_path}: weights do not fit architecture {arch!r} with inputs "
+            f"{meta['input_shape']} ({detail}); retrain the model"
         ) from err
     return model.to(device).eval(), meta

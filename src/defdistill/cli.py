@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from defdistill.checkpoint import META, CheckpointError
 from defdistill.data import DATASETS, DataError, download, load_dataset
@@ -28,17 +30,30 @@ class UsageError(Exception):
     """A command-line argument that cannot work."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` whose errors are one line: what is wrong, and where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
@@ -86,7 +101,7 @@ def add_training(parser: argparse.ArgumentParser, default_temperature: float) ->
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="defdistill",
         description="Defensive distillation (Papernot et al. 2016) and an honest evaluation of it.",
     )
@@ -205,6 +220,8 @@ def _config(args: argparse.Namespace):
 
 
 def _check_out(args: argparse.Namespace) -> None:
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a directory; choose another --out")
     if (args.out / META).exists() and not args.force:
         raise UsageError(f"{args.out} already holds a model; pass --force to overwrite it")
 
@@ -291,6 +308,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
     s = run.summary
     print(f"{attack!r} on {args.model} ({meta.get('role')}, T={meta.get('temperature', 1):g}): "
           f"{s['samples']} samples, {s['attempts']} attempts (targets: {targets})")
+    if s["samples"] < args.samples:
+        print(f"  note: only {s['samples']} of the {len(ds.x_test)} test images are classified "
+              f"correctly, fewer than --samples {args.samples}")  # fmt: skip
     print(f"  success rate     {100 * s['success_rate']:.1f}%")
     for norm in ("l0_percent", "l2", "linf"):
         mean, median = s[f"mean_{norm}"], s[f"median_{norm}"]
@@ -306,13 +326,17 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from defdistill.attack_run import nothing_to_attack
     from defdistill.audit import audit
     from defdistill.io import atomic_write_json
+    from defdistill.metrics import correct_mask
 
     model, meta, ds = _load_for_data(args.model, args)
     reference = _load_for_data(args.reference, args)[0] if args.reference else None
     temperature = args.temperature or float(meta.get("temperature", 1.0))
     device = next(model.parameters()).device
+    if not bool(correct_mask(model, ds.x_test.to(device), ds.y_test.to(device), 500).any()):
+        raise nothing_to_attack(len(ds.x_test))
     report = audit(
         model, ds.x_test.to(device), ds.y_test.to(device), temperature=temperature,
         reference=reference, samples=args.samples, jsma_samples=args.jsma_samples,
@@ -365,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (*USER_ERRORS, UsageError) as err:
-        print(f"defdistill: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())  # always one line
+        print(f"defdistill: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("defdistill: interrupted", file=sys.stderr)

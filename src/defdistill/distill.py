@@ -143,9 +143,15 @@ def distill(
 
     teacher_dir = out / "teacher"
     wanted = {"config": config.to_dict(), "dataset": signature, "architecture": architecture}
+    reused = None
     if _reusable(teacher_dir, wanted):
-        teacher, teacher_meta = load_model(teacher_dir, dev)
-        log.info("reusing teacher %s (accuracy %.4f)", teacher_dir, teacher_meta["test_accuracy"])
+        try:  # the weights may not match meta.json (crash while replacing an older teacher)
+            reused = load_model(teacher_dir, dev)
+            log.info("reusing teacher %s (accuracy %.4f)", teacher_dir, reused[1]["test_accuracy"])
+        except CheckpointError as err:
+            log.warning("%s; training the teacher again", err)
+    if reused is not None:
+        teacher, teacher_meta = reused
     else:
         teacher, teacher_meta = train_model(
             ds, architecture, config, teacher_dir, "teacher", device=str(dev),
@@ -155,9 +161,11 @@ def distill(
     labels = _load_soft_labels(out / SOFT_LABELS, teacher_meta["weights_sha256"])
     if labels is None or len(labels) != len(ds.x_train):
         labels = soft_labels(teacher, ds.x_train, temperature)
+        # One metadata key only: safetensors writes several in a random order, and the file's
+        # sha256 (recorded in the student's meta.json) must not change from run to run.
         blob = save_safetensors(
             {"soft_labels": labels.contiguous()},
-            metadata={"teacher_sha256": teacher_meta["weights_sha256"], "temperature": str(temperature)},
+            metadata={"teacher_sha256": teacher_meta["weights_sha256"]},
         )  # fmt: skip
         atomic_write_bytes(out / SOFT_LABELS, blob)
     stats = soft_label_stats(labels)
