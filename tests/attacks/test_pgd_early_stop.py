@@ -22,3 +22,17 @@ def test_without_early_stop_every_sample_takes_all_steps_and_goes_deeper():
     with torch.no_grad():
         assert (margin(full.x_adv)[both] >= margin(early.x_adv)[both] - 1e-6).all()
         assert margin(full.x_adv)[both].mean() > margin(early.x_adv)[both].mean()
+
+
+def test_non_finite_logits_are_rejected():
+    import pytest
+    from torch import nn
+
+    from defdistill.attacks import FGSM
+
+    class NaNModel(nn.Module):
+        def forward(self, x):
+            return torch.full((len(x), 3), float("nan"))
+
+    with pytest.raises(ValueError, match="NaN or infinite logits"):
+        FGSM(eps=0.1)(NaNModel(), torch.rand(2, 4), torch.tensor([0, 1]))

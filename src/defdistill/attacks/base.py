@@ -326,6 +326,8 @@ class Attack(ABC):
             raise ValueError(
                 f"model must return logits of shape (N, num_classes); for 1 input it returned {shape}"
             )
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError("model returned NaN or infinite logits; an attack on it would be meaningless")
         if out.shape[1] < 2:
             raise ValueError(f"model must output >= 2 classes, got {out.shape[1]}")
         return int(out.shape[1])
