@@ -375,8 +375,8 @@ def stable_meta(path: Path) -> dict:
     return {k: v for k, v in meta.items() if k not in ("train_seconds", "environment")}
 
 
-@pytest.mark.slow
 def test_sigkilled_train_then_rerun_is_bit_identical(tmp_path):
+    """Runs in the default suite (about 30 s): training killed at several points."""
     ref = tmp_path / "ref"
     assert run("none", "train", *SMALL, "--out", ref).returncode == 0
     expected = stable_meta(ref)
