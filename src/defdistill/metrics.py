@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defdistill.attacks.base import Attack, check_temperature, eval_mode
+from defdistill.attacks.base import Attack, eval_mode
+from defdistill.temperature import check_temperature
 
 logger = logging.getLogger(__name__)
 

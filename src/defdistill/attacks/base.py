@@ -91,11 +91,6 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def check_temperature(value: float) -> float:
-    """``float(value)`` or ``ValueError`` unless finite and > 0."""
-    return check_nonnegative("temperature", value, allow_zero=False)
-
-
 def _check_labels(name: str, labels: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
     if not isinstance(labels, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of class indices, got {type(labels)}")

@@ -11,9 +11,9 @@ from defdistill.attacks.base import (
     attack_objective,
     check_choice,
     check_nonnegative,
-    check_temperature,
     input_gradient,
 )
+from defdistill.temperature import check_temperature
 
 
 class FGSM(Attack):

@@ -18,8 +18,8 @@ from defdistill.attacks.base import (
     check_choice,
     check_nonnegative,
     check_positive_int,
-    check_temperature,
 )
+from defdistill.temperature import check_temperature
 
 logger = logging.getLogger(__name__)
 

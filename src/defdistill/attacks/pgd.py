@@ -17,12 +17,12 @@ from defdistill.attacks.base import (
     check_choice,
     check_nonnegative,
     check_positive_int,
-    check_temperature,
     input_gradient,
     is_adversarial,
     per_sample_norm,
     view_per_sample,
 )
+from defdistill.temperature import check_temperature
 
 NORMS: tuple[str, ...] = ("linf", "l2")
 
