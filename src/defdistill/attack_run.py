@@ -13,7 +13,7 @@ from torch import nn
 
 from defdistill import metrics
 from defdistill.attacks import FGSM, JSMA, PGD, Attack, CarliniWagnerL2
-from defdistill.battery import first_correct
+from defdistill.battery import first_correct, summary_stats
 from defdistill.io import atomic_write_bytes
 
 
@@ -72,12 +72,6 @@ class AttackRun:
         return {"summary": self.summary, "attempts": self.per_attempt()}
 
 
-def _describe(values: torch.Tensor) -> tuple[float | None, float | None]:
-    if values.numel() == 0:
-        return None, None
-    return float(values.double().mean()), float(values.double().median())
-
-
 def run_attack(
     model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, samples: int,
     targets: str = "none", seed: int = 0,
@@ -113,7 +107,8 @@ def run_attack(
     }
     for name, values in (("l0_percent", 100 * metrics.l0_fraction(delta)),
                          ("l2", metrics.l2(delta)), ("linf", metrics.linf(delta))):  # fmt: skip
-        summary[f"mean_{name}"], summary[f"median_{name}"] = _describe(values)
+        stats = summary_stats(values)
+        summary[f"mean_{name}"], summary[f"median_{name}"] = stats["mean"], stats["median"]
     run.summary = summary
     return run
 

@@ -28,7 +28,8 @@ from defdistill.attacks import JSMA, PGD, CarliniWagnerL2
 EXAMPLE_DECIMALS = 4
 
 
-def _stats(values: torch.Tensor) -> dict[str, float | None]:
+def summary_stats(values: torch.Tensor) -> dict[str, float | None]:
+    """Mean and median of ``values`` (None for an empty tensor)."""
     values = values.double()
     if values.numel() == 0:
         return {"mean": None, "median": None}
@@ -115,8 +116,8 @@ def run_cw(
     l2 = metrics.l2(result.x_adv - x)[result.success]
     return {
         "samples": len(x), "iterations": iterations, "search_steps": search_steps,
-        "success_rate": result.success_rate, "mean_l2": _stats(l2)["mean"],
-        "median_l2": _stats(l2)["median"], "seconds": time.perf_counter() - start,
+        "success_rate": result.success_rate, "mean_l2": summary_stats(l2)["mean"],
+        "median_l2": summary_stats(l2)["median"], "seconds": time.perf_counter() - start,
     }  # fmt: skip
 
 
@@ -152,7 +153,7 @@ def gradient_stats(model: nn.Module, x: torch.Tensor, bins: int = 40) -> dict[st
         counts, edges = torch.zeros(bins), torch.linspace(-1.0, 0.0, bins + 1)
     return {
         "samples": len(x),
-        **_stats(amplitude),
+        **summary_stats(amplitude),
         "zero_fraction": float((amplitude == 0).float().mean()) if len(x) else math.nan,
         "mean_log10": float(finite.mean()) if len(finite) else None,
         "median_log10": float(finite.median()) if len(finite) else None,

@@ -433,7 +433,7 @@ def write_report(out: str | Path, results: dict[str, dict[str, Any]]) -> dict[st
     write_csv(out / "results.csv", results)
     md = render_markdown(results, paper, list(figures))
     atomic_write_text(out / "report.md", md)
-    atomic_write_text(out / "report.html", render_html(md, out / "figures", list(figures)))
+    atomic_write_text(out / "report.html", render_html(md, out / "figures"))
     return {"report": out / "report.md", "html": out / "report.html", "json": out / "results.json"}
 
 
@@ -497,7 +497,7 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
     return "\n".join(lines)
 
 
-def render_html(markdown: str, figure_dir: Path, figures: list[str]) -> str:
+def render_html(markdown: str, figure_dir: Path) -> str:
     """A self-contained HTML page (figures embedded as data URIs) from our markdown."""
     body: list[str] = []
     table: list[list[str]] = []
@@ -539,7 +539,6 @@ def render_html(markdown: str, figure_dir: Path, figures: list[str]) -> str:
         elif line.strip():
             body.append(f"<p>{inline(line)}</p>")
     flush_table()
-    del figures
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
         "line-height:1.45}table{border-collapse:collapse;font-size:13px;margin:1em 0}"
