@@ -1,6 +1,8 @@
 """Run the reproduction pipeline on the tiny synthetic data set (used by the kill test).
 
     python tests/pipeline_runner.py OUT_DIR
+
+Also the tiny profile and the comparisons the pipeline and executor tests share.
 """
 
 import sys
@@ -17,8 +19,25 @@ TINY = Profile(
 )
 
 
+TIMING_KEYS = {"seconds", "attempts_per_second"}
+
+
 def tiny_dataset():
     return make_synthetic(n_train=320, n_test=64, num_classes=3, size=28, seed=1)
+
+
+def without_timings(value):
+    """``value`` without wall-clock times (nested dicts and lists)."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def comparable(results: dict) -> dict:
+    """A data set's ``results.json`` without timings and the library versions."""
+    return without_timings({k: v for k, v in results.items() if k != "environment"})
 
 
 if __name__ == "__main__":

@@ -31,10 +31,8 @@ from synthetic import make_synthetic
 
 from defdistill import cli, data
 from defdistill.attacks import FGSM, JSMA, PGD, CarliniWagnerL2
-from defdistill.checkpoint import META, WEIGHTS, CheckpointError, load_model, save_model
+from defdistill.checkpoint import META, WEIGHTS, CheckpointError, load_model, load_reusable, save_model
 from defdistill.data import DataError, load_mnist, parse_cifar_batch, parse_idx
-from defdistill.distill import _reusable
-from defdistill.experiments.sweep import _trained
 from defdistill.experiments.units import UnitStore
 from defdistill.models import build_model, output_layer
 from defdistill.train import TrainConfig
@@ -514,6 +512,30 @@ def test_reproduce_bad_temperature_list(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["--seeds", "0,a"], "--seeds: expected seeds like 0,1,2"),
+    (["--seeds", "0,-1"], "--seeds: seeds must be integers >= 0"),
+    (["--seeds", "1,1"], "--seeds: a seed is repeated"),
+    (["--seeds", "0,1", "--seed", "2"], "give --seed N or --seeds N,M,..., not both"),
+    (["--executor", "dask"], "argument --executor: invalid choice"),
+    (["--address", "auto"], "--address: only used with --executor ray"),
+    (["--cpus-per-task", "2", "--max-retries", "0"],
+     "--cpus-per-task, --max-retries: only used with --executor ray"),
+    (["--executor", "ray", "--cpus-per-task", "0"], "--cpus-per-task: must be a positive integer"),
+    (["--executor", "ray", "--max-retries", "-1"], "--max-retries: must be an integer >= 0"),
+], ids=lambda v: v if isinstance(v, str) else v[1])  # fmt: skip
+def test_reproduce_bad_seeds_and_executor_options(tmp_path, capsys, argv, fragment):
+    assert_user_error(capsys, ["reproduce", *argv, "--out", tmp_path / "r"], fragment)
+    assert not (tmp_path / "r").exists()
+
+
+def test_reproduce_on_ray_without_ray_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    assert_user_error(capsys, ["reproduce", "--executor", "ray", "--out", tmp_path / "r"],
+                      "install the ray extra: pip install 'defdistill[ray]'")  # fmt: skip
+    assert not (tmp_path / "r").exists()  # refused before any work
+
+
 def test_cuda_without_gpu(existing, capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
@@ -662,11 +684,16 @@ def test_models_of_another_configuration_are_not_reused(tmp_path):
     config = TrainConfig(epochs=1, batch_size=32, lr=0.05)
     train_model(ds, "mnist_cnn", config, tmp_path / "m", "baseline", progress=False, allow_untrained=True)
     signature = dataset_signature(ds)
-    _trained(tmp_path / "m", config.to_dict(), signature, "mnist_cnn")  # same configuration: reused
+    wanted = {"config": config.to_dict(), "dataset": signature, "architecture": "mnist_cnn"}
+    _, meta = load_reusable(tmp_path / "m", wanted)  # same configuration: reused
+    assert meta["config"] == config.to_dict()
     other = TrainConfig(epochs=2, batch_size=32, lr=0.05).to_dict()
-    with pytest.raises(CheckpointError, match="trained with another configuration"):
-        _trained(tmp_path / "m", other, signature, "mnist_cnn")
-    with pytest.raises(CheckpointError, match="trained with another configuration"):
-        _trained(tmp_path / "m", config.to_dict(), {**signature, "n_train": 65}, "mnist_cnn")
-    assert _reusable(tmp_path / "m", {"config": config.to_dict(), "dataset": signature})
-    assert not _reusable(tmp_path / "m", {"config": other, "dataset": signature})
+    for changed in ({"config": other}, {"dataset": {**signature, "n_train": 65}},
+                    {"architecture": "cifar10_cnn"}):  # fmt: skip
+        with pytest.raises(CheckpointError, match="trained with another configuration"):
+            load_reusable(tmp_path / "m", {**wanted, **changed})
+    with pytest.raises(CheckpointError, match="not found"):
+        load_reusable(tmp_path / "nothing", wanted)
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"tampered")  # meta matches, weights do not
+    with pytest.raises(CheckpointError, match="sha256 does not match"):
+        load_reusable(tmp_path / "m", wanted)

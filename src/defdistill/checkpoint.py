@@ -129,3 +129,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
             f"{meta['input_shape']} ({detail}); retrain the model"
         ) from err
     return model.to(device).eval(), meta
+
+
+def load_reusable(
+    path: str | Path, wanted: dict[str, Any], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict]:
+    """Load the checkpoint at ``path`` if its metadata matches every item of ``wanted``.
+
+    ``wanted`` maps ``meta.json`` keys (typically ``config``, ``dataset`` and
+    ``architecture``) to the values a reusable model must have been trained with.
+
+    Raises:
+        CheckpointError: no valid checkpoint, another configuration, or weights that do not
+            match ``meta.json``.
+    """
+    meta = read_meta(path)
+    if any(meta.get(k) != v for k, v in wanted.items()):
+        raise CheckpointError(f"{path} was trained with another configuration")
+    return load_model(path, device)

@@ -16,13 +16,14 @@ from typing import NoReturn
 
 from defdistill.checkpoint import META, CheckpointError
 from defdistill.data import DATASETS, DataError, download, load_dataset
+from defdistill.experiments.executors import EXECUTORS, ExecutorError
 from defdistill.io import OutputError
 from defdistill.models import available_models
 from defdistill.train import TrainingError, paper_config
 
 log = logging.getLogger("defdistill")
 
-USER_ERRORS = (DataError, CheckpointError, TrainingError, OutputError, ValueError)
+USER_ERRORS = (DataError, CheckpointError, TrainingError, OutputError, ExecutorError, ValueError)
 DEFAULT_ARCH = {"mnist": "mnist_cnn", "cifar10": "cifar10_cnn"}
 
 
@@ -195,10 +196,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="C&W binary-search steps (override the profile)")
     p.add_argument("--out", type=Path, default=Path("results"), help="output directory")
     p.add_argument("--force", action="store_true", help="recompute every unit")
+    p.add_argument("--seeds", type=_seed_list, default=None,
+                   help="comma-separated seeds, e.g. 0,1,2: the sweep is repeated per seed and the "
+                        "report shows mean ± std (default: --seed)")
+    p.add_argument("--executor", default="local", choices=EXECUTORS,
+                   help="local: every unit in this process (default); ray: units in parallel on "
+                        "Ray workers (pip install 'defdistill[ray]')")
+    p.add_argument("--address", default=None,
+                   help="with --executor ray: auto (the cluster `ray start` runs on this machine) "
+                        "or HOST:PORT; default: a private Ray instance on this machine")
+    p.add_argument("--cpus-per-task", type=_positive_int, default=1,
+                   help="with --executor ray: CPUs (and torch threads) per unit (default 1)")
+    p.add_argument("--max-retries", type=_non_negative_int, default=2,
+                   help="with --executor ray: retries of a unit that fails transiently (default 2)")
     add_data(p)
     add_common(p)
-    p.set_defaults(func=cmd_reproduce)
+    p.set_defaults(func=cmd_reproduce, seed=None)  # None: --seed not given
     return parser
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, got {text!r}")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"a seed is repeated in {text!r}")
+    return values
 
 
 def _temperature_list(text: str) -> tuple[float, ...]:
@@ -360,8 +396,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from defdistill.experiments.executors import make_executor
     from defdistill.experiments.pipeline import reproduce
     from defdistill.experiments.profiles import get_profile
+
+    if args.seed is not None and args.seeds is not None:
+        raise UsageError("give --seed N or --seeds N,M,..., not both")
+    seeds = args.seeds or (0 if args.seed is None else args.seed,)
+    if args.executor != "ray":
+        given = [f"--{n.replace('_', '-')}" for n, default in
+                 (("address", None), ("cpus_per_task", 1), ("max_retries", 2))
+                 if getattr(args, n) != default]  # fmt: skip
+        if given:
+            raise UsageError(f"{', '.join(given)}: only used with --executor ray")
 
     profile = get_profile(args.dataset, args.profile).with_overrides(
         temperatures=args.temperatures, epochs=args.epochs, batch_size=args.batch_size,
@@ -370,10 +417,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         cw_search_steps=args.cw_search_steps, limit_train=args.limit_train,
         limit_test=args.limit_test,
     )  # fmt: skip
-    paths = reproduce(
-        args.dataset, profile, args.out, data_dir=args.data_dir, seed=args.seed,
-        device=args.device, force=args.force, progress=not args.quiet,
-    )  # fmt: skip
+    executor = make_executor(args.executor, args.address, args.cpus_per_task, args.max_retries,
+                             args.device)  # fmt: skip
+    try:
+        paths = reproduce(
+            args.dataset, profile, args.out, data_dir=args.data_dir, seeds=seeds,
+            device=args.device, force=args.force, progress=not args.quiet, executor=executor,
+        )  # fmt: skip
+    finally:
+        executor.close()
     print(paths["summary"])
     print(f"report: {paths['report']}  (html: {paths['html']}, data: {paths['json']})")
     return 0

@@ -28,7 +28,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from defdistill.checkpoint import CheckpointError, load_model, read_meta, save_model
+from defdistill.checkpoint import CheckpointError, load_reusable, save_model
 from defdistill.data import Dataset
 from defdistill.io import atomic_write_bytes
 from defdistill.models import build_model
@@ -110,15 +110,6 @@ def soft_label_stats(labels: torch.Tensor) -> dict[str, float]:
     }
 
 
-def _reusable(path: Path, wanted: dict[str, Any]) -> bool:
-    """True when ``path`` holds a valid checkpoint whose metadata matches ``wanted``."""
-    try:
-        meta = read_meta(path)
-    except CheckpointError:
-        return False
-    return all(meta.get(k) == v for k, v in wanted.items())
-
-
 def distill(
     ds: Dataset,
     architecture: str,
@@ -144,12 +135,11 @@ def distill(
     teacher_dir = out / "teacher"
     wanted = {"config": config.to_dict(), "dataset": signature, "architecture": architecture}
     reused = None
-    if _reusable(teacher_dir, wanted):
-        try:  # the weights may not match meta.json (crash while replacing an older teacher)
-            reused = load_model(teacher_dir, dev)
-            log.info("reusing teacher %s (accuracy %.4f)", teacher_dir, reused[1]["test_accuracy"])
-        except CheckpointError as err:
-            log.warning("%s; training the teacher again", err)
+    try:  # no teacher, another configuration, or weights not matching meta.json
+        reused = load_reusable(teacher_dir, wanted, dev)
+        log.info("reusing teacher %s (accuracy %.4f)", teacher_dir, reused[1]["test_accuracy"])
+    except CheckpointError as err:
+        log.info("%s; training the teacher", err)
     if reused is not None:
         teacher, teacher_meta = reused
     else:

@@ -102,6 +102,32 @@ def test_same_seed_same_result_and_seed_matters() -> None:
     assert torch.equal(state, torch.random.get_rng_state()), "global RNG must not be used"
 
 
+class CountingModel(torch.nn.Module):
+    """Wraps a model and counts the samples that go through its forward pass."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.samples = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.samples += x.shape[0]
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_perturb_returns_the_same_images_without_the_success_pass(name: str) -> None:
+    model = CountingModel(mlp(16, 3))
+    x, y, target = data(10, 3)
+    full = FACTORIES[name]()(model, x, y, target)
+    after_call, model.samples = model.samples, 0
+    x_adv = FACTORIES[name]().perturb(model, x, y, target)
+    assert torch.equal(x_adv, full.x_adv)
+    assert model.samples == after_call - 10  # the success check is one forward pass over x_adv
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        FACTORIES[name]().perturb(model, x + 1.0, y, target)
+
+
 def test_empty_batch() -> None:
     model = linear(16, 3)
     x = torch.zeros(0, 1, 4, 4)

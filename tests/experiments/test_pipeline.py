@@ -6,8 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from pipeline_runner import TINY, tiny_dataset
+from pipeline_runner import TINY, tiny_dataset, without_timings
 
 from defdistill.experiments.pipeline import reproduce_on
 from defdistill.experiments.report import CSV_COLUMNS
@@ -18,27 +17,9 @@ STABLE_KEYS = ("name", "temperature", "test_accuracy", "jsma_probs", "gradients"
                "weights_sha256")  # fmt: skip
 
 
-TIMING_KEYS = {"seconds", "attempts_per_second"}
-
-
-def without_timings(value):
-    if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if k not in TIMING_KEYS}
-    return value
-
-
 def stable(results: dict) -> list[dict]:
     """Everything measured, without wall-clock times."""
     return [without_timings({k: row[k] for k in STABLE_KEYS}) for row in results["models"]]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    start = time.perf_counter()
-    paths = reproduce_on(tiny_dataset(), TINY, out, progress=False)
-    seconds = time.perf_counter() - start
-    return out, paths, seconds, json.loads((out / "synthetic" / "results.json").read_text())
 
 
 def test_every_output_file_and_the_json_schema(tiny_run):
@@ -53,9 +34,11 @@ def test_every_output_file_and_the_json_schema(tiny_run):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     combined = json.loads((out / "results.json").read_text())
-    assert combined["schema_version"] == 1
+    assert combined["schema_version"] == 2
     result = combined["datasets"]["synthetic"]
-    assert set(result) >= {"schema_version", "config", "environment", "models"}
+    # one seed: exactly the keys of schema version 1 (per-seed rows only with several seeds)
+    assert set(result) == {"schema_version", "config", "environment", "models"}
+    assert result["config"]["seed"] == 0 and "seeds" not in result["config"]
     assert result["config"]["profile"]["temperatures"] == [5.0, 50.0]
     rows = result["models"]
     assert [r["name"] for r in rows] == ["baseline", "distilled-T5", "distilled-T50"]

@@ -13,7 +13,8 @@ class :class:`Attack` does everything that is not the algorithm itself:
 * seeds a local ``torch.Generator`` so the result is deterministic for a given seed
   (and a given ``batch_size``);
 * measures success with the model at the end: untargeted ``argmax Z(x_adv) != y``,
-  targeted ``argmax Z(x_adv) == target``.
+  targeted ``argmax Z(x_adv) == target`` (:meth:`Attack.perturb` skips this and returns
+  ``x_adv`` only).
 
 A subclass only implements :meth:`Attack._run` on one chunk.
 """
@@ -243,7 +244,7 @@ class Attack(ABC):
         y: torch.Tensor,
         target: torch.Tensor | None = None,
     ) -> AttackResult:
-        """Run the attack.
+        """Run the attack and measure its success with the model.
 
         Args:
             model: any ``nn.Module`` mapping ``(N, ...)`` inputs to ``(N, K)`` logits.
@@ -258,6 +259,33 @@ class Attack(ABC):
             ValueError: inputs of the wrong type, shape or range; a target equal to the
                 label; a missing target for a targeted-only attack.
         """
+        x_adv, success, info = self._execute(model, x, y, target, measure_success=True)
+        assert success is not None
+        return AttackResult(x_adv, success, info)
+
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Only the adversarial inputs ``x_adv`` (what ART's ``generate`` returns).
+
+        Same arguments, validation and result as :meth:`__call__`, without the final
+        forward pass that measures success: for a one-step attack such as FGSM that pass
+        is a third of the work. Use it when the caller evaluates ``x_adv`` itself.
+        """
+        return self._execute(model, x, y, target, measure_success=False)[0]
+
+    def _execute(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        measure_success: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model)}")
         validate_inputs(x)
@@ -279,7 +307,7 @@ class Attack(ABC):
                         f"target == y == {int(y[bad])})"
                     )
             if n == 0:
-                return AttackResult(x.clone(), torch.zeros(0, dtype=torch.bool, device=x.device))
+                return x.clone(), torch.zeros(0, dtype=torch.bool, device=x.device), {}
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
             step = self.batch_size or n
             advs: list[torch.Tensor] = []
@@ -296,19 +324,15 @@ class Attack(ABC):
                         f"{type(self).__name__} returned shape {tuple(x_adv.shape)}, "
                         f"expected {tuple(xc.shape)}"
                     )
-                with torch.no_grad():
-                    succ.append(is_adversarial(model(x_adv), yc, tc))
+                if measure_success:
+                    with torch.no_grad():
+                        succ.append(is_adversarial(model(x_adv), yc, tc))
+                    logger.debug("%s: samples %d-%d, success %.3f", type(self).__name__, start,
+                                 start + len(xc), float(succ[-1].float().mean()))  # fmt: skip
                 advs.append(x_adv)
                 infos.append({k: v.detach() for k, v in info.items()})
-                logger.debug(
-                    "%s: chunk %d-%d, success %.3f",
-                    type(self).__name__,
-                    start,
-                    start + len(xc),
-                    float(succ[-1].float().mean()),
-                )
         info = {k: torch.cat([d[k] for d in infos]) for k in infos[0]}
-        return AttackResult(torch.cat(advs), torch.cat(succ), info)
+        return torch.cat(advs), torch.cat(succ) if measure_success else None, info
 
     @staticmethod
     def _num_classes(model: nn.Module, x: torch.Tensor) -> int:

@@ -1,22 +1,27 @@
 """``defdistill reproduce``: load data, run the resumable sweep, write the report.
 
 Layout of ``out``: ``<dataset>/models/...`` (checkpoints), ``<dataset>/units/*.json``
-(finished measurements), ``<dataset>/results.json``; and, over every data set swept into
-the same ``out`` (MNIST beside CIFAR-10, as in the paper), ``results.json``,
-``results.csv``, ``figures/*.png``, ``report.md`` and the self-contained ``report.html``.
+(finished measurements) for seed 0, the same under ``<dataset>/seed-<k>/`` for any other
+seed, ``<dataset>/results.json`` (every seed, and mean ± std when there are several); and,
+over every data set swept into the same ``out`` (MNIST beside CIFAR-10, as in the paper),
+``results.json``, ``results.csv``, ``figures/*.png``, ``report.md`` and the
+self-contained ``report.html``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from defdistill.data import DATASETS, Dataset, load_dataset
+from defdistill.experiments.executors import Executor
 from defdistill.experiments.profiles import Profile
 from defdistill.experiments.report import paper_values, summary_table, write_report
-from defdistill.experiments.sweep import SCHEMA_VERSION, run_sweep
+from defdistill.experiments.results import READABLE_SCHEMAS, combine
+from defdistill.experiments.sweep import run_sweeps
 from defdistill.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -29,7 +34,7 @@ def collect_results(out: Path) -> dict[str, dict[str, Any]]:
         path = out / name / "results.json"
         if path.is_file():
             data = json.loads(path.read_text())
-            if data.get("schema_version") == SCHEMA_VERSION:
+            if data.get("schema_version") in READABLE_SCHEMAS:
                 results[name] = data
             else:
                 log.warning("%s has an old schema; rerun that data set", path)
@@ -37,23 +42,31 @@ def collect_results(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def reproduce_on(
-    ds: Dataset, profile: Profile, out: str | Path, seed: int = 0, device: str = "auto",
-    force: bool = False, progress: bool = True,
+    ds: Dataset, profile: Profile, out: str | Path, seeds: int | Sequence[int] = 0,
+    device: str = "auto", force: bool = False, progress: bool = True,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Sweep ``ds`` into ``out/<ds.name>`` and rewrite the combined report in ``out``."""
+    """Sweep ``ds`` into ``out/<ds.name>`` and rewrite the combined report in ``out``.
+
+    ``seeds`` is one seed or several (the report then shows mean ± std over them);
+    ``executor`` runs the sweep's tasks (default: in this process).
+    """
     out = Path(out)
-    result = run_sweep(ds, profile, out / ds.name, seed=seed, device=device, force=force,
-                       progress=progress)  # fmt: skip
-    atomic_write_json(out / ds.name / "results.json", result.to_dict())
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    per_seed = run_sweeps(ds, profile, out / ds.name, seeds, device=device, force=force,
+                          progress=progress, executor=executor)  # fmt: skip
+    result = combine({seed: r.to_dict() for seed, r in per_seed.items()})
+    atomic_write_json(out / ds.name / "results.json", result)
     paths: dict[str, Any] = dict(write_report(out, collect_results(out)))
-    paths["summary"] = "\n".join(summary_table(ds.name, result.to_dict(), paper_values()))
+    paths["summary"] = "\n".join(summary_table(ds.name, result, paper_values()))
     return paths
 
 
 def reproduce(
     dataset: str, profile: Profile, out: str | Path, data_dir: str | Path | None = None,
-    seed: int = 0, device: str = "auto", force: bool = False, progress: bool = True,
+    seeds: int | Sequence[int] = 0, device: str = "auto", force: bool = False,
+    progress: bool = True, executor: Executor | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Load ``dataset`` with the profile's limits and run :func:`reproduce_on`."""
     ds = load_dataset(dataset, data_dir, profile.limit_train, profile.limit_test)
-    return reproduce_on(ds, profile, out, seed, device, force, progress)
+    return reproduce_on(ds, profile, out, seeds, device, force, progress, executor)

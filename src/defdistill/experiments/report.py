@@ -2,7 +2,10 @@
 
 Every table and figure puts the paper's published values (``paper_values.json``, with
 the citation; unconfirmed values are marked) beside ours, and the section "Is defensive
-distillation robust?" sets the paper's attack beside the adaptive ones.
+distillation robust?" sets the paper's attack beside the adaptive ones. When a data set
+was swept with several seeds, every number is the mean ± sample standard deviation over
+the seeds (error bars in the figures; each seed's gradient histogram is drawn), and the
+CSV has a row per seed plus ``mean`` and ``std`` rows.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from defdistill.experiments.results import SCHEMA_VERSION, mean_std, seed_runs, seeds_of
 from defdistill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 DATASET_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "synthetic": "synthetic"}
 CSV_COLUMNS = [
-    "dataset", "name", "temperature", "test_accuracy", "accuracy_variation_pp",
+    "dataset", "seed", "name", "temperature", "test_accuracy", "accuracy_variation_pp",
     "teacher_accuracy", "mean_max_probability", "saturated_fraction",
     "jsma_probs_success_rate", "jsma_probs_mean_l0_percent", "rho_adv_percent",
     "gradient_median_log10", "gradient_float32_zero_fraction",
@@ -38,10 +42,11 @@ def paper_values() -> dict[str, Any]:
     return json.loads(text)
 
 
-def _flat(dataset: str, row: dict[str, Any]) -> dict[str, Any]:
+def _flat(dataset: str, seed: int, row: dict[str, Any]) -> dict[str, Any]:
     jsma, grads, adaptive = row["jsma_probs"], row["gradients"], row["adaptive"]
     return {
         "dataset": dataset,
+        "seed": seed,
         "name": row["name"],
         "temperature": row["temperature"],
         "test_accuracy": row["test_accuracy"],
@@ -69,9 +74,55 @@ def write_csv(path: Path, results: dict[str, dict[str, Any]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for dataset, result in results.items():
-        for row in result["models"]:
-            writer.writerow(_flat(dataset, row))
+        seeds, runs = seeds_of(result), seed_runs(result)
+        flat = [_flat(dataset, seed, row) for seed, rows in zip(seeds, runs, strict=True) for row in rows]
+        writer.writerows(flat)
+        if len(runs) > 1:
+            for row in result["models"]:
+                same = [f for f in flat if f["name"] == row["name"]]
+                stats = {c: mean_std([f[c] for f in same]) for c in CSV_COLUMNS if c not in _CSV_IDS}
+                for i, label in enumerate(("mean", "std")):
+                    ids = {"dataset": dataset, "seed": label, "name": row["name"],
+                           "temperature": row["temperature"]}  # fmt: skip
+                    writer.writerow({**ids, **{c: v[i] for c, v in stats.items()}})
     atomic_write_text(path, buffer.getvalue())
+
+
+_CSV_IDS = ("dataset", "seed", "name", "temperature")
+
+
+# ----------------------------------------------------------------------------- over seeds
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else 100.0 * value
+
+
+def _stat(result: dict, name: str, get: Any) -> tuple[float | None, float | None]:
+    """``get(row)`` of model ``name``: its value for one seed (std None), else mean and std."""
+    values = [get(next(r for r in rows if r["name"] == name)) for rows in seed_runs(result)]
+    if len(values) == 1:
+        return values[0], None
+    return mean_std(values)
+
+
+def _cell(result: dict, name: str, get: Any, spec: str, suffix: str = "") -> str:
+    """A table cell: ``value`` for one seed, ``mean ± std`` for several."""
+    mean, std = _stat(result, name, get)
+    if std is None or mean is None:
+        return _fmt(mean, spec, suffix)
+    return f"{_fmt(mean, spec)} ± {_fmt(std, spec.lstrip('+'))}{suffix}"
+
+
+def _small_if(text: str) -> dict[str, Any]:
+    """A smaller title font when the title carries a note."""
+    return {"fontsize": 10} if text else {}
+
+
+def _seed_note(result: dict) -> str:
+    """`` (mean ± std, N seeds)`` when several seeds were run."""
+    n = len(seed_runs(result))
+    return f" (mean ± std, {n} seeds)" if n > 1 else ""
 
 
 # ----------------------------------------------------------------------------- figures
@@ -116,13 +167,21 @@ def _vs_temperature(
         rows = _distilled(result["models"])
         ts = [r["temperature"] for r in rows]
         for label, (get, style) in ours.items():
-            values = [get(r) for r in rows]
-            ax.plot(ts, [math.nan if v is None else v for v in values], style, label=label)
+            stats = [_stat(result, r["name"], get) for r in rows]
+            means = [math.nan if m is None else m for m, _ in stats]
+            if any(sd is not None for _, sd in stats):
+                ax.errorbar(ts, means, yerr=[math.nan if sd is None else sd for _, sd in stats],
+                            fmt=style, capsize=3, label=label)  # fmt: skip
+            else:
+                ax.plot(ts, means, style, label=label)
         if ts:
             ax.set_xlim(min(ts) / 1.5, max(ts) * 1.5)
         if baseline_line is not None:
-            ax.axhline(baseline_line(_baseline(result["models"])), color="grey", ls=":",
-                       label="ours, baseline (no distillation)")  # fmt: skip
+            mean, std = _stat(result, _baseline(result["models"])["name"], baseline_line)
+            if mean is not None:
+                ax.axhline(mean, color="grey", ls=":", label="ours, baseline (no distillation)")
+                if std:
+                    ax.axhspan(mean - std, mean + std, color="grey", alpha=0.15, lw=0)
         if paper_key:
             pts, pvs, confirmed = _paper_series(paper, dataset, paper_key)
             if pts:
@@ -134,7 +193,8 @@ def _vs_temperature(
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.set_xlabel("distillation temperature T")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{title}: {DATASET_TITLES.get(dataset, dataset)}")
+        note = _seed_note(result)
+        ax.set_title(f"{title}: {DATASET_TITLES.get(dataset, dataset)}{note}", **_small_if(note))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _figure_bytes(fig)
@@ -149,21 +209,25 @@ def _gradient_histograms(results: dict) -> bytes:
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.8), squeeze=False)
     for ax, (dataset, result) in zip(axes[0], results.items(), strict=True):
         rows = [_baseline(result["models"]), *_distilled(result["models"])]
+        runs = seed_runs(result)
         cmap = plt.get_cmap("viridis")
         for i, row in enumerate(rows):
-            hist = row["gradients"]["histogram"]
-            edges, counts = hist["log10_edges"], hist["counts"]
-            centers = [(a + b) / 2 for a, b in itertools.pairwise(edges)]
-            total = max(1, sum(counts) + hist["zeros"])
             label = "baseline" if not row["distilled"] else f"T={row['temperature']:g}"
             zero32 = row["gradients"]["zero_fraction"]
             if zero32:
                 label += f" ({zero32:.0%} exactly 0 in float32)"
-            ax.plot(centers, [c / total for c in counts], color=cmap(i / max(1, len(rows) - 1)),
-                    label=label)  # fmt: skip
+            for k, run in enumerate(runs):  # one curve per seed, same colour
+                hist = next(r for r in run if r["name"] == row["name"])["gradients"]["histogram"]
+                edges, counts = hist["log10_edges"], hist["counts"]
+                centers = [(a + b) / 2 for a, b in itertools.pairwise(edges)]
+                total = max(1, sum(counts) + hist["zeros"])
+                ax.plot(centers, [c / total for c in counts], color=cmap(i / max(1, len(rows) - 1)),
+                        alpha=1.0 if len(runs) == 1 else 0.6, label=None if k else label)  # fmt: skip
         ax.set_xlabel("log10 of mean |dF/dx| per sample (deployed softmax, T = 1; exact)")
         ax.set_ylabel("fraction of samples")
-        ax.set_title(f"Gradient amplitude: {DATASET_TITLES.get(dataset, dataset)}")
+        seeds = f" ({len(runs)} seeds, one curve each)" if len(runs) > 1 else ""
+        ax.set_title(f"Gradient amplitude: {DATASET_TITLES.get(dataset, dataset)}{seeds}",
+                     **_small_if(seeds))  # fmt: skip
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _figure_bytes(fig)
@@ -203,7 +267,10 @@ def collect_examples(results: dict) -> dict[str, dict[str, Any]]:
     examples: dict[str, dict[str, Any]] = {}
     for dataset, result in results.items():
         title = DATASET_TITLES.get(dataset, dataset)
-        base, rows = _baseline(result["models"]), _distilled(result["models"])
+        if len(seed_runs(result)) > 1:
+            title += f" seed {seeds_of(result)[0]}"
+        first = seed_runs(result)[0]  # an example image is one seed's, never an average
+        base, rows = _baseline(first), _distilled(first)
         examples[f"{title} baseline\nJSMA on F"] = base["jsma_probs"].get("example")
         if rows:
             top = rows[-1]
@@ -285,19 +352,19 @@ def summary_table(dataset: str, result: dict, paper: dict) -> list[str]:
     ]
     base = _baseline(result["models"])
     for row in [base, *_distilled(result["models"])]:
-        t = row["temperature"]
-        jsma = row["jsma_probs"]
+        t, name = row["temperature"], row["name"]
         lines.append(
-            f"| {row['name']} | {_fmt(t, 'g') if t else '1 (none)'} "
-            f"| {_fmt(100 * row['test_accuracy'], '.2f')} ({_fmt(row['accuracy_variation_pp'], '+.2f')}) "
+            f"| {name} | {_fmt(t, 'g') if t else '1 (none)'} "
+            f"| {_cell(result, name, lambda r: _pct(r['test_accuracy']), '.2f')} "
+            f"({_cell(result, name, lambda r: r['accuracy_variation_pp'], '+.2f')}) "
             f"| {_paper_value(paper, dataset, 'accuracy_variation_by_temperature', t)} "
-            f"| {_fmt(100 * jsma['success_rate'], '.1f')} "
+            f"| {_cell(result, name, lambda r: _pct(r['jsma_probs']['success_rate']), '.1f')} "
             f"| {_paper_value(paper, dataset, 'success_rate_by_temperature', t)} "
-            f"| {_fmt(jsma['rho_adv_percent'], '.2f')} "
+            f"| {_cell(result, name, lambda r: r['jsma_probs']['rho_adv_percent'], '.2f')} "
             f"| {_paper_value(paper, dataset, 'rho_adv_by_temperature', t)} "
-            f"| {_fmt(row['gradients']['median_log10'], '.1f')} "
-            f"| {_fmt(100 * row['gradients']['zero_fraction'], '.0f', '%')} "
-            f"| {_fmt(100 * row['saturated_fraction'], '.0f', '%')} |"
+            f"| {_cell(result, name, lambda r: r['gradients']['median_log10'], '.1f')} "
+            f"| {_cell(result, name, lambda r: _pct(r['gradients']['zero_fraction']), '.0f', '%')} "
+            f"| {_cell(result, name, lambda r: _pct(r['saturated_fraction']), '.0f', '%')} |"
         )
     return lines
 
@@ -310,18 +377,26 @@ def robustness_table(result: dict) -> list[str]:
     ]
     base = _baseline(result["models"])
     for row in [base, *_distilled(result["models"])]:
-        a = row["adaptive"]
+        name = row["name"]
+        cells = [_cell(result, name, get, ".1f") for get in _ROBUSTNESS_COLUMNS]
+        mean_l2 = _cell(result, name, lambda r: r["adaptive"]["cw_l2"]["mean_l2"], ".2f")
+        transfer = _cell(result, name, lambda r: _pct(r["adaptive"]["transfer"]["success_rate"]), ".1f")
         lines.append(
-            f"| {row['name']} | {_fmt(row['temperature'], 'g') if row['temperature'] else '–'} "
-            f"| {_fmt(100 * row['jsma_probs']['success_rate'])} "
-            f"| {_fmt(100 * a['jsma_logits']['success_rate'])} "
-            f"| {_fmt(100 * a['jsma_temperature']['success_rate'])} "
-            f"| {_fmt(100 * a['pgd_temperature']['accuracy'])} "
-            f"| {_fmt(100 * a['pgd_plain']['accuracy'])} "
-            f"| {_fmt(100 * a['cw_l2']['success_rate'])} ({_fmt(a['cw_l2']['mean_l2'], '.2f')}) "
-            f"| {_fmt(100 * a['transfer']['success_rate']) if row['distilled'] else '–'} |"
+            f"| {name} | {_fmt(row['temperature'], 'g') if row['temperature'] else '–'} "
+            f"| {' | '.join(cells[:5])} | {cells[5]} ({mean_l2}) "
+            f"| {transfer if row['distilled'] else '–'} |"
         )
     return lines
+
+
+_ROBUSTNESS_COLUMNS = (
+    lambda r: _pct(r["jsma_probs"]["success_rate"]),
+    lambda r: _pct(r["adaptive"]["jsma_logits"]["success_rate"]),
+    lambda r: _pct(r["adaptive"]["jsma_temperature"]["success_rate"]),
+    lambda r: _pct(r["adaptive"]["pgd_temperature"]["accuracy"]),
+    lambda r: _pct(r["adaptive"]["pgd_plain"]["accuracy"]),
+    lambda r: _pct(r["adaptive"]["cw_l2"]["success_rate"]),
+)
 
 
 def masking_detected(result: dict) -> bool:
@@ -427,7 +502,7 @@ def write_report(out: str | Path, results: dict[str, dict[str, Any]]) -> dict[st
     figures = make_figures(results, paper)
     for name, png in figures.items():
         atomic_write_bytes(out / "figures" / name, png)
-    combined = {"schema_version": 1, "paper": {"citation": paper.get("citation")},
+    combined = {"schema_version": SCHEMA_VERSION, "paper": {"citation": paper.get("citation")},
                 "datasets": results}  # fmt: skip
     atomic_write_json(out / "results.json", combined)
     write_csv(out / "results.csv", results)
@@ -435,6 +510,14 @@ def write_report(out: str | Path, results: dict[str, dict[str, Any]]) -> dict[st
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", render_html(md, out / "figures"))
     return {"report": out / "report.md", "html": out / "report.html", "json": out / "results.json"}
+
+
+def _seeds_text(result: dict) -> str:
+    seeds = seeds_of(result)
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return (f"seeds {', '.join(map(str, seeds))} (every number is the mean ± sample standard "
+            "deviation over the seeds; the findings use the means)")  # fmt: skip
 
 
 def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
@@ -454,7 +537,7 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
             "",
             f"Profile `{cfg['profile']['name']}`, temperatures "
             f"{', '.join(f'{t:g}' for t in cfg['profile']['temperatures'])}, "
-            f"{cfg['profile']['epochs']} epoch(s), seed {cfg['seed']}, device {cfg['device']}, "
+            f"{cfg['profile']['epochs']} epoch(s), {_seeds_text(result)}, device {cfg['device']}, "
             f"{cfg['seconds']:.0f} s this run.",
             "",
             *summary_table(dataset, result, paper),

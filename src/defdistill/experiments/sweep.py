@@ -1,51 +1,48 @@
 """The temperature sweep of Papernot et al. 2016 (arXiv:1511.04508, Section V), resumable.
 
-For one data set: train the baseline (T = 1, no distillation) and, for every temperature
-of the profile, a teacher and a distilled student deployed at T = 1; then measure every
-model as the paper does (accuracy, JSMA success rate and ``rho_adv`` on the deployed
-softmax, gradient amplitudes) and with the attacks that later broke distillation (JSMA on
-the logits, PGD at the training temperature, Carlini & Wagner L2, transfer from the
-baseline). Each model and each measurement is a resumable unit (:mod:`.units`).
+For one data set and every seed: train the baseline (T = 1, no distillation) and, for
+every temperature of the profile, a teacher and a distilled student deployed at T = 1;
+then measure every model as the paper does (accuracy, JSMA success rate and ``rho_adv`` on
+the deployed softmax, gradient amplitudes) and with the attacks that later broke
+distillation (JSMA on the logits, PGD at the training temperature, Carlini & Wagner L2,
+transfer from the baseline). Each model and each measurement is a resumable unit
+(:mod:`.units`) and an independent task (:mod:`.tasks`) run by an executor
+(:mod:`.executors`): first every training task, then every evaluation.
+
+Seed 0 lives in the data set's directory itself, seed ``k > 0`` in ``seed-<k>/`` below it,
+so a single-seed run and a later run with more seeds share seed 0's units.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
 from tqdm.auto import tqdm
 
-from defdistill.battery import (
-    first_correct,
-    gradient_stats,
-    run_cw,
-    run_jsma,
-    run_pgd,
-    run_transfer,
-)
-from defdistill.checkpoint import CheckpointError, environment, load_model
+from defdistill.checkpoint import environment
 from defdistill.data import Dataset
-from defdistill.distill import dataset_signature, distill, train_model
+from defdistill.distill import dataset_signature
+from defdistill.experiments.executors import Executor, LocalExecutor
 from defdistill.experiments.profiles import Profile
-from defdistill.experiments.units import UnitStore
-from defdistill.train import evaluate, paper_config, resolve_device
+from defdistill.experiments.results import SCHEMA_VERSION
+from defdistill.experiments.tasks import MEASUREMENT_VERSION, eval_unit, measure, train_unit
+from defdistill.train import paper_config, resolve_device
+
+__all__ = ["SCHEMA_VERSION", "SweepResult", "measure", "model_name", "run_sweep", "run_sweeps", "seed_dir"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-# Bump when what a measurement unit computes changes: stored units are then recomputed.
-MEASUREMENT_VERSION = 4
 ARCHITECTURES = {"mnist": "mnist_cnn", "cifar10": "cifar10_cnn", "synthetic": "mnist_cnn"}
 
 
 @dataclass
 class SweepResult:
-    """Everything a report needs (serialised as ``results.json``)."""
+    """Everything a report needs for one seed (serialised as ``results.json``)."""
 
     config: dict[str, Any]
     models: list[dict[str, Any]]
@@ -66,135 +63,127 @@ def model_name(temperature: float | None) -> str:
     return "baseline" if temperature is None else f"distilled-T{temperature:g}"
 
 
-def _trained(path: Path, config: dict, signature: dict, architecture: str) -> tuple[nn.Module, dict]:
-    """Load the model at ``path`` if it was trained with exactly this configuration."""
-    model, meta = load_model(path)
-    wanted = {"config": config, "dataset": signature, "architecture": architecture}
-    if any(meta.get(k) != v for k, v in wanted.items()):
-        raise CheckpointError(f"{path} was trained with another configuration")
-    return model, meta
+def seed_dir(root: str | Path, seed: int) -> Path:
+    """Where seed ``seed``'s models and units live under a data set's directory ``root``."""
+    return Path(root) if seed == 0 else Path(root) / f"seed-{seed}"
 
 
 def run_sweep(
-    ds: Dataset,
-    profile: Profile,
-    out: str | Path,
-    seed: int = 0,
-    device: str = "auto",
-    force: bool = False,
-    progress: bool = True,
-    architecture: str | None = None,
-) -> SweepResult:
-    """Train and measure every model of the sweep; finished units are reused."""
-    out = Path(out)
-    dev = resolve_device(device)
+    ds: Dataset, profile: Profile, out: str | Path, seed: int = 0, device: str = "auto",
+    force: bool = False, progress: bool = True, architecture: str | None = None,
+    executor: Executor | None = None,
+) -> SweepResult:  # fmt: skip
+    """Train and measure every model of the sweep for one seed; finished units are reused."""
+    return run_sweeps(ds, profile, out, [seed], device, force, progress, architecture, executor)[seed]
+
+
+def run_sweeps(
+    ds: Dataset, profile: Profile, out: str | Path, seeds: Sequence[int] = (0,),
+    device: str = "auto", force: bool = False, progress: bool = True,
+    architecture: str | None = None, executor: Executor | None = None,
+) -> dict[int, SweepResult]:  # fmt: skip
+    """The sweep for every seed, through ``executor`` (default: in this process).
+
+    ``out`` is the data set's directory; see :func:`seed_dir`. Returns each seed's result.
+    """
+    out, executor = Path(out), executor or LocalExecutor()
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    local = executor.name == "local"
+    # in process, fail early on --device cuda without a GPU; elsewhere each worker resolves it
+    device = str(resolve_device(device)) if local else device
     architecture = architecture or ARCHITECTURES[ds.name]
     signature = dataset_signature(ds)
-    store = UnitStore(out, force=force)
-    temperatures = list(dict.fromkeys(float(t) for t in profile.temperatures))
-    names = [model_name(None)] + [model_name(t) for t in temperatures]
-    bar = tqdm(total=2 * len(names), desc=f"{ds.name} sweep", unit="unit", disable=not progress,
+    temperatures = [None, *dict.fromkeys(float(t) for t in profile.temperatures)]
+    show = progress and local  # a worker's progress bars would interleave in the driver's log
+    train_tasks = [
+        _train_task(ds.name, profile, seed_dir(out, s), s, t, architecture, signature, device, show)
+        for s in seeds
+        for t in temperatures
+    ]
+    reused: dict[int, list[str]] = {s: [] for s in seeds}
+    computed: dict[int, list[str]] = {s: [] for s in seeds}
+    bar = tqdm(total=2 * len(train_tasks), desc=f"{ds.name} sweep", unit="unit", disable=not progress,
                dynamic_ncols=True)  # fmt: skip
     start = time.perf_counter()
+    try:
+        metas: dict[tuple[int, str], dict[str, Any]] = {}
+        for task, done in zip(train_tasks, executor.map(train_unit, train_tasks, ds), strict=True):
+            metas[task["seed"], task["name"]] = done["meta"]
+            (reused if done["reused"] else computed)[task["seed"]].append(f"train-{task['name']}")
+            bar.set_postfix_str(f"trained {task['name']}")
+            bar.update()
 
-    models: dict[str, tuple[nn.Module, dict]] = {}
-    for name, temperature in zip(names, [None, *temperatures], strict=True):
-        config = paper_config(
-            ds.name if ds.name in ("mnist", "cifar10") else "mnist", epochs=profile.epochs,
-            batch_size=profile.batch_size, seed=seed, temperature=temperature or 1.0,
-        )  # fmt: skip
-        # the deployed model: the baseline itself, or the student (fresh seed)
-        deployed_config = config if temperature is None else replace(config, seed=seed + 1)
-        path = out / "models" / name
-        bar.set_postfix_str(f"training {name}")
-        try:
-            models[name] = _trained(path, deployed_config.to_dict(), signature, architecture)
-            store.reused.append(f"train-{name}")
-        except CheckpointError:
-            if temperature is None:
-                model, meta = train_model(ds, architecture, config, path, "baseline",
-                                          device=str(dev), progress=progress)  # fmt: skip
-            else:
-                distill(ds, architecture, config, path, student_config=deployed_config,
-                        device=str(dev), progress=progress)  # fmt: skip
-                model, meta = load_model(path)
-            models[name] = (model.eval(), meta)
-            store.computed.append(f"train-{name}")
-        bar.update()
-
-    baseline_model, baseline_meta = models["baseline"]
-    x_test, y_test = ds.x_test, ds.y_test
-    rows: list[dict[str, Any]] = []
-    for name, temperature in zip(names, [None, *temperatures], strict=True):
-        model, meta = models[name]
-        model.to(dev)
-        bar.set_postfix_str(f"attacking {name}")
-        key = {
-            "measurement_version": MEASUREMENT_VERSION,
-            "weights": meta["weights_sha256"],
-            "baseline_weights": baseline_meta["weights_sha256"],
+        eval_tasks = [_eval_task(task, metas, profile, signature, force) for task in train_tasks]
+        rows: dict[int, list[dict[str, Any]]] = {s: [] for s in seeds}
+        devices: set[str] = set()
+        for task, done in zip(eval_tasks, executor.map(eval_unit, eval_tasks, ds), strict=True):
+            seed, name = task["seed"], task["name"]
+            (reused if done["reused"] else computed)[seed].append(f"eval-{name}")
+            rows[seed].append(_row(name, task["temperature"], metas[seed, name], done["measured"],
+                                   metas[seed, "baseline"]))  # fmt: skip
+            devices.add(done["device"])
+            bar.set_postfix_str(f"measured {name}")
+            bar.update()
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    results = {}
+    for seed in seeds:
+        config = {
+            "dataset": ds.name,
+            "dataset_signature": signature,
+            "architecture": architecture,
             "profile": profile.to_dict(),
             "seed": seed,
-            "dataset": signature,
+            "device": ",".join(sorted(devices)),
+            "seconds": seconds,
+            "units_reused": reused[seed],
+            "units_computed": computed[seed],
         }
+        results[seed] = SweepResult(config=config, models=rows[seed])
+    return results
 
-        def compute(model: nn.Module = model, temperature: float | None = temperature) -> dict:
-            return {
-                "accuracy": evaluate(model, x_test, y_test, temperature=1.0),
-                **measure(model, baseline_model, x_test, y_test, profile, temperature, seed),
-            }
 
-        measured = store.run(f"eval-{name}", key, compute)
-        rows.append(_row(name, temperature, meta, measured, baseline_meta))
-        bar.update()
-    bar.close()
-    config = {
-        "dataset": ds.name,
-        "dataset_signature": signature,
-        "architecture": architecture,
+def _train_task(
+    dataset: str, profile: Profile, root: Path, seed: int, temperature: float | None,
+    architecture: str, signature: dict, device: str, progress: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """The training task of one deployed model (see :func:`.tasks.train_unit`)."""
+    config = paper_config(
+        dataset if dataset in ("mnist", "cifar10") else "mnist", epochs=profile.epochs,
+        batch_size=profile.batch_size, seed=seed, temperature=temperature or 1.0,
+    )  # fmt: skip
+    # the deployed model: the baseline itself, or the student (fresh seed)
+    deployed = config if temperature is None else replace(config, seed=seed + 1)
+    name = model_name(temperature)
+    return {
+        "name": name, "seed": seed, "temperature": temperature, "root": str(root),
+        "path": str(root / "models" / name), "architecture": architecture, "dataset": signature,
+        "config": config.to_dict(), "deployed_config": deployed.to_dict(),
+        "distilled": temperature is not None, "device": device, "progress": progress,
+    }  # fmt: skip
+
+
+def _eval_task(
+    train: dict[str, Any], metas: dict[tuple[int, str], dict], profile: Profile, signature: dict,
+    force: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """The evaluation task of a trained model (see :func:`.tasks.eval_unit`)."""
+    seed = train["seed"]
+    key = {
+        "measurement_version": MEASUREMENT_VERSION,
+        "weights": metas[seed, train["name"]]["weights_sha256"],
+        "baseline_weights": metas[seed, "baseline"]["weights_sha256"],
         "profile": profile.to_dict(),
         "seed": seed,
-        "device": str(dev),
-        "seconds": time.perf_counter() - start,
-        "units_reused": store.reused,
-        "units_computed": store.computed,
-    }
-    return SweepResult(config=config, models=rows)
-
-
-def measure(
-    model: nn.Module, baseline: nn.Module, x: torch.Tensor, y: torch.Tensor, profile: Profile,
-    temperature: float | None, seed: int,
-) -> dict[str, Any]:  # fmt: skip
-    """The paper's measurements and the adaptive attacks for one deployed model.
-
-    ``temperature`` is the distillation temperature (None for the baseline); the adaptive
-    PGD divides the logits by it, undoing the saturation distillation relies on.
-    """
-    jsma = {"samples": profile.attack_samples, "targets": profile.targets, "seed": seed}
-    on_f = run_jsma(model, x, y, on="probs", **jsma)
-    xs, ys = first_correct(model, x, y, profile.adaptive_samples)
-    eps = 0.3 if x.shape[1] == 1 else 8 / 255  # MNIST: Madry et al.'s 0.3; colour: 8/255
-    adaptive = {
-        "jsma_logits": run_jsma(model, x, y, on="logits", **jsma),
-        # JSMA on softmax(Z / T_train): at T = 1 this is the paper's attack itself
-        "jsma_temperature": on_f if temperature in (None, 1.0) else run_jsma(
-            model, x, y, on="probs", temperature=temperature, **jsma
-        ),
-        "pgd_plain": run_pgd(model, xs, ys, eps=eps, seed=seed),
-        "pgd_temperature": run_pgd(
-            model, xs, ys, eps=eps, temperature=temperature or 1.0, seed=seed
-        ),
-        "cw_l2": run_cw(
-            model, xs, ys, iterations=profile.cw_iterations, search_steps=profile.cw_search_steps
-        ),
-        "transfer": run_transfer(baseline, model, xs, ys, eps=eps, seed=seed),
+        "dataset": signature,
     }
     return {
-        "jsma_probs": on_f,
-        "gradients": gradient_stats(model, x[: profile.gradient_samples]),
-        "adaptive": adaptive,
-    }
+        "name": train["name"], "seed": seed, "temperature": train["temperature"],
+        "root": train["root"], "model": train["path"],
+        "baseline": str(Path(train["root"]) / "models" / model_name(None)), "key": key,
+        "profile": profile.to_dict(), "device": train["device"], "force": force,
+    }  # fmt: skip
 
 
 def _row(

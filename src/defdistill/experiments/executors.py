@@ -1,0 +1,177 @@
+"""Where the sweep's tasks run: in this process (``local``) or on a Ray cluster (``ray``).
+
+An executor maps a task function ``fn(shared, task)`` over a list of tasks and yields
+the results in task order. ``shared`` is one large read-only object (the data set) that
+every task needs: the local executor passes it as it is, Ray puts it once in its object
+store. Tasks write their own results (:mod:`.tasks`), so whatever finished before a
+failure or a killed driver is reused by the next run.
+
+Ray is an optional dependency (``pip install 'defdistill[ray]'``). Each Ray task asks
+for ``cpus_per_task`` CPUs (and sets torch's thread count to match) and for one GPU when
+the cluster has GPUs and the device is not ``cpu``; a task whose worker dies or that
+raises a transient error (``OSError``, ``MemoryError``, an unwritable output) is retried
+up to ``max_retries`` times. Deterministic failures (a model that did not learn, bad
+data) are not retried: they would fail again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+import torch
+
+from defdistill.io import OutputError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+EXECUTORS = ("local", "ray")
+RAY_MISSING = "install the ray extra: pip install 'defdistill[ray]'"
+RETRIED = (OSError, MemoryError, OutputError)  # transient; a RuntimeError may be CUDA out of memory
+
+
+class ExecutorError(Exception):
+    """An executor cannot be used (Ray missing, cluster unreachable, no GPU, ...)."""
+
+
+class Executor(Protocol):
+    """Runs independent tasks; results come back in task order."""
+
+    name: str
+
+    def map(self, fn: Callable[[Any, T], R], tasks: Sequence[T], shared: Any = None) -> Iterator[R]:
+        """Yield ``fn(shared, task)`` for every task, in order; raise the first failure."""
+        ...
+
+    def close(self) -> None:
+        """Release what the executor started."""
+        ...
+
+
+class LocalExecutor:
+    """Runs every task in this process, one after the other, as soon as it is asked for."""
+
+    name = "local"
+
+    def map(self, fn: Callable[[Any, T], R], tasks: Sequence[T], shared: Any = None) -> Iterator[R]:
+        for task in tasks:
+            yield fn(shared, task)
+
+    def close(self) -> None:
+        pass
+
+
+def _in_worker(fn: Callable[[Any, T], R], shared: Any, task: T, threads: int) -> R:
+    """What a Ray worker runs: ``fn(shared, task)`` with torch using ``threads`` threads."""
+    torch.set_num_threads(threads)
+    return fn(shared, task)
+
+
+class RayExecutor:
+    """Runs tasks in parallel on Ray workers (a local instance or a cluster).
+
+    Args:
+        address: ``None`` starts a private local Ray instance (all CPUs of this machine),
+            ``"auto"`` joins the cluster started on this machine by ``ray start``,
+            ``"HOST:PORT"`` a remote cluster. If Ray is already initialised in this
+            process, that instance is used as it is.
+        cpus_per_task: CPUs each task reserves (and torch threads it uses).
+        max_retries: attempts after the first for a task that fails transiently.
+        device: the sweep's device; ``auto`` or ``cuda`` ask for one GPU per task when the
+            cluster has GPUs.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self, address: str | None = None, cpus_per_task: int = 1, max_retries: int = 2,
+        device: str = "auto",
+    ) -> None:  # fmt: skip
+        if cpus_per_task < 1 or max_retries < 0:
+            raise ValueError(f"need cpus_per_task >= 1 and max_retries >= 0, got {cpus_per_task}, "
+                             f"{max_retries}")  # fmt: skip
+        try:
+            import ray
+        except ImportError:
+            raise ExecutorError(RAY_MISSING) from None
+        self._ray = ray
+        self.address, self.cpus_per_task, self.max_retries = address, cpus_per_task, max_retries
+        self.device = device
+        self._started = False
+        self._remote: Any = None
+
+    def _start(self) -> Any:
+        """Connect to (or start) Ray once; return the remote task function."""
+        if self._remote is not None:
+            return self._remote
+        ray = self._ray
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
+                         log_to_driver=True)  # fmt: skip
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                where = f"at {self.address}" if self.address else "on this machine"
+                raise ExecutorError(f"cannot start or reach Ray {where} ({' '.join(str(err).split())}); "
+                                    "start a cluster with `ray start --head` or check "
+                                    "--address") from err  # fmt: skip
+            self._started = True
+        gpus = float(ray.cluster_resources().get("GPU", 0))
+        if self.device == "cuda" and gpus < 1:
+            raise ExecutorError("--device cuda but the Ray cluster has no GPU; use --device auto or cpu")
+        num_gpus = 1 if self.device != "cpu" and gpus >= 1 else 0
+        log.info("ray: %s CPUs, %g GPUs; %d CPU(s) and %d GPU per task",
+                 ray.cluster_resources().get("CPU", 0), gpus, self.cpus_per_task, num_gpus)  # fmt: skip
+        self._remote = ray.remote(_in_worker).options(
+            num_cpus=self.cpus_per_task, num_gpus=num_gpus, max_retries=self.max_retries,
+            retry_exceptions=list(RETRIED),
+        )  # fmt: skip
+        return self._remote
+
+    def map(self, fn: Callable[[Any, T], R], tasks: Sequence[T], shared: Any = None) -> Iterator[R]:
+        """Submit every task at once, yield the results in order.
+
+        After a failure the other tasks are still awaited (what they compute is saved),
+        then the task's own exception is raised, not Ray's wrapper.
+        """
+        remote, ray = self._start(), self._ray
+        shared_ref = ray.put(shared)
+        refs = [remote.remote(fn, shared_ref, task, self.cpus_per_task) for task in tasks]
+        for i, ref in enumerate(refs):
+            try:
+                yield ray.get(ref)
+            except ray.exceptions.RayTaskError as err:
+                rest = refs[i + 1 :]
+                if rest:
+                    ray.wait(rest, num_returns=len(rest))
+                cause = getattr(err, "cause", None)
+                if isinstance(cause, Exception):
+                    raise cause from None
+                raise ExecutorError(f"a Ray task failed: {' '.join(str(err).split())[:300]}") from None
+            except ray.exceptions.RayError as err:  # a worker or node died more often than retried
+                raise ExecutorError(f"a Ray task was lost: {' '.join(str(err).split())[:300]}; "
+                                    "run again to resume") from None  # fmt: skip
+
+    def close(self) -> None:
+        """Shut down the Ray instance if this executor started it."""
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+        self._remote = None
+
+
+def make_executor(
+    name: str = "local", address: str | None = None, cpus_per_task: int = 1, max_retries: int = 2,
+    device: str = "auto",
+) -> Executor:  # fmt: skip
+    """The executor called ``name`` (``local`` or ``ray``)."""
+    if name not in EXECUTORS:
+        raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    if name == "local":
+        if address is not None:
+            raise ValueError("--address needs --executor ray")
+        return LocalExecutor()
+    return RayExecutor(address=address, cpus_per_task=cpus_per_task, max_retries=max_retries,
+                       device=device)  # fmt: skip

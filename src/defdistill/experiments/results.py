@@ -1,0 +1,104 @@
+"""The ``<dataset>/results.json`` schema, and statistics over seeds.
+
+Schema version 2. A run with one seed writes ``schema_version``, ``config`` (with
+``seed``), ``environment`` and ``models`` (one row per model), exactly as version 1 did.
+A run with several seeds writes ``config["seeds"]`` instead of ``config["seed"]``,
+``per_seed`` (``[{"seed": s, "models": rows}, ...]``, the rows each seed measured) and
+``models``, one row per model aggregated over the seeds: every number is the mean over
+the seeds that measured it (``None`` and NaN ignored), its sample standard deviation
+(n - 1; 0 for a single value) sits at the same place in the row's ``std``, and every other
+value (name, role, an example image) is kept when all seeds agree and left out when they
+do not; ``seeds`` counts the seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)  # version 1 is a version 2 file with a single seed
+
+_MISSING = object()
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n - 1) of the finite values; ``(None, None)`` if none."""
+    finite = [float(v) for v in values if _number(v) and math.isfinite(v)]
+    if not finite:
+        return None, None
+    mean = math.fsum(finite) / len(finite)
+    if len(finite) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+
+
+def _aggregate(values: list[Any]) -> tuple[Any, Any]:
+    """``(mean, std)`` trees of values measured by several seeds (see the module docstring)."""
+    if all(isinstance(v, dict) for v in values):
+        means, stds = {}, {}
+        keys = list(dict.fromkeys(k for v in values for k in v))
+        for key in keys:
+            mean, std = _aggregate([v.get(key) for v in values])
+            if mean is not _MISSING:
+                means[key] = mean
+            if std is not _MISSING:
+                stds[key] = std
+        return means, stds or _MISSING
+    numeric = all(v is None or _number(v) for v in values) and any(_number(v) for v in values)
+    if all(v == values[0] for v in values):
+        return values[0], (0.0 if numeric else _MISSING)
+    if numeric:
+        return mean_std(values)
+    return _MISSING, _MISSING
+
+
+def aggregate_rows(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per model: means over the runs (one list of rows per seed), with ``std``."""
+    by_name = [{row["name"]: row for row in rows} for rows in runs]
+    names = [row["name"] for row in runs[0]]
+    if any(set(b) != set(names) for b in by_name):
+        raise ValueError("every seed must have measured the same models")
+    out = []
+    for name in names:
+        mean, std = _aggregate([b[name] for b in by_name])
+        out.append({**mean, "std": std if std is not _MISSING else {}, "seeds": len(runs)})
+    return out
+
+
+def combine(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The data set's ``results.json`` from each seed's result (``SweepResult.to_dict()``)."""
+    seeds = list(per_seed)
+    if len(seeds) == 1:
+        return per_seed[seeds[0]]
+    first = per_seed[seeds[0]]
+    config = {k: v for k, v in first["config"].items()
+              if k not in ("seed", "units_reused", "units_computed")}  # fmt: skip
+    config["seeds"] = seeds
+    for key in ("units_reused", "units_computed"):
+        config[key] = [f"seed-{s}/{unit}" for s in seeds for unit in per_seed[s]["config"][key]]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "config": config,
+        "environment": first["environment"],
+        "models": aggregate_rows([per_seed[s]["models"] for s in seeds]),
+        "per_seed": [{"seed": s, "models": per_seed[s]["models"]} for s in seeds],
+    }
+
+
+def seed_runs(result: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The model rows of each seed of a data set's result (one list for a single seed)."""
+    if "per_seed" in result:
+        return [run["models"] for run in result["per_seed"]]
+    return [result["models"]]
+
+
+def seeds_of(result: dict[str, Any]) -> list[int]:
+    """The seeds a data set's result was measured with."""
+    config = result["config"]
+    return list(config["seeds"]) if "seeds" in config else [config["seed"]]

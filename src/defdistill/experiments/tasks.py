@@ -1,0 +1,145 @@
+"""The sweep's units as independent, idempotent tasks that any executor can run.
+
+A task is a top-level function ``fn(ds, task)``: ``ds`` is the :class:`~defdistill.data.Dataset`
+(shared by every task of a run) and ``task`` a plain, JSON-like dict naming the unit, its
+configuration and the directories it reads and writes. Tasks load the models they need
+from those directories and write their results there with the usual atomic-write and
+resume rules, so they can run in this process or on a Ray worker, in any order within a
+phase: training tasks are independent; an evaluation needs its model and the baseline.
+
+* :func:`train_unit`: the baseline, or a teacher and its distilled student at T.
+* :func:`eval_unit`: every measurement of one deployed model (:func:`measure`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from defdistill.battery import (
+    first_correct,
+    gradient_stats,
+    run_cw,
+    run_jsma,
+    run_pgd,
+    run_transfer,
+)
+from defdistill.checkpoint import CheckpointError, load_model, load_reusable
+from defdistill.data import Dataset
+from defdistill.distill import distill, train_model
+from defdistill.experiments.profiles import Profile
+from defdistill.experiments.units import UnitStore
+from defdistill.train import TrainConfig, evaluate, resolve_device
+
+log = logging.getLogger(__name__)
+
+# Bump when what a measurement unit computes changes: stored units are then recomputed.
+MEASUREMENT_VERSION = 4
+
+
+def train_unit(ds: Dataset, task: dict[str, Any]) -> dict[str, Any]:
+    """Train (or reuse) one deployed model of the sweep.
+
+    Args:
+        ds: the data set.
+        task: ``name``, ``path`` (model directory), ``architecture``, ``dataset`` (its
+            signature), ``config`` (the training configuration: the baseline's, or the
+            teacher's when ``distilled``), ``deployed_config`` (the deployed model's),
+            ``distilled``, ``device`` and ``progress``.
+
+    Returns:
+        ``{"name", "meta", "reused"}`` with the deployed model's ``meta.json``.
+    """
+    path, deployed = Path(task["path"]), task["deployed_config"]
+    wanted = {"config": deployed, "dataset": task["dataset"], "architecture": task["architecture"]}
+    try:
+        _, meta = load_reusable(path, wanted)
+        return {"name": task["name"], "meta": meta, "reused": True}
+    except CheckpointError:
+        pass
+    config, device = TrainConfig(**task["config"]), task["device"]
+    if task["distilled"]:
+        meta = distill(ds, task["architecture"], config, path, student_config=TrainConfig(**deployed),
+                       device=device, progress=task["progress"])  # fmt: skip
+    else:
+        _, meta = train_model(ds, task["architecture"], config, path, "baseline", device=device,
+                              progress=task["progress"])  # fmt: skip
+    return {"name": task["name"], "meta": meta, "reused": False}
+
+
+def eval_unit(ds: Dataset, task: dict[str, Any]) -> dict[str, Any]:
+    """Measure (or reuse the stored measurements of) one deployed model.
+
+    Args:
+        ds: the data set.
+        task: ``name``, ``root`` (where ``units/`` lives), ``model`` and ``baseline``
+            (model directories), ``temperature`` (None for the baseline), ``key`` (what the
+            result depends on, including both models' weight digests), ``profile``,
+            ``seed``, ``device`` and ``force``.
+
+    Returns:
+        ``{"name", "measured", "reused", "device"}``.
+    """
+    dev = resolve_device(task["device"])
+    store = UnitStore(task["root"], force=task["force"])
+    unit, key = f"eval-{task['name']}", task["key"]
+
+    def compute() -> dict[str, Any]:
+        model = _load_exact(task["model"], key["weights"], dev)
+        baseline = _load_exact(task["baseline"], key["baseline_weights"], torch.device("cpu"))
+        profile = Profile(**{**task["profile"], "temperatures": tuple(task["profile"]["temperatures"])})
+        return {
+            "accuracy": evaluate(model, ds.x_test, ds.y_test, temperature=1.0),
+            **measure(model, baseline, ds.x_test, ds.y_test, profile, task["temperature"], task["seed"]),
+        }
+
+    measured = store.run(unit, key, compute)
+    return {"name": task["name"], "measured": measured, "reused": unit in store.reused,
+            "device": str(dev)}  # fmt: skip
+
+
+def _load_exact(path: str, weights_sha256: str, device: torch.device) -> nn.Module:
+    """The model at ``path``, which must still hold the weights the task was planned for."""
+    model, meta = load_model(path, device)
+    if meta["weights_sha256"] != weights_sha256:
+        raise CheckpointError(f"{path} changed while the sweep was running; run it again")
+    return model
+
+
+def measure(
+    model: nn.Module, baseline: nn.Module, x: torch.Tensor, y: torch.Tensor, profile: Profile,
+    temperature: float | None, seed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The paper's measurements and the adaptive attacks for one deployed model.
+
+    ``temperature`` is the distillation temperature (None for the baseline); the adaptive
+    PGD divides the logits by it, undoing the saturation distillation relies on.
+    """
+    jsma = {"samples": profile.attack_samples, "targets": profile.targets, "seed": seed}
+    on_f = run_jsma(model, x, y, on="probs", **jsma)
+    xs, ys = first_correct(model, x, y, profile.adaptive_samples)
+    eps = 0.3 if x.shape[1] == 1 else 8 / 255  # MNIST: Madry et al.'s 0.3; colour: 8/255
+    adaptive = {
+        "jsma_logits": run_jsma(model, x, y, on="logits", **jsma),
+        # JSMA on softmax(Z / T_train): at T = 1 this is the paper's attack itself
+        "jsma_temperature": on_f if temperature in (None, 1.0) else run_jsma(
+            model, x, y, on="probs", temperature=temperature, **jsma
+        ),
+        "pgd_plain": run_pgd(model, xs, ys, eps=eps, seed=seed),
+        "pgd_temperature": run_pgd(
+            model, xs, ys, eps=eps, temperature=temperature or 1.0, seed=seed
+        ),
+        "cw_l2": run_cw(
+            model, xs, ys, iterations=profile.cw_iterations, search_steps=profile.cw_search_steps
+        ),
+        "transfer": run_transfer(baseline, model, xs, ys, eps=eps, seed=seed),
+    }
+    return {
+        "jsma_probs": on_f,
+        "gradients": gradient_stats(model, x[: profile.gradient_samples]),
+        "adaptive": adaptive,
+    }
