@@ -49,7 +49,8 @@ from defdistill.attacks import FGSM, JSMA, PGD, CarliniWagnerL2
 from defdistill.checkpoint import load_model
 from defdistill.data import load_mnist
 from defdistill.distill import train_model
-from defdistill.metrics import all_targets, correct_mask, l0_fraction, l2, predict
+from defdistill.inference import predict
+from defdistill.metrics import all_targets, correct_mask, l0_fraction, l2
 from defdistill.train import paper_config
 
 NUM_CLASSES = 10

@@ -18,7 +18,7 @@ the RSS figure is the one that counts. The run fails (exit 1) if a peak exceeds
 ``--what predict`` measures instead the step that precedes every ``defdistill attack``:
 predicting the ``--samples`` test images to keep the correctly classified ones
 (``metrics.correct_mask`` with ``batch_size=B``; ``all`` = the default, chunks of
-``metrics.PREDICT_BATCH``; ``B = --samples`` is one forward pass over everything).
+``inference.PREDICT_BATCH``; ``B = --samples`` is one forward pass over everything).
 
     python benchmarks/memory.py [--samples 100] [--batch-sizes all,100,25] [--threads 1]
     python benchmarks/memory.py --what predict --samples 10000 --batch-sizes 10000,all --limit-gib 8

@@ -11,6 +11,7 @@ from torch import nn
 
 from defdistill import metrics
 from defdistill.attacks import JSMA, Attack
+from defdistill.inference import predict
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +85,7 @@ def test_paper_success_rate_protocol() -> None:
     model = Lookup(k)
     x = torch.zeros(7, 10)
     x[[1, 3, 6], -1] = 1.0  # clean predictions: class round(x[-1]) in {0, 1}
-    y = metrics.predict(model, x)
+    y = predict(model, x)
     assert y.tolist() == [0, 1, 0, 1, 0, 0, 1]
     y[5] = 3  # sample 5 is misclassified and must not be attacked
     report = metrics.paper_success_rate(model, FakeAttack(), x, y, targets="all")
@@ -116,11 +117,11 @@ def test_paper_success_rate_with_jsma_counts_failures() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 4)).eval()
     x = torch.rand(20, 12)
-    y = metrics.predict(model, x)
+    y = predict(model, x)
     y[:3] = (y[:3] + 1) % 4  # three misclassified samples are not attacked
     report = metrics.paper_success_rate(model, JSMA(gamma=0.2), x, y)
     assert report.attempts == 17 * 3
-    pred = metrics.predict(model, report.x_adv)
+    pred = predict(model, report.x_adv)
     assert torch.equal(report.success, pred == report.target)
     rob = report.robustness(censored=False)
     no_success = torch.isnan(report.min_l0_fraction)

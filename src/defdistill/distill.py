@@ -30,10 +30,11 @@ from torch import nn
 
 from defdistill.checkpoint import CheckpointError, load_reusable, save_model
 from defdistill.data import Dataset
+from defdistill.inference import predict_logits
 from defdistill.io import atomic_write_bytes
 from defdistill.models import build_model
 from defdistill.temperature import check_temperature, softmax_at
-from defdistill.train import TrainConfig, evaluate, predict_logits, resolve_device, train
+from defdistill.train import TrainConfig, evaluate, resolve_device, train
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def train_model(
 
 
 def soft_labels(
-    teacher: nn.Module, x: torch.Tensor, temperature: float, batch_size: int = 1000
+    teacher: nn.Module, x: torch.Tensor, temperature: float, batch_size: int | None = None
 ) -> torch.Tensor:
     """The teacher's probabilities ``softmax(teacher(x) / T)`` (eval mode), ``(N, K)`` float32."""
     logits = predict_logits(teacher, x, batch_size)

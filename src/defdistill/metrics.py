@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defdistill.attacks.base import Attack, eval_mode
+from defdistill.attacks.base import Attack
+from defdistill.inference import eval_mode, predict
 from defdistill.temperature import check_temperature
 
 logger = logging.getLogger(__name__)
@@ -35,21 +36,6 @@ TARGET_MODES: tuple[str, ...] = ("all", "next", "random")
 
 
 # --------------------------------------------------------------------------- predictions
-PREDICT_BATCH = 500  # one forward pass over the 10,000 CIFAR-10 test images peaks at ~6 GiB
-
-
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """``argmax`` of the logits, ``(N,)`` int64, in eval mode, in chunks of ``batch_size``.
-
-    ``batch_size=None`` uses chunks of :data:`PREDICT_BATCH` samples (bounded memory).
-    """
-    if len(x) == 0:
-        return torch.zeros(0, dtype=torch.long, device=x.device)
-    step = batch_size or PREDICT_BATCH
-    with eval_mode(model), torch.no_grad():
-        return torch.cat([model(x[i : i + step]).argmax(dim=1) for i in range(0, len(x), step)])
-
-
 def correct_mask(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None
 ) -> torch.Tensor:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from defdistill.inference import predict_logits
 from defdistill.models import output_layer
 from defdistill.temperature import check_temperature, softmax_at, temperature_loss
 
@@ -145,19 +146,6 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "adam":
         return torch.optim.Adam(groups)
     return torch.optim.SGD(groups, momentum=config.momentum)
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module, x: torch.Tensor, batch_size: int = 1000, device: torch.device | None = None
-) -> torch.Tensor:
-    """Logits of ``model`` (in eval mode) for all of ``x``, returned on the CPU."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
 
 
 def evaluate(

@@ -24,14 +24,14 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from defdistill.inference import eval_mode
 
 logger = logging.getLogger(__name__)
 
@@ -125,18 +125,6 @@ def validate_inputs(x: torch.Tensor) -> None:
 
 
 # --------------------------------------------------------------------------- model helpers
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` (and all submodules) in eval mode, restore every module's flag after."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
 def input_gradient(objective: torch.Tensor, x: torch.Tensor, **kwargs: bool) -> torch.Tensor:
     """Gradient of ``objective.sum()`` w.r.t. ``x`` only (never accumulates parameter grads)."""
     (g,) = torch.autograd.grad(objective.sum(), x, **kwargs)
