@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make demo` (the quick reproduction) and `make test`.
-# Each creates .venv when missing and installs the package with the pinned CPU torch.
+# Each creates .venv when missing and installs the package with the pinned CPU torch
+# and the ray extra (so the Ray executor's tests run too).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ OUT ?= results/quick-mnist
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,ray]'
 	touch $@
 
 demo: $(BIN)/.installed
@@ -27,6 +28,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/attacks.py
+	$(BIN)/python benchmarks/executors.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,10 @@ import torch
 from synthetic import make_synthetic
 
 from defdistill.data import Dataset
+
+# A Ray instance started by a test binds to the loopback interface only (read when ray is
+# first imported, so set before any test imports it).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -420,6 +420,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     executor = make_executor(args.executor, args.address, args.cpus_per_task, args.max_retries,
                              args.device)  # fmt: skip
     try:
+        executor.start()  # a cluster that cannot be reached fails before any work
         paths = reproduce(
             args.dataset, profile, args.out, data_dir=args.data_dir, seeds=seeds,
             device=args.device, force=args.force, progress=not args.quiet, executor=executor,

@@ -17,6 +17,7 @@ data) are not retried: they would fail again.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -42,6 +43,10 @@ class Executor(Protocol):
 
     name: str
 
+    def start(self) -> None:
+        """Acquire the resources (connect to a cluster); ``map`` does it when needed."""
+        ...
+
     def map(self, fn: Callable[[Any, T], R], tasks: Sequence[T], shared: Any = None) -> Iterator[R]:
         """Yield ``fn(shared, task)`` for every task, in order; raise the first failure."""
         ...
@@ -55,6 +60,9 @@ class LocalExecutor:
     """Runs every task in this process, one after the other, as soon as it is asked for."""
 
     name = "local"
+
+    def start(self) -> None:
+        pass
 
     def map(self, fn: Callable[[Any, T], R], tasks: Sequence[T], shared: Any = None) -> Iterator[R]:
         for task in tasks:
@@ -103,12 +111,13 @@ class RayExecutor:
         self._started = False
         self._remote: Any = None
 
-    def _start(self) -> Any:
-        """Connect to (or start) Ray once; return the remote task function."""
+    def start(self) -> None:
+        """Connect to (or start) Ray once and check it has what the tasks will ask for."""
         if self._remote is not None:
-            return self._remote
+            return
         ray = self._ray
         if not ray.is_initialized():
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
                          log_to_driver=True)  # fmt: skip
@@ -118,17 +127,20 @@ class RayExecutor:
                                     "start a cluster with `ray start --head` or check "
                                     "--address") from err  # fmt: skip
             self._started = True
-        gpus = float(ray.cluster_resources().get("GPU", 0))
+        resources = ray.cluster_resources()
+        cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
+        if cpus < self.cpus_per_task:  # Ray would wait forever for such a worker
+            raise ExecutorError(f"--cpus-per-task {self.cpus_per_task} but the Ray cluster has "
+                                f"{cpus:g} CPUs")  # fmt: skip
         if self.device == "cuda" and gpus < 1:
             raise ExecutorError("--device cuda but the Ray cluster has no GPU; use --device auto or cpu")
         num_gpus = 1 if self.device != "cpu" and gpus >= 1 else 0
-        log.info("ray: %s CPUs, %g GPUs; %d CPU(s) and %d GPU per task",
-                 ray.cluster_resources().get("CPU", 0), gpus, self.cpus_per_task, num_gpus)  # fmt: skip
+        log.info("ray: %g CPUs, %g GPUs; %d CPU(s) and %d GPU per task", cpus, gpus,
+                 self.cpus_per_task, num_gpus)  # fmt: skip
         self._remote = ray.remote(_in_worker).options(
             num_cpus=self.cpus_per_task, num_gpus=num_gpus, max_retries=self.max_retries,
             retry_exceptions=list(RETRIED),
         )  # fmt: skip
-        return self._remote
 
     def map(self, fn: Callable[[Any, T], R], tasks: Sequence[T], shared: Any = None) -> Iterator[R]:
         """Submit every task at once, yield the results in order.
@@ -136,7 +148,8 @@ class RayExecutor:
         After a failure the other tasks are still awaited (what they compute is saved),
         then the task's own exception is raised, not Ray's wrapper.
         """
-        remote, ray = self._start(), self._ray
+        self.start()
+        remote, ray = self._remote, self._ray
         shared_ref = ray.put(shared)
         refs = [remote.remote(fn, shared_ref, task, self.cpus_per_task) for task in tasks]
         for i, ref in enumerate(refs):
@@ -160,6 +173,20 @@ class RayExecutor:
             self._ray.shutdown()
             self._started = False
         self._remote = None
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on an unreachable ``HOST:PORT`` (``ray.init`` would retry for minutes)."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ExecutorError(f"--address must be auto or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ExecutorError(f"cannot reach the Ray cluster at {address} ({err.strerror or err}); "
+                            "is `ray start --head` running there?") from None  # fmt: skip
 
 
 def make_executor(

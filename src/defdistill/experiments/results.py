@@ -6,9 +6,10 @@ A run with several seeds writes ``config["seeds"]`` instead of ``config["seed"]`
 ``per_seed`` (``[{"seed": s, "models": rows}, ...]``, the rows each seed measured) and
 ``models``, one row per model aggregated over the seeds: every number is the mean over
 the seeds that measured it (``None`` and NaN ignored), its sample standard deviation
-(n - 1; 0 for a single value) sits at the same place in the row's ``std``, and every other
-value (name, role, an example image) is kept when all seeds agree and left out when they
-do not; ``seeds`` counts the seeds.
+(n - 1; 0 for a single value) sits at the same place in the row's ``std``, every other
+value (name, role, a digest) is kept when all seeds agree and left out when they do not,
+and what belongs to one seed only (adversarial ``example`` images, gradient
+``histogram``s, whose bins differ) is only in ``per_seed``; ``seeds`` counts the seeds.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # version 1 is a version 2 file with a single seed
 
+PER_SEED_ONLY = frozenset({"example", "histogram"})
 _MISSING = object()
 
 
@@ -42,7 +44,7 @@ def _aggregate(values: list[Any]) -> tuple[Any, Any]:
     """``(mean, std)`` trees of values measured by several seeds (see the module docstring)."""
     if all(isinstance(v, dict) for v in values):
         means, stds = {}, {}
-        keys = list(dict.fromkeys(k for v in values for k in v))
+        keys = [k for k in dict.fromkeys(k for v in values for k in v) if k not in PER_SEED_ONLY]
         for key in keys:
             mean, std = _aggregate([v.get(key) for v in values])
             if mean is not _MISSING:

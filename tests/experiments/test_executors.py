@@ -1,0 +1,103 @@
+"""Executors: Ray gives the local executor's results, retries transient failures only, and a
+failed task leaves every other unit saved for the next run."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from pipeline_runner import TINY, comparable, tiny_dataset
+
+from defdistill.experiments.executors import LocalExecutor, RayExecutor, make_executor
+from defdistill.experiments.pipeline import reproduce_on
+from defdistill.io import OutputError
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A private Ray instance with 2 CPUs, on the loopback interface only (tests/conftest.py)."""
+    ray = pytest.importorskip("ray", reason="no ray: pip install 'defdistill[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    # the task functions of this test module are shipped by value (workers cannot import it)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray
+    ray.shutdown()
+
+
+def _flaky(directory: str, task: tuple[str, int]) -> int:
+    """Fails with ``kind`` the first time it runs for ``task``; counts its attempts on disk."""
+    kind, value = task
+    attempts = Path(directory) / f"{kind}-{value}"
+    with attempts.open("a") as handle:
+        handle.write("x")
+    if attempts.read_text() == "x":
+        raise (OSError if kind == "transient" else ValueError)(f"first attempt of {value}")
+    return 2 * value
+
+
+def _attempts(directory: Path, kind: str, value: int) -> int:
+    return len((directory / f"{kind}-{value}").read_text())
+
+
+def test_local_executor_runs_in_order_and_lazily():
+    calls = []
+    results = LocalExecutor().map(lambda shared, t: calls.append(t) or shared + t, [1, 2, 3], shared=10)
+    assert calls == []  # nothing runs before a result is asked for
+    assert next(results) == 11 and calls == [1]
+    assert list(results) == [12, 13]
+
+
+def test_make_executor_rejects_unknown_names_and_stray_options():
+    assert isinstance(make_executor("local"), LocalExecutor)
+    with pytest.raises(ValueError, match="--executor must be one of local, ray"):
+        make_executor("dask")
+    with pytest.raises(ValueError, match="--address needs --executor ray"):
+        make_executor("local", address="auto")
+
+
+def test_ray_sweep_gives_the_same_results_json_as_local(ray_instance, tiny_run, tmp_path):
+    executor = RayExecutor(cpus_per_task=1)
+    reproduce_on(tiny_dataset(), TINY, tmp_path, progress=False, executor=executor)
+    executor.close()
+    assert ray_instance.is_initialized()  # an instance the executor did not start is left running
+    got = json.loads((tmp_path / "synthetic" / "results.json").read_text())
+    assert comparable(got) == comparable(tiny_run[3])  # same weights, same measurements
+    assert got["config"]["units_computed"] == tiny_run[3]["config"]["units_computed"]
+    assert (tmp_path / "report.md").read_text().count("| distilled-T50 |") == 2
+
+
+def test_ray_retries_transient_failures_only(ray_instance, tmp_path):
+    results = RayExecutor(max_retries=1).map(_flaky, [("transient", 1), ("transient", 2)], str(tmp_path))
+    assert list(results) == [2, 4]
+    assert _attempts(tmp_path, "transient", 1) == 2
+    with pytest.raises(ValueError, match="first attempt of 3"):  # the task's own exception
+        list(RayExecutor(max_retries=3).map(_flaky, [("deterministic", 3)], str(tmp_path)))
+    assert _attempts(tmp_path, "deterministic", 3) == 1  # it would fail again: not retried
+    with pytest.raises(OSError, match="first attempt of 4"):
+        list(RayExecutor(max_retries=0).map(_flaky, [("transient", 4)], str(tmp_path)))
+
+
+@pytest.mark.parametrize("executor_name", ["local", "ray"])
+def test_resume_after_a_failed_task(request, tiny_run, tmp_path, executor_name):
+    """The baseline's evaluation fails (its unit file cannot be written); a rerun computes it
+    and whatever the failure left undone, and nothing else."""
+    if executor_name == "ray":
+        request.getfixturevalue("ray_instance")
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run[0], out)
+    units = out / "synthetic" / "units"
+    (units / "eval-distilled-T50.json").unlink()  # still to do when the failure happens
+    (units / "eval-baseline.json").unlink()
+    (units / "eval-baseline.json").mkdir()  # os.replace onto a directory fails
+    executor = LocalExecutor() if executor_name == "local" else RayExecutor(max_retries=0)
+    with pytest.raises(OutputError, match="eval-baseline.json"):
+        reproduce_on(tiny_dataset(), TINY, out, progress=False, executor=executor)
+    # Ray runs the other units anyway; in process, the sweep stops at the failure
+    assert (units / "eval-distilled-T50.json").exists() == (executor_name == "ray")
+    (units / "eval-baseline.json").rmdir()
+    reproduce_on(tiny_dataset(), TINY, out, progress=False, executor=executor)
+    got = json.loads((out / "synthetic" / "results.json").read_text())
+    expected = ["eval-baseline"] + (["eval-distilled-T50"] if executor_name == "local" else [])
+    assert got["config"]["units_computed"] == expected
+    assert comparable(got)["models"] == comparable(tiny_run[3])["models"]
