@@ -66,3 +66,29 @@ def test_soft_targets_and_saturation_of_deployed_model(synthetic):
 def test_bad_config_is_value_error(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)
+
+
+def test_mixed_precision_learns_and_leaves_a_float32_contiguous_model(synthetic, tmp_path):
+    from defdistill.checkpoint import load_model, save_model
+
+    plain = fit(synthetic, epochs=1, seed=2)
+    amp = fit(synthetic, epochs=1, seed=2, amp=True)
+    assert amp.test_accuracy > 0.95
+    assert all(p.dtype == torch.float32 and p.is_contiguous() for p in amp.model.parameters())
+    # bfloat16 forward passes: not the float32 trajectory, but the same classifier
+    assert not torch.equal(output_layer(plain.model).weight, output_layer(amp.model).weight)
+    with torch.no_grad():
+        agree = plain.model(synthetic.x_test).argmax(1) == amp.model(synthetic.x_test).argmax(1)
+    assert float(agree.float().mean()) > 0.95
+    save_model(tmp_path / "m", amp.model,
+               {"architecture": "mnist_cnn", "input_shape": [1, 28, 28], "num_classes": 3})
+    loaded, _ = load_model(tmp_path / "m")
+    x = synthetic.x_test[:16]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), amp.model(x))
+
+
+def test_amp_is_recorded_only_when_on():
+    assert "amp" not in TrainConfig().to_dict()  # configs from before the option stay reusable
+    assert TrainConfig(amp=True).to_dict()["amp"] is True
+    assert TrainConfig(**TrainConfig(amp=True).to_dict()).amp

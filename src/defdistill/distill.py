@@ -120,10 +120,13 @@ def distill(
     device: str = "auto",
     progress: bool = True,
     allow_untrained: bool = False,
+    reuse_teacher: bool = True,
 ) -> dict[str, Any]:
     """Run defensive distillation at ``config.temperature``; return the student's metadata.
 
     ``student_config`` defaults to ``config`` with the seed + 1 (a fresh initialisation).
+    A teacher already in ``out/teacher`` with this configuration is reused unless
+    ``reuse_teacher`` is False (``--force``).
     """
     out = Path(out)
     temperature = config.temperature
@@ -137,8 +140,9 @@ def distill(
     wanted = {"config": config.to_dict(), "dataset": signature, "architecture": architecture}
     reused = None
     try:  # no teacher, another configuration, or weights not matching meta.json
-        reused = load_reusable(teacher_dir, wanted, dev)
-        log.info("reusing teacher %s (accuracy %.4f)", teacher_dir, reused[1]["test_accuracy"])
+        if reuse_teacher:
+            reused = load_reusable(teacher_dir, wanted, dev)
+            log.info("reusing teacher %s (accuracy %.4f)", teacher_dir, reused[1]["test_accuracy"])
     except CheckpointError as err:
         log.info("%s; training the teacher", err)
     if reused is not None:

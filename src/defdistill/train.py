@@ -56,6 +56,11 @@ class TrainConfig:
         seed: seeds initialisation, shuffling and dropout.
         min_accuracy: refuse a model whose test accuracy is at or below this; ``None``
             means "near chance": ``1/K + 0.1 * (1 - 1/K)``.
+        amp: mixed precision for training: the forward pass under bfloat16 autocast on
+            channels-last inputs (weights, optimiser, loss and every evaluation stay
+            float32). About 3.5x faster on a CPU with bfloat16 units; see docs/training.md
+            for its accuracy. Recorded in :meth:`to_dict` only when on, so models trained
+            before the option existed stay reusable.
     """
 
     epochs: int = 50
@@ -69,6 +74,7 @@ class TrainConfig:
     head_scaling: bool = True
     seed: int = 0
     min_accuracy: float | None = None
+    amp: bool = False
 
     def __post_init__(self) -> None:
         check_temperature(self.temperature)
@@ -82,7 +88,10 @@ class TrainConfig:
             raise ValueError("lr_decay must be in (0, 1] and lr_decay_every >= 1")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        if not self.amp:
+            del values["amp"]
+        return values
 
 
 PAPER_CONFIGS: dict[str, dict[str, Any]] = {
@@ -194,7 +203,12 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     if config.head_scaling and config.temperature != 1.0:
         scale_head(model, config.temperature)
+    memory_format = torch.channels_last if config.amp else torch.contiguous_format
+    if config.amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("--amp needs bfloat16 support, which this GPU lacks; train without --amp")
     model.to(dev).train()
+    if config.amp:
+        model.to(memory_format=memory_format)
     optimizer = make_optimizer(model, config)
     hard = targets.dim() == 1
     labels = targets if hard else targets.argmax(1)
@@ -215,8 +229,9 @@ def train(
         for step in range(steps_per_epoch):
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             xb, tb = x_train[idx].to(dev, non_blocking=True), targets[idx].to(dev, non_blocking=True)
-            logits = model(xb)
-            loss = temperature_loss(logits, tb, config.temperature)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.amp):
+                logits = model(xb.contiguous(memory_format=memory_format) if xb.dim() == 4 else xb)
+            loss = temperature_loss(logits.float(), tb, config.temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -236,6 +251,8 @@ def train(
             raise TrainingError(f"{desc}: loss became {record['loss']} at epoch {epoch + 1}; "
                                 "lower --lr")  # fmt: skip
     bar.close()
+    if config.amp:  # back to the standard layout (checkpoints and attacks expect it)
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     accuracy = evaluate(model, x_test, y_test)["accuracy"]
     seconds = time.perf_counter() - start

@@ -86,6 +86,19 @@ def test_changed_configuration_recomputes(tiny_run, tmp_path):
     assert result["models"][0]["weights_sha256"] == new["models"][0]["weights_sha256"]
 
 
+def test_force_retrains_every_model_and_remeasures(tiny_run, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_run[0], out)
+    teacher = out / "synthetic" / "models" / "distilled-T5" / "teacher" / "model.safetensors"
+    before = teacher.stat().st_mtime_ns
+    reproduce_on(tiny_dataset(), TINY, out, force=True, progress=False)
+    new = json.loads((out / "synthetic" / "results.json").read_text())
+    assert new["config"]["units_reused"] == []
+    assert len(new["config"]["units_computed"]) == 6  # 3 models (teachers too) + 3 evaluations
+    assert teacher.stat().st_mtime_ns != before
+    assert stable(new) == stable(tiny_run[3])  # same seeds: the same models and numbers
+
+
 def test_sigkill_mid_run_then_rerun_gives_the_same_results(tiny_run, tmp_path):
     expected = stable(tiny_run[3])
     out = tmp_path / "killed"

@@ -36,6 +36,8 @@ class Profile:
         cw_search_steps: binary-search steps over the C&W constant.
         max_accuracy_drop: accuracy drop (percentage points) vs the baseline beyond
             which a distilled model is flagged in the report.
+        amp: train with bfloat16 mixed precision (:class:`defdistill.train.TrainConfig`);
+            recorded only when on, so results computed before the option stay reusable.
     """
 
     name: str
@@ -51,6 +53,7 @@ class Profile:
     cw_iterations: int = 200
     cw_search_steps: int = 5
     max_accuracy_drop: float = 1.5
+    amp: bool = False
 
     def __post_init__(self) -> None:
         if not self.temperatures or any(not t > 0 for t in self.temperatures):
@@ -63,7 +66,10 @@ class Profile:
             raise ValueError(f"targets must be all, next or random, got {self.targets!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        if not self.amp:
+            del values["amp"]
+        return values
 
     def with_overrides(self, **overrides: Any) -> Profile:
         """A copy with the given fields replaced (None values are ignored)."""

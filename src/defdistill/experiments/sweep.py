@@ -96,7 +96,8 @@ def run_sweeps(
     temperatures = [None, *dict.fromkeys(float(t) for t in profile.temperatures)]
     show = progress and local  # a worker's progress bars would interleave in the driver's log
     train_tasks = [
-        _train_task(ds.name, profile, seed_dir(out, s), s, t, architecture, signature, device, show)
+        _train_task(ds.name, profile, seed_dir(out, s), s, t, architecture, signature, device, show,
+                    force)
         for s in seeds
         for t in temperatures
     ]
@@ -146,12 +147,12 @@ def run_sweeps(
 
 def _train_task(
     dataset: str, profile: Profile, root: Path, seed: int, temperature: float | None,
-    architecture: str, signature: dict, device: str, progress: bool,
+    architecture: str, signature: dict, device: str, progress: bool, force: bool,
 ) -> dict[str, Any]:  # fmt: skip
     """The training task of one deployed model (see :func:`.tasks.train_unit`)."""
     config = paper_config(
         dataset if dataset in ("mnist", "cifar10") else "mnist", epochs=profile.epochs,
-        batch_size=profile.batch_size, seed=seed, temperature=temperature or 1.0,
+        batch_size=profile.batch_size, seed=seed, temperature=temperature or 1.0, amp=profile.amp,
     )  # fmt: skip
     # the deployed model: the baseline itself, or the student (fresh seed)
     deployed = config if temperature is None else replace(config, seed=seed + 1)
@@ -160,7 +161,7 @@ def _train_task(
         "name": name, "seed": seed, "temperature": temperature, "root": str(root),
         "path": str(root / "models" / name), "architecture": architecture, "dataset": signature,
         "config": config.to_dict(), "deployed_config": deployed.to_dict(),
-        "distilled": temperature is not None, "device": device, "progress": progress,
+        "distilled": temperature is not None, "device": device, "progress": progress, "force": force,
     }  # fmt: skip
 
 

@@ -49,22 +49,24 @@ def train_unit(ds: Dataset, task: dict[str, Any]) -> dict[str, Any]:
         task: ``name``, ``path`` (model directory), ``architecture``, ``dataset`` (its
             signature), ``config`` (the training configuration: the baseline's, or the
             teacher's when ``distilled``), ``deployed_config`` (the deployed model's),
-            ``distilled``, ``device`` and ``progress``.
+            ``distilled``, ``device``, ``progress`` and ``force`` (retrain even if a
+            model trained with this configuration exists).
 
     Returns:
         ``{"name", "meta", "reused"}`` with the deployed model's ``meta.json``.
     """
     path, deployed = Path(task["path"]), task["deployed_config"]
     wanted = {"config": deployed, "dataset": task["dataset"], "architecture": task["architecture"]}
-    try:
-        _, meta = load_reusable(path, wanted)
-        return {"name": task["name"], "meta": meta, "reused": True}
-    except CheckpointError:
-        pass
+    if not task["force"]:
+        try:
+            _, meta = load_reusable(path, wanted)
+            return {"name": task["name"], "meta": meta, "reused": True}
+        except CheckpointError:
+            pass
     config, device = TrainConfig(**task["config"]), task["device"]
     if task["distilled"]:
         meta = distill(ds, task["architecture"], config, path, student_config=TrainConfig(**deployed),
-                       device=device, progress=task["progress"])  # fmt: skip
+                       device=device, progress=task["progress"], reuse_teacher=not task["force"])  # fmt: skip
     else:
         _, meta = train_model(ds, task["architecture"], config, path, "baseline", device=device,
                               progress=task["progress"])  # fmt: skip
