@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from defdistill.data import Dataset
@@ -27,3 +28,14 @@ def make_synthetic(
     x_tr, y_tr = split(n_train)
     x_te, y_te = split(n_test)
     return Dataset("synthetic", x_tr, y_tr, x_te, y_te, tuple(str(k) for k in range(num_classes)))
+
+
+def cifar_batch(n: int = 4, seed: int = 0) -> dict:
+    """A CIFAR-10 python batch dict (as in ``data_batch_1``) of ``n`` random images."""
+    rng = np.random.default_rng(seed)
+    return {
+        b"batch_label": b"synthetic",
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [b"x.png"] * n,
+    }

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from synthetic import make_synthetic
+from synthetic import cifar_batch, make_synthetic
 
 from defdistill import cli, data
 from defdistill.attacks import FGSM, JSMA, PGD, CarliniWagnerL2
@@ -130,16 +130,6 @@ def write_mnist(root: Path, n_train: int = 20, n_test: int = 10, **override: byt
     for key, array in arrays.items():
         blob = override.get(key, idx_bytes(array))
         (root / f"{data.MNIST_FILES[key][0]}.gz").write_bytes(gzip.compress(blob))
-
-
-def cifar_batch(n: int = 4, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    return {
-        b"batch_label": b"synthetic",
-        b"labels": [int(v) for v in rng.integers(0, 10, n)],
-        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        b"filenames": [b"x.png"] * n,
-    }
 
 
 def write_cifar(root: Path, test_batch: bytes | None = None) -> Path:

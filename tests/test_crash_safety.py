@@ -27,13 +27,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
+from kill_helpers import sigkill_when
 from synthetic import make_synthetic
 
 from defdistill import cli
@@ -424,14 +424,7 @@ def test_sigkilled_distill_then_rerun_is_bit_identical(tmp_path):
     # and an external kill -9 at an arbitrary moment after the teacher is saved
     out = tmp_path / "external"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(runner("none", "distill", *SMALL, "--out", out), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 240
-    while not (out / "teacher" / META).exists() and proc.poll() is None:
-        assert time.monotonic() < deadline, "distill did not reach the kill point"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    sigkill_when(runner("none", "distill", *SMALL, "--out", out), out / "teacher" / META, 240, env)
     force = ["--force"] if (out / META).exists() else []
     assert run("none", "distill", *SMALL, *force, "--out", out).returncode == 0
     assert stable_meta(out) == expected and stable_meta(out / "teacher") == expected_teacher

@@ -8,6 +8,7 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
+from synthetic import cifar_batch
 
 from defdistill import data
 from defdistill.data import DataError, load_cifar10, load_mnist, parse_idx
@@ -108,16 +109,6 @@ def test_wrong_magic_wrong_size_and_count_mismatch(tmp_path):
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
-
-
-def cifar_batch(n, seed):
-    rng = np.random.default_rng(seed)
-    return {
-        b"batch_label": b"synthetic",
-        b"labels": [int(v) for v in rng.integers(0, 10, n)],
-        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        b"filenames": [b"x.png"] * n,
-    }
 
 
 def write_cifar(root, n=4):

@@ -1,11 +1,11 @@
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from kill_helpers import sigkill_when
 from pipeline_runner import TINY, tiny_dataset, without_timings
 
 from defdistill.experiments.pipeline import reproduce_on
@@ -104,13 +104,7 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_results(tiny_run, tmp_path):
     out = tmp_path / "killed"
     runner = [sys.executable, str(TESTS / "pipeline_runner.py"), str(out)]
     for marker in ("models/distilled-T5/teacher/meta.json", "units/eval-baseline.json"):
-        proc = subprocess.Popen(runner, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while not (out / "synthetic" / marker).exists() and proc.poll() is None:
-            assert time.monotonic() < deadline, "pipeline did not reach the kill point"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        sigkill_when(runner, out / "synthetic" / marker, 120, poll=0.05)
     assert not (out / "synthetic" / "results.json").exists()
     subprocess.run(runner, check=True, timeout=300, capture_output=True)
     got = json.loads((out / "synthetic" / "results.json").read_text())
