@@ -128,11 +128,22 @@ def test_paper_success_rate_with_jsma_counts_failures() -> None:
     assert rob.samples_without_success == int(no_success.sum())
     if bool((~no_success).any()):
         assert rob.value == pytest.approx(100 * float(report.min_l0_fraction[~no_success].mean()))
-    # default: never-broken samples count at the budget gamma = 20 %
-    censored = torch.where(no_success, torch.full_like(report.min_l0_fraction, 0.2),
+    # default: never-broken samples count at the largest L0 JSMA can reach, which is
+    # below gamma (pairs of features): here 2 * floor(floor(0.2 * n) / 2) of n features
+    n = report.x[0].numel()
+    cap = 2 * (int(0.2 * n) // 2) / n
+    assert report.budget_fraction == pytest.approx(cap) and cap < 0.2
+    censored = torch.where(no_success, torch.full_like(report.min_l0_fraction, cap),
                            report.min_l0_fraction)  # fmt: skip
     assert report.rho_adv_percent == pytest.approx(100 * float(censored.double().mean()))
-    assert float(report.l0_fraction.max()) <= 0.2 + 1e-6
+    assert float(report.l0_fraction.max()) <= cap + 1e-6
+
+
+def test_jsma_cap_is_what_the_attack_can_reach_on_mnist() -> None:
+    """At the paper's gamma = 14.5 %, JSMA stops at 112 of 784 pixels (14.29 %), not 14.5 %."""
+    assert JSMA().max_features_changed(784) == 112
+    assert JSMA().max_features_changed(3072) == 444
+    assert JSMA(gamma=0.5).max_features_changed(16) == 8
 
 
 def test_rho_adv_ignores_and_counts_failed_samples() -> None:

@@ -28,7 +28,7 @@ def test_same_seed_gives_identical_weights(synthetic):
 
 def test_head_scaling_makes_training_at_t_follow_training_at_1(synthetic):
     """With head scaling, z/T at temperature T tracks z at T = 1 (same seed, same steps)."""
-    cfg = {"epochs": 1, "lr": 0.01}
+    cfg = {"epochs": 1, "lr": 0.01, "head_scaling": True}
     at_1 = fit(synthetic, temperature=1.0, **cfg).model
     at_50 = fit(synthetic, temperature=50.0, **cfg).model
     x = synthetic.x_test[:64]
@@ -38,9 +38,10 @@ def test_head_scaling_makes_training_at_t_follow_training_at_1(synthetic):
 
 
 def test_high_temperature_without_head_scaling_can_stall_and_is_refused(synthetic):
-    """The pitfall: plain training at T = 1000 with tiny budgets stays at chance."""
+    """Plain training (the default) at T = 1000 with a tiny budget stays at chance."""
+    assert not TrainConfig().head_scaling
     with pytest.raises(TrainingError, match="near chance"):
-        fit(synthetic, temperature=1000.0, head_scaling=False, epochs=1, lr=0.01, momentum=0.0)
+        fit(synthetic, temperature=1000.0, epochs=1, lr=0.01, momentum=0.0)
     result = fit(synthetic, temperature=1000.0, head_scaling=True, epochs=1, lr=0.01)
     assert result.test_accuracy > 0.9
 

@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,7 +20,7 @@ from defdistill.data import DATASETS, DataError, download, load_dataset
 from defdistill.experiments.executors import EXECUTORS, ExecutorError
 from defdistill.io import OutputError
 from defdistill.models import available_models
-from defdistill.train import TrainingError, paper_config
+from defdistill.train import TrainingError, paper_config, role_seed
 
 log = logging.getLogger("defdistill")
 
@@ -91,9 +92,10 @@ def add_training(parser: argparse.ArgumentParser, default_temperature: float) ->
     parser.add_argument("--momentum", type=float, default=None,
                         help="SGD momentum (paper: MNIST 0.5, CIFAR-10 0.9)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default=None, help="default sgd")
-    parser.add_argument("--no-head-scaling", dest="head_scaling", action="store_false",
-                        help="paper-faithful plain training at T (no output-layer scaling; "
-                             "stalls at chance for large T)")
+    parser.add_argument("--head-scaling", action="store_true",
+                        help="scale the output layer by T at initialisation and its learning rate "
+                             "by T^2: training at T becomes training at 1 with logits x T (not the "
+                             "paper's; default: plain training at T)")
     parser.add_argument("--allow-untrained", action="store_true",
                         help="save a model even if its accuracy is near chance")
     add_amp(parser)
@@ -277,6 +279,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_out(args)
     ds = load_dataset(args.dataset, args.data_dir, args.limit_train, args.limit_test)
     role = "baseline" if config.temperature == 1.0 else "trained_at_T"
+    config = replace(config, seed=role_seed(args.seed, role, config.temperature))
     _, meta = train_model(
         ds, args.arch or DEFAULT_ARCH[args.dataset], config, args.out, role,
         device=args.device, progress=not args.quiet, allow_untrained=args.allow_untrained,

@@ -34,7 +34,7 @@ from defdistill.inference import predict_logits
 from defdistill.io import atomic_write_bytes
 from defdistill.models import build_model
 from defdistill.temperature import check_temperature, softmax_at
-from defdistill.train import TrainConfig, evaluate, resolve_device, train
+from defdistill.train import TrainConfig, evaluate, resolve_device, role_seed, train
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ def train_model(
         "test_accuracy": result.test_accuracy,
         "mean_max_probability": deployed["mean_max_probability"],
         "saturated_fraction": deployed["saturated_fraction"],
+        "mean_max_logit": deployed["mean_max_logit"],
         "history": result.history,
         "train_seconds": result.seconds,
         **(extra_meta or {}),
@@ -111,12 +112,23 @@ def soft_label_stats(labels: torch.Tensor) -> dict[str, float]:
     }
 
 
+def role_configs(config: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
+    """The teacher's and the student's configurations for a run with ``config``.
+
+    Both are ``config`` (at its temperature T) with their own seed derived from the run's
+    seed ``config.seed`` (:func:`defdistill.train.role_seed`): the teacher is not the
+    baseline's twin and the student is not initialised like its teacher.
+    """
+    t, seed = config.temperature, config.seed
+    return (replace(config, seed=role_seed(seed, "teacher", t)),
+            replace(config, seed=role_seed(seed, "student", t)))  # fmt: skip
+
+
 def distill(
     ds: Dataset,
     architecture: str,
     config: TrainConfig,
     out: str | Path,
-    student_config: TrainConfig | None = None,
     device: str = "auto",
     progress: bool = True,
     allow_untrained: bool = False,
@@ -124,15 +136,13 @@ def distill(
 ) -> dict[str, Any]:
     """Run defensive distillation at ``config.temperature``; return the student's metadata.
 
-    ``student_config`` defaults to ``config`` with the seed + 1 (a fresh initialisation).
-    A teacher already in ``out/teacher`` with this configuration is reused unless
-    ``reuse_teacher`` is False (``--force``).
+    ``config.seed`` is the run's seed; the teacher and the student train from seeds
+    derived from it (:func:`role_configs`). A teacher already in ``out/teacher`` with its
+    configuration is reused unless ``reuse_teacher`` is False (``--force``).
     """
     out = Path(out)
     temperature = config.temperature
-    student_config = student_config or replace(config, seed=config.seed + 1)
-    if student_config.temperature != temperature:
-        raise ValueError("teacher and student must be trained at the same temperature")
+    config, student_config = role_configs(config)
     dev = resolve_device(device)
     signature = dataset_signature(ds)
 

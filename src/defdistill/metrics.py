@@ -63,6 +63,22 @@ def success_rate(success: torch.Tensor) -> float:
     return float(success.float().mean()) if success.numel() else math.nan
 
 
+def scaled_copy_residual(z_a: torch.Tensor, z_b: torch.Tensor) -> float:
+    """How far logits ``z_a`` are from a scaled copy of ``z_b``: 0.0 means ``z_a = c · z_b``.
+
+    Both ``(N, K)`` are centred per sample (the softmax ignores a shift), ``c`` is the
+    least-squares scale, and the result is ``||z_a - c z_b|| / ||z_a||``. Two distilled
+    students that are one network with its logits multiplied by T (head scaling from a
+    shared seed) give 0 up to float error; independently trained networks give tenths.
+    """
+    a = (z_a - z_a.mean(1, keepdim=True)).double().flatten()
+    b = (z_b - z_b.mean(1, keepdim=True)).double().flatten()
+    if float(b @ b) == 0.0 or float(a @ a) == 0.0:
+        return 0.0 if float(a @ a) == float(b @ b) == 0.0 else 1.0
+    c = (a @ b) / (b @ b)
+    return float(torch.linalg.vector_norm(a - c * b) / torch.linalg.vector_norm(a))
+
+
 # --------------------------------------------------------------------------- distortions
 def _flat(delta: torch.Tensor) -> torch.Tensor:
     if delta.dim() < 2:
@@ -149,16 +165,19 @@ def rho_adv(min_perturbation: torch.Tensor, budget: float | None = None) -> Robu
     For the paper's JSMA measure pass ``100 * min_l0_fraction`` (see
     :attr:`SuccessRateReport.min_l0_fraction`); for C&W pass the L2 of successful samples.
 
-    ``budget=None`` averages over the samples with a success only. With the attack's
-    budget (JSMA: ``100 * gamma``), a sample never broken counts at the budget, a lower
-    bound of its true minimum perturbation: robustness then cannot *fall* because a
-    defence makes attacks fail, and a model that resists every attack gets ``budget``.
-    Papernot et al.'s MNIST value at T = 100 (14.08 % with gamma = 14.5 %, while almost
-    every attack failed) is consistent with this convention.
+    ``budget=None`` averages over the samples with a success only. With ``budget``, the
+    largest perturbation the attack can reach (JSMA: :meth:`JSMA.max_features_changed`,
+    14.29 % of MNIST's pixels at gamma = 14.5 %), a sample never broken counts at that
+    value: its minimum perturbation is *at least* that, so the mean is a lower bound
+    (report it with ``≥`` and the number of censored samples). Robustness then cannot
+    *fall* because a defence makes attacks fail, and a model that resists every attempt
+    gets exactly ``budget``. Papernot et al.'s MNIST value at T = 100 (14.08 % with
+    0.45 % success) lies just below this cap, as censoring at the cap gives; averaging
+    over the broken samples only could give any value.
     """
     per_sample = min_perturbation.detach().double()
     ok = ~torch.isnan(per_sample)
-    if budget is not None:  # never broken within the budget: needs at least the budget
+    if budget is not None:  # never broken: needs at least what the attack could reach
         censored = torch.where(ok, per_sample, torch.full_like(per_sample, float(budget)))
         value = float(censored.mean()) if censored.numel() else math.nan
     else:
@@ -182,6 +201,9 @@ class SuccessRateReport:
         x, x_adv: ``(attempts, ...)`` input and adversarial input of each attempt.
         min_l0_fraction: ``(correct samples,)`` smallest ``l0_fraction`` among the
             successful attempts of each correctly classified sample, ``nan`` if none.
+        budget_fraction: the largest fraction of features the attack can change (JSMA:
+            its cap, below gamma), where never-broken samples are censored; None if the
+            attack has no such cap.
     """
 
     samples: int
@@ -216,8 +238,8 @@ class SuccessRateReport:
     def robustness(self, censored: bool = True) -> Robustness:
         """``rho_adv`` in %: mean over samples of the smallest % of features changed.
 
-        ``censored=True`` counts a sample never broken at the attack's budget
-        (``budget_fraction``, e.g. JSMA's gamma) when known; see :func:`rho_adv`.
+        ``censored=True`` counts a sample never broken at the largest fraction the attack
+        can change (``budget_fraction``) when known; see :func:`rho_adv`.
         """
         budget = self.budget_fraction if censored else None
         return rho_adv(100 * self.min_l0_fraction.double(),
@@ -225,7 +247,7 @@ class SuccessRateReport:
 
     @property
     def rho_adv_percent(self) -> float:
-        """``rho_adv`` (%) with never-broken samples counted at the budget (if known)."""
+        """``rho_adv`` (%) with never-broken samples counted at the attack's cap (if known)."""
         return self.robustness().value
 
     @property
@@ -237,6 +259,12 @@ class SuccessRateReport:
     def samples_without_success(self) -> int:
         """Correctly classified samples for which no targeted attempt succeeded."""
         return self.robustness().samples_without_success
+
+
+def _max_fraction(attack: Attack, n_features: int) -> float | None:
+    """The largest fraction of features ``attack`` can change, if it has such a cap."""
+    cap = getattr(attack, "max_features_changed", None)
+    return None if cap is None else cap(n_features) / n_features
 
 
 def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
@@ -315,7 +343,7 @@ def paper_success_rate(
         x=xr,
         x_adv=x_adv,
         min_l0_fraction=min_frac,
-        budget_fraction=getattr(attack, "gamma", None),
+        budget_fraction=_max_fraction(attack, x[0].numel()),
     )
     logger.info(
         "%s: %d/%d attempts successful (%.1f %%), mean L0 %.2f %%",

@@ -10,6 +10,7 @@ from pipeline_runner import TINY, tiny_dataset, without_timings
 
 from defdistill.experiments.pipeline import reproduce_on
 from defdistill.experiments.report import CSV_COLUMNS
+from defdistill.experiments.results import SCHEMA_VERSION
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,7 @@ def test_every_output_file_and_the_json_schema(tiny_run):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     combined = json.loads((out / "results.json").read_text())
-    assert combined["schema_version"] == 2
+    assert combined["schema_version"] == SCHEMA_VERSION
     result = combined["datasets"]["synthetic"]
     # one seed: exactly the keys of schema version 1 (per-seed rows only with several seeds)
     assert set(result) == {"schema_version", "config", "environment", "models"}

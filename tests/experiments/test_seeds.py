@@ -11,7 +11,7 @@ from pipeline_runner import TINY, tiny_dataset
 
 from defdistill.experiments.pipeline import reproduce_on
 from defdistill.experiments.report import robustness_table, summary_table
-from defdistill.experiments.results import aggregate_rows, combine, mean_std
+from defdistill.experiments.results import SCHEMA_VERSION, aggregate_rows, combine, mean_std
 
 
 def test_mean_std_on_known_values():
@@ -53,7 +53,7 @@ def test_rows_are_aggregated_per_model():
 
 
 def test_one_seed_is_written_as_it_is():
-    result = {"schema_version": 2, "config": {"seed": 3}, "environment": {}, "models": []}
+    result = {"schema_version": SCHEMA_VERSION, "config": {"seed": 3}, "environment": {}, "models": []}
     assert combine({3: result}) is result
 
 
@@ -100,4 +100,4 @@ def test_two_seeds_report_mean_and_std(two_seeds):
     assert float(baseline["mean"]["test_accuracy"]) == pytest.approx(statistics.mean(accuracies) / 100)
     assert float(baseline["std"]["test_accuracy"]) == pytest.approx(statistics.stdev(accuracies) / 100)
     combined = json.loads((out / "results.json").read_text())
-    assert combined["schema_version"] == 2 and "per_seed" in combined["datasets"]["synthetic"]
+    assert combined["schema_version"] == SCHEMA_VERSION and "per_seed" in combined["datasets"]["synthetic"]

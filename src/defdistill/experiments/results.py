@@ -1,7 +1,9 @@
 """The ``<dataset>/results.json`` schema, and statistics over seeds.
 
-Schema version 2. A run with one seed writes ``schema_version``, ``config`` (with
-``seed``), ``environment`` and ``models`` (one row per model), exactly as version 1 did.
+Schema version 3 (version 2 plus, per model, PGD with the margin loss, ``rho_adv``'s
+censoring, the logit scale, the derived seeds and the scaled-copy check; models attacked
+on shared samples). A run with one seed writes ``schema_version``, ``config`` (with
+``seed``), ``environment`` and ``models`` (one row per model).
 A run with several seeds writes ``config["seeds"]`` instead of ``config["seed"]``,
 ``per_seed`` (``[{"seed": s, "models": rows}, ...]``, the rows each seed measured) and
 ``models``, one row per model aggregated over the seeds: every number is the mean over
@@ -18,8 +20,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)  # version 1 is a version 2 file with a single seed
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (3,)  # older files lack columns of the report: that data set is rerun
 
 PER_SEED_ONLY = frozenset({"example", "histogram"})
 _MISSING = object()

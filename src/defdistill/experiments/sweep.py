@@ -22,16 +22,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
-from defdistill.checkpoint import environment
+from defdistill.battery import common_correct
+from defdistill.checkpoint import CheckpointError, environment, load_model
 from defdistill.data import Dataset
-from defdistill.distill import dataset_signature
+from defdistill.distill import dataset_signature, role_configs
 from defdistill.experiments.executors import Executor, LocalExecutor
 from defdistill.experiments.profiles import Profile
 from defdistill.experiments.results import SCHEMA_VERSION
 from defdistill.experiments.tasks import MEASUREMENT_VERSION, eval_unit, measure, train_unit
-from defdistill.train import paper_config, resolve_device
+from defdistill.inference import predict_logits
+from defdistill.metrics import scaled_copy_residual
+from defdistill.train import paper_config, resolve_device, role_seed
 
 __all__ = ["SCHEMA_VERSION", "SweepResult", "measure", "model_name", "run_sweep", "run_sweeps", "seed_dir"]
 
@@ -114,14 +118,20 @@ def run_sweeps(
             bar.set_postfix_str(f"trained {task['name']}")
             bar.update()
 
-        eval_tasks = [_eval_task(task, metas, profile, signature, force) for task in train_tasks]
+        shared = {s: compare_models(ds, profile, [t for t in train_tasks if t["seed"] == s], metas,
+                                    device) for s in seeds}  # fmt: skip
+        eval_tasks = [_eval_task(task, metas, profile, signature, force, shared[task["seed"]][0])
+                      for task in train_tasks]  # fmt: skip
         rows: dict[int, list[dict[str, Any]]] = {s: [] for s in seeds}
         devices: set[str] = set()
         for task, done in zip(eval_tasks, executor.map(eval_unit, eval_tasks, ds), strict=True):
             seed, name = task["seed"], task["name"]
             (reused if done["reused"] else computed)[seed].append(f"eval-{name}")
-            rows[seed].append(_row(name, task["temperature"], metas[seed, name], done["measured"],
-                                   metas[seed, "baseline"]))  # fmt: skip
+            rows[seed].append({
+                **_row(name, seed, task["temperature"], metas[seed, name], done["measured"],
+                       metas[seed, "baseline"]),
+                "scaled_copy": shared[seed][1].get(name),
+            })  # fmt: skip
             devices.add(done["device"])
             bar.set_postfix_str(f"measured {name}")
             bar.update()
@@ -154,8 +164,9 @@ def _train_task(
         dataset if dataset in ("mnist", "cifar10") else "mnist", epochs=profile.epochs,
         batch_size=profile.batch_size, seed=seed, temperature=temperature or 1.0, amp=profile.amp,
     )  # fmt: skip
-    # the deployed model: the baseline itself, or the student (fresh seed)
-    deployed = config if temperature is None else replace(config, seed=seed + 1)
+    # the deployed model: the baseline itself, or the student; each from a seed of its own
+    deployed = (replace(config, seed=role_seed(seed, "baseline")) if temperature is None
+                else role_configs(config)[1])  # fmt: skip
     name = model_name(temperature)
     return {
         "name": name, "seed": seed, "temperature": temperature, "root": str(root),
@@ -165,9 +176,49 @@ def _train_task(
     }  # fmt: skip
 
 
+def compare_models(
+    ds: Dataset, profile: Profile, tasks: list[dict[str, Any]], metas: dict[tuple[int, str], dict],
+    device: str, scale_samples: int = 500,
+) -> tuple[list[int], dict[str, dict[str, Any]]]:  # fmt: skip
+    """What the evaluations of one seed share, from its trained models.
+
+    Returns the test images every model is attacked on (the first ones that all of them
+    classify correctly, :func:`defdistill.battery.common_correct`), and for each distilled
+    model the nearest other distilled model in the sense of
+    :func:`defdistill.metrics.scaled_copy_residual` on the first ``scale_samples`` test
+    images, with their agreement: a residual near 0 means the sweep degenerated into one
+    network with its logits scaled by T.
+    """
+    # on the driver: a worker's GPU may not be visible here
+    dev = torch.device("cuda" if device.startswith("cuda") and torch.cuda.is_available() else "cpu")
+    models = {}
+    for task in tasks:
+        model, meta = load_model(task["path"], dev)
+        if meta["weights_sha256"] != metas[task["seed"], task["name"]]["weights_sha256"]:
+            raise CheckpointError(f"{task['path']} changed while the sweep was running; run it again")
+        models[task["name"]] = model
+    n = max(profile.attack_samples, profile.adaptive_samples)
+    index = common_correct(list(models.values()), ds.x_test.to(dev), ds.y_test.to(dev), n)
+    if len(index) < n:
+        log.warning("only %d test images are classified correctly by every model (wanted %d)",
+                    len(index), n)  # fmt: skip
+    x = ds.x_test[:scale_samples].to(dev)
+    logits = {t["name"]: predict_logits(models[t["name"]], x).cpu() for t in tasks if t["distilled"]}
+    nearest: dict[str, dict[str, Any]] = {}
+    for name, z in logits.items():
+        others = [(scaled_copy_residual(z, z_other), other) for other, z_other in logits.items()
+                  if other != name]  # fmt: skip
+        if others:
+            residual, other = min(others)
+            agreement = float((z.argmax(1) == logits[other].argmax(1)).float().mean())
+            nearest[name] = {"nearest": other, "relative_residual": residual,
+                             "prediction_agreement": agreement, "samples": len(x)}  # fmt: skip
+    return [int(i) for i in index], nearest
+
+
 def _eval_task(
     train: dict[str, Any], metas: dict[tuple[int, str], dict], profile: Profile, signature: dict,
-    force: bool,
+    force: bool, index: list[int],
 ) -> dict[str, Any]:  # fmt: skip
     """The evaluation task of a trained model (see :func:`.tasks.eval_unit`)."""
     seed = train["seed"]
@@ -178,17 +229,18 @@ def _eval_task(
         "profile": profile.to_dict(),
         "seed": seed,
         "dataset": signature,
+        "index": index,
     }
     return {
         "name": train["name"], "seed": seed, "temperature": train["temperature"],
-        "root": train["root"], "model": train["path"],
+        "root": train["root"], "model": train["path"], "index": index,
         "baseline": str(Path(train["root"]) / "models" / model_name(None)), "key": key,
         "profile": profile.to_dict(), "device": train["device"], "force": force,
     }  # fmt: skip
 
 
 def _row(
-    name: str, temperature: float | None, meta: dict, measured: dict, baseline_meta: dict
+    name: str, seed: int, temperature: float | None, meta: dict, measured: dict, baseline_meta: dict
 ) -> dict[str, Any]:
     accuracy = measured["accuracy"]["accuracy"]
     base_accuracy = baseline_meta["test_accuracy"]
@@ -201,6 +253,9 @@ def _row(
         "accuracy_variation_pp": 100.0 * (accuracy - base_accuracy),
         "mean_max_probability": measured["accuracy"]["mean_max_probability"],
         "saturated_fraction": measured["accuracy"]["saturated_fraction"],
+        "mean_max_logit": measured["accuracy"]["mean_max_logit"],
+        "train_seed": meta["config"]["seed"],
+        "teacher_seed": None if temperature is None else role_seed(seed, "teacher", temperature),
         "teacher_accuracy": meta.get("teacher", {}).get("test_accuracy"),
         "soft_labels": meta.get("soft_labels"),
         "weights_sha256": meta["weights_sha256"],

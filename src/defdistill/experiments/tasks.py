@@ -38,7 +38,7 @@ from defdistill.train import TrainConfig, evaluate, resolve_device
 log = logging.getLogger(__name__)
 
 # Bump when what a measurement unit computes changes: stored units are then recomputed.
-MEASUREMENT_VERSION = 4
+MEASUREMENT_VERSION = 5
 
 
 def train_unit(ds: Dataset, task: dict[str, Any]) -> dict[str, Any]:
@@ -47,8 +47,8 @@ def train_unit(ds: Dataset, task: dict[str, Any]) -> dict[str, Any]:
     Args:
         ds: the data set.
         task: ``name``, ``path`` (model directory), ``architecture``, ``dataset`` (its
-            signature), ``config`` (the training configuration: the baseline's, or the
-            teacher's when ``distilled``), ``deployed_config`` (the deployed model's),
+            signature), ``config`` (the run's configuration, seed = the run's seed),
+            ``deployed_config`` (the deployed model's, with its own derived seed),
             ``distilled``, ``device``, ``progress`` and ``force`` (retrain even if a
             model trained with this configuration exists).
 
@@ -65,11 +65,11 @@ def train_unit(ds: Dataset, task: dict[str, Any]) -> dict[str, Any]:
             pass
     config, device = TrainConfig(**task["config"]), task["device"]
     if task["distilled"]:
-        meta = distill(ds, task["architecture"], config, path, student_config=TrainConfig(**deployed),
-                       device=device, progress=task["progress"], reuse_teacher=not task["force"])  # fmt: skip
+        meta = distill(ds, task["architecture"], config, path, device=device,
+                       progress=task["progress"], reuse_teacher=not task["force"])  # fmt: skip
     else:
-        _, meta = train_model(ds, task["architecture"], config, path, "baseline", device=device,
-                              progress=task["progress"])  # fmt: skip
+        _, meta = train_model(ds, task["architecture"], TrainConfig(**deployed), path, "baseline",
+                              device=device, progress=task["progress"])  # fmt: skip
     return {"name": task["name"], "meta": meta, "reused": False}
 
 
@@ -79,9 +79,11 @@ def eval_unit(ds: Dataset, task: dict[str, Any]) -> dict[str, Any]:
     Args:
         ds: the data set.
         task: ``name``, ``root`` (where ``units/`` lives), ``model`` and ``baseline``
-            (model directories), ``temperature`` (None for the baseline), ``key`` (what the
-            result depends on, including both models' weight digests), ``profile``,
-            ``seed``, ``device`` and ``force``.
+            (model directories), ``temperature`` (None for the baseline), ``index`` (the
+            test images to attack, shared by every model of the run; None: each model's
+            own first correctly classified ones), ``key`` (what the result depends on,
+            including both models' weight digests and ``index``), ``profile``, ``seed``,
+            ``device`` and ``force``.
 
     Returns:
         ``{"name", "measured", "reused", "device"}``.
@@ -94,9 +96,11 @@ def eval_unit(ds: Dataset, task: dict[str, Any]) -> dict[str, Any]:
         model = _load_exact(task["model"], key["weights"], dev)
         baseline = _load_exact(task["baseline"], key["baseline_weights"], torch.device("cpu"))
         profile = Profile(**{**task["profile"], "temperatures": tuple(task["profile"]["temperatures"])})
+        index = torch.tensor(task["index"], dtype=torch.long) if task.get("index") is not None else None
         return {
             "accuracy": evaluate(model, ds.x_test, ds.y_test, temperature=1.0),
-            **measure(model, baseline, ds.x_test, ds.y_test, profile, task["temperature"], task["seed"]),
+            **measure(model, baseline, ds.x_test, ds.y_test, profile, task["temperature"],
+                      task["seed"], index),
         }
 
     measured = store.run(unit, key, compute)
@@ -114,27 +118,39 @@ def _load_exact(path: str, weights_sha256: str, device: torch.device) -> nn.Modu
 
 def measure(
     model: nn.Module, baseline: nn.Module, x: torch.Tensor, y: torch.Tensor, profile: Profile,
-    temperature: float | None, seed: int,
+    temperature: float | None, seed: int, index: torch.Tensor | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The paper's measurements and the adaptive attacks for one deployed model.
 
     ``temperature`` is the distillation temperature (None for the baseline); the adaptive
     PGD divides the logits by it, undoing the saturation distillation relies on.
+    ``index`` selects the test images to attack (the sweep passes the first ones that
+    every model of the run classifies correctly, so all models face the same images);
+    JSMA takes its first ``attack_samples``, the other attacks its first
+    ``adaptive_samples``. Without it, each attack takes the first images ``model``
+    classifies correctly.
     """
+    if index is not None:
+        x_att, y_att = x[index.to(x.device)], y[index.to(y.device)]
+    else:
+        x_att, y_att = x, y
     jsma = {"samples": profile.attack_samples, "targets": profile.targets, "seed": seed}
-    on_f = run_jsma(model, x, y, on="probs", **jsma)
-    xs, ys = first_correct(model, x, y, profile.adaptive_samples)
+    on_f = run_jsma(model, x_att, y_att, on="probs", **jsma)
+    xs, ys = first_correct(model, x_att, y_att, profile.adaptive_samples)
     eps = 0.3 if x.shape[1] == 1 else 8 / 255  # MNIST: Madry et al.'s 0.3; colour: 8/255
     adaptive = {
-        "jsma_logits": run_jsma(model, x, y, on="logits", **jsma),
+        "jsma_logits": run_jsma(model, x_att, y_att, on="logits", **jsma),
         # JSMA on softmax(Z / T_train): at T = 1 this is the paper's attack itself
         "jsma_temperature": on_f if temperature in (None, 1.0) else run_jsma(
-            model, x, y, on="probs", temperature=temperature, **jsma
+            model, x_att, y_att, on="probs", temperature=temperature, **jsma
         ),
         "pgd_plain": run_pgd(model, xs, ys, eps=eps, seed=seed),
         "pgd_temperature": run_pgd(
             model, xs, ys, eps=eps, temperature=temperature or 1.0, seed=seed
         ),
+        # the logit margin does not saturate: cross-entropy in float32 does on confident
+        # networks (its gradient rounds to 0), at any temperature
+        "pgd_margin": run_pgd(model, xs, ys, eps=eps, loss="margin", seed=seed),
         "cw_l2": run_cw(
             model, xs, ys, iterations=profile.cw_iterations, search_steps=profile.cw_search_steps
         ),
