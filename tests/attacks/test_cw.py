@@ -79,3 +79,32 @@ def test_cw_works_where_the_softmax_saturates(trained_linear2) -> None:
     assert bool(res.success.all())
     dist = boundary_distance(saturated, x, y)
     assert bool((res.info["l2"] <= dist * 1.5 + 1e-3).all())  # harder landscape, looser bound
+
+
+class _Scaled(torch.nn.Module):
+    """The same decision function with its logits multiplied by ``factor``."""
+
+    def __init__(self, model: torch.nn.Module, factor: float) -> None:
+        super().__init__()
+        self.model, self.factor = model, factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.factor * self.model(x)
+
+
+def test_cw_with_the_reference_search_is_blind_to_the_logit_scale(trained_mlp3) -> None:
+    """A distilled student's logits are ~T times the baseline's. With the reference's 9
+    search steps from c = 1e-3 (c x 10 on failure), the search reaches the constant
+    either scale needs: same success, nearly the same L2, at logit scale x1 and x100."""
+    model, x, y = trained_mlp3
+    with torch.no_grad():
+        ok = model(x).argmax(1) == y
+    x, y = x[ok][:30], y[ok][:30]
+    attack = CarliniWagnerL2(binary_search_steps=9, max_iterations=200, learning_rate=5e-2)
+    plain, scaled = attack(model, x, y), attack(_Scaled(model, 100.0), x, y)
+    assert bool(plain.success.all()) and bool(scaled.success.all())
+    ratio = scaled.info["l2"].mean() / plain.info["l2"].mean()
+    assert 0.9 < float(ratio) < 1.1
+    # a search too short for a small logit scale: c never grows enough at scale x0.01
+    short = CarliniWagnerL2(binary_search_steps=2, max_iterations=200, learning_rate=5e-2)
+    assert float(short(_Scaled(model, 0.01), x, y).success.float().mean()) < 1.0
