@@ -42,10 +42,15 @@ def test_masking_model_is_flagged_and_plain_model_is_not(trained):
     model, ds = trained
     masked = ScaledLogits(model).eval()
     x, y = ds.x_test[:64], ds.y_test[:64]
-    assert checks.check_zero_gradients(model, x, y).severity is Severity.OK
-    assert checks.check_zero_gradients(masked, x, y).severity is Severity.CRITICAL
-    assert not checks.check_softmax_saturation(model, x).flagged
-    saturation = checks.check_softmax_saturation(masked, x)
+    from defdistill.train import evaluate
+
+    assert checks.zero_gradient_fraction(model, x) == 0.0
+    assert checks.zero_gradient_fraction(masked, x) > 0.5
+    assert checks.check_zero_gradients(checks.zero_gradient_fraction(model, x)).severity is Severity.OK
+    zero = checks.check_zero_gradients(checks.zero_gradient_fraction(masked, x))
+    assert zero.severity is Severity.CRITICAL
+    assert not checks.check_softmax_saturation(evaluate(model, x, y)["saturated_fraction"]).flagged
+    saturation = checks.check_softmax_saturation(evaluate(masked, x, y)["saturated_fraction"])
     assert saturation.flagged and saturation.value > 0.5
 
 
@@ -85,3 +90,26 @@ def test_audit_verdicts(trained):
     assert cw["mean_l2"] == pytest.approx(cw_plain["mean_l2"], rel=0.05)
     json_ready = report.to_dict()
     assert {f["check"] for f in json_ready["findings"]} >= {"zero_gradients", "probs_vs_logits"}
+
+
+def test_audit_and_reproduce_give_the_same_verdict(trained):
+    """One masking rule: ``defdistill audit`` and the reproduction's per-model checks
+    (``sweep.evidence`` on what ``measure`` returns) decide alike on the same models."""
+    from defdistill.experiments import sweep
+    from defdistill.experiments.profiles import Profile
+    from defdistill.experiments.tasks import measure
+    from defdistill.train import evaluate
+
+    model, ds = trained
+    masked = ScaledLogits(model).eval()
+    profile = Profile("agree", (1000.0,), epochs=1, attack_samples=5, gradient_samples=30,
+                      adaptive_samples=30, cw_iterations=100, cw_search_steps=3)  # fmt: skip
+    for candidate, temperature, expected in ((model, None, False), (masked, 1000.0, True)):
+        row = {**measure(candidate, model, ds.x_test, ds.y_test, profile, temperature, seed=0),
+               "temperature": temperature, "distilled": temperature is not None,
+               "saturated_fraction": evaluate(candidate, ds.x_test, ds.y_test)["saturated_fraction"]}
+        _, reproduced = checks.assess(sweep.evidence(row))
+        audited = audit(candidate, ds.x_test, ds.y_test, temperature=temperature or 1.0,
+                        reference=model if temperature else None, samples=30, jsma_samples=5,
+                        cw_iterations=100, cw_search_steps=3).verdict  # fmt: skip
+        assert reproduced.masking is audited.masking is expected, (reproduced.text, audited.text)

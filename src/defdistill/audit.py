@@ -1,7 +1,8 @@
 """``defdistill audit``: is this model robust, or does it only mask gradients?
 
 Runs the gradient-masking checks (:mod:`defdistill.checks`) and a fixed battery of attacks
-at standard budgets (:mod:`defdistill.battery`), then gives a verdict. The battery pairs
+at standard budgets (:mod:`defdistill.battery`), then gives the verdict of the one masking
+rule (:func:`defdistill.checks.assess`, which ``reproduce`` uses too). The battery pairs
 each attack on the softmax with its adaptive counterpart on the logits, as Carlini &
 Wagner did to show that defensive distillation is not robust (arXiv:1607.04311):
 JSMA on F vs on Z, PGD on the cross-entropy vs on the logits divided by the training
@@ -19,6 +20,7 @@ from torch import nn
 from defdistill import checks
 from defdistill.battery import first_correct, run_cw, run_jsma, run_pgd, run_transfer
 from defdistill.checks import Finding, Verdict
+from defdistill.train import evaluate
 
 # Standard threat models: MNIST-like (1 channel) and colour images.
 BUDGETS = {
@@ -75,11 +77,6 @@ def audit(
     """
     xs, ys = first_correct(model, x, y, samples)
     budgets = BUDGETS["grey" if x.shape[1] == 1 else "colour"]
-    findings = [
-        checks.check_outputs_are_logits(model, xs),
-        checks.check_softmax_saturation(model, xs),
-        checks.check_zero_gradients(model, xs, ys),
-    ]
     attacks: dict[str, dict[str, Any]] = {}
     strongest = budgets["linf"][-1]
     for eps in budgets["linf"]:
@@ -107,28 +104,27 @@ def audit(
     for res in attacks.values():
         res.pop("example", None)
 
-    whitebox = max(attacks[f"PGD Linf {strongest:.3g} on {k}"]["success_rate"] for k in ("F", "Z/T"))
-    findings.append(checks.check_probs_vs_logits(
-        attacks[jsma_f]["success_rate"], attacks[jsma_z]["success_rate"], "JSMA"
-    ))  # fmt: skip
-    if jsma_t in attacks:
-        findings.append(checks.check_probs_vs_logits(
-            attacks[jsma_f]["success_rate"], attacks[jsma_t]["success_rate"], "JSMA",
-            adaptive="JSMA on softmax(Z/T)",
-        ))  # fmt: skip
-    findings.append(checks.check_probs_vs_logits(
-        attacks[f"PGD Linf {strongest:.3g} on F"]["success_rate"],
-        attacks[f"PGD Linf {strongest:.3g} on Z/T"]["success_rate"], f"PGD Linf {strongest:.3g}",
-        adaptive=f"PGD Linf {strongest:.3g} on Z/T",
-    ))  # fmt: skip
+    strong = f"PGD Linf {strongest:.3g}"
+    transfer = None
     if reference is not None:
         transfer = run_transfer(reference, model, xs, ys, eps=strongest, seed=seed)
-        attacks[f"transfer PGD Linf {strongest:.3g} from reference"] = transfer
-        plain = attacks[f"PGD Linf {strongest:.3g} on F"]["success_rate"]
-        findings.append(checks.check_transfer_vs_whitebox(transfer["success_rate"], plain))
+        attacks[f"transfer {strong} from reference"] = transfer
     robust = min(
         (r["accuracy"] for r in attacks.values() if r.get("accuracy") is not None), default=None
     )
+    evidence = checks.Evidence(
+        jsma_f=attacks[jsma_f]["success_rate"], jsma_z=attacks[jsma_z]["success_rate"],
+        jsma_t=attacks[jsma_t]["success_rate"] if jsma_t in attacks else None,
+        pgd_f=attacks[f"{strong} on F"]["success_rate"],
+        pgd_zt=attacks[f"{strong} on Z/T"]["success_rate"] if temperature != 1.0 else None,
+        pgd_margin=attacks[f"{strong} margin on Z"]["success_rate"],
+        transfer=None if transfer is None else transfer["success_rate"],
+        zero_gradient_fraction=checks.zero_gradient_fraction(model, xs),
+        saturated_fraction=evaluate(model, xs, ys)["saturated_fraction"],
+        outputs_are_logits=checks.check_outputs_are_logits(model, xs),
+        robust_accuracy=robust,
+    )  # fmt: skip
+    findings, decision = checks.assess(evidence)
     config = {"samples": len(xs), "jsma_samples": jsma_samples, "temperature": temperature,
-              "budgets": budgets, "seed": seed, "whitebox_success": whitebox}  # fmt: skip
-    return AuditReport(findings, attacks, checks.verdict(findings, robust), config)
+              "budgets": budgets, "seed": seed}  # fmt: skip
+    return AuditReport(findings, attacks, decision, config)

@@ -14,9 +14,9 @@ from enum import StrEnum
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from defdistill import metrics
 from defdistill.attacks.base import eval_mode
 
 
@@ -52,53 +52,41 @@ class Finding:
         return {**asdict(self), "severity": self.severity.value, "flagged": self.flagged}
 
 
-def _loss_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    with eval_mode(model):
-        x = x.detach().clone().requires_grad_(True)
-        loss = F.cross_entropy(model(x), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x)
-    return grad.flatten(1)
+def zero_gradient_fraction(model: nn.Module, x: torch.Tensor) -> float:
+    """Fraction of ``x`` whose deployed softmax Jacobian is exactly zero in float32.
 
-
-def check_zero_gradients(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, tiny: float = 1e-12,
-    max_fraction: float = 0.1,
-) -> Finding:  # fmt: skip
-    """Fraction of inputs whose cross-entropy gradient (deployed softmax) is zero or tiny.
-
-    ``tiny`` bounds the largest absolute gradient entry counted as numerically zero.
+    The quantity the reproduction's gradient measurements report
+    (:func:`defdistill.metrics.gradient_amplitude`), and what an attack differentiating
+    the probabilities sees: where it is zero, the attack cannot move.
     """
-    grad = _loss_gradients(model, x, y)
-    peak = grad.abs().max(1).values
-    zero = float((peak <= tiny).float().mean())
-    exact = float((peak == 0).float().mean())
-    if zero > max_fraction:
-        return Finding(
-            "zero_gradients", Severity.CRITICAL, zero,
-            f"{zero:.0%} of inputs have a numerically zero loss gradient ({exact:.0%} exactly "
-            "zero): gradient attacks on the softmax cannot move them. Attack the logits "
-            "(C&W, JSMA on Z, PGD on Z/T) before trusting any robustness number.",
-        )  # fmt: skip
-    return Finding("zero_gradients", Severity.OK, zero,
-                   f"{zero:.0%} of inputs have a numerically zero loss gradient.")  # fmt: skip
+    amplitude = metrics.gradient_amplitude(model, x)
+    return float((amplitude == 0).float().mean()) if len(x) else 0.0
 
 
-def check_softmax_saturation(
-    model: nn.Module, x: torch.Tensor, max_fraction: float = 0.1
-) -> Finding:
-    """Fraction of inputs whose deployed softmax gives a class probability of exactly 1.0."""
-    with eval_mode(model), torch.no_grad():
-        probs = torch.softmax(model(x).float(), dim=1)
-    saturated = float((probs.max(1).values == 1.0).float().mean())
-    if saturated > max_fraction:
+def check_zero_gradients(zero_fraction: float, max_fraction: float = 0.1) -> Finding:
+    """Flags a model whose softmax Jacobian is exactly zero on many inputs."""
+    if zero_fraction > max_fraction:
         return Finding(
-            "softmax_saturation", Severity.WARNING, saturated,
-            f"the softmax is saturated (max probability == 1.0 in float32) on {saturated:.0%} "
-            "of inputs: its Jacobian underflows, a hallmark of defensive distillation's "
-            "gradient masking.",
+            "zero_gradients", Severity.CRITICAL, zero_fraction,
+            f"{zero_fraction:.0%} of inputs have an exactly zero softmax Jacobian in float32: "
+            "gradient attacks on the softmax cannot move them. Attack the logits "
+            "(C&W, JSMA on Z, PGD with the margin loss) before trusting any robustness number.",
         )  # fmt: skip
-    return Finding("softmax_saturation", Severity.OK, saturated,
-                   f"the softmax is saturated on {saturated:.0%} of inputs.")  # fmt: skip
+    return Finding("zero_gradients", Severity.OK, zero_fraction,
+                   f"{zero_fraction:.0%} of inputs have an exactly zero softmax Jacobian.")  # fmt: skip
+
+
+def check_softmax_saturation(saturated_fraction: float, max_fraction: float = 0.1) -> Finding:
+    """Flags a deployed softmax giving a class probability of exactly 1.0 on many inputs."""
+    if saturated_fraction > max_fraction:
+        return Finding(
+            "softmax_saturation", Severity.WARNING, saturated_fraction,
+            f"the softmax is saturated (max probability == 1.0 in float32) on "
+            f"{saturated_fraction:.0%} of inputs: its Jacobian underflows, a hallmark of "
+            "defensive distillation's gradient masking.",
+        )  # fmt: skip
+    return Finding("softmax_saturation", Severity.OK, saturated_fraction,
+                   f"the softmax is saturated on {saturated_fraction:.0%} of inputs.")  # fmt: skip
 
 
 def check_outputs_are_logits(model: nn.Module, x: torch.Tensor) -> Finding:
@@ -174,3 +162,61 @@ def verdict(findings: list[Finding], robust_accuracy: float | None = None) -> Ve
         return Verdict(False, f"no sign of gradient masking; accuracy under the strongest "
                               f"attack at the standard budget: {robust_accuracy:.1%}")  # fmt: skip
     return Verdict(False, "no sign of gradient masking")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the masking rule looks at, measured by ``audit`` or by the reproduction.
+
+    Success rates are fractions of attempts; PGD is at the standard L∞ budget of the data
+    (MNIST 0.3, colour 8/255). ``None`` means not measured, and its check is skipped.
+
+    Attributes:
+        jsma_f, jsma_z, jsma_t: JSMA on the softmax F, on the logits Z, and on
+            softmax(Z / T) with the training temperature (distilled models only).
+        pgd_f, pgd_zt, pgd_margin: PGD with cross-entropy on F, with cross-entropy on
+            Z / T, and with the logit margin.
+        transfer: examples crafted on an undefended reference, success on this model.
+        zero_gradient_fraction: :func:`zero_gradient_fraction`.
+        saturated_fraction: inputs whose deployed softmax has a probability of exactly 1.
+        outputs_are_logits: :func:`check_outputs_are_logits`'s finding, when it was run.
+        robust_accuracy: accuracy under the strongest attack at the standard budget.
+    """
+
+    jsma_f: float | None = None
+    jsma_z: float | None = None
+    jsma_t: float | None = None
+    pgd_f: float | None = None
+    pgd_zt: float | None = None
+    pgd_margin: float | None = None
+    transfer: float | None = None
+    zero_gradient_fraction: float | None = None
+    saturated_fraction: float | None = None
+    outputs_are_logits: Finding | None = None
+    robust_accuracy: float | None = None
+
+
+def assess(evidence: Evidence) -> tuple[list[Finding], Verdict]:
+    """The one masking rule: every applicable check, then :func:`verdict`.
+
+    ``defdistill audit`` and ``defdistill reproduce`` both decide with it, so the same
+    measurements of the same model always get the same verdict.
+    """
+    e = evidence
+    findings = [] if e.outputs_are_logits is None else [e.outputs_are_logits]
+    if e.saturated_fraction is not None:
+        findings.append(check_softmax_saturation(e.saturated_fraction))
+    if e.zero_gradient_fraction is not None:
+        findings.append(check_zero_gradients(e.zero_gradient_fraction))
+    pairs = [
+        (e.jsma_f, e.jsma_z, "JSMA", "JSMA on Z"),
+        (e.jsma_f, e.jsma_t, "JSMA", "JSMA on softmax(Z/T)"),
+        (e.pgd_f, e.pgd_zt, "PGD", "PGD CE on Z/T"),
+        (e.pgd_f, e.pgd_margin, "PGD", "PGD margin on Z"),
+    ]
+    for on_probs, on_logits, attack, adaptive in pairs:
+        if on_probs is not None and on_logits is not None:
+            findings.append(check_probs_vs_logits(on_probs, on_logits, attack, adaptive=adaptive))
+    if e.transfer is not None and e.pgd_f is not None:
+        findings.append(check_transfer_vs_whitebox(e.transfer, e.pgd_f))
+    return findings, verdict(findings, e.robust_accuracy)

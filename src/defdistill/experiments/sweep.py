@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from defdistill import checks
 from defdistill.battery import common_correct
 from defdistill.checkpoint import CheckpointError, environment, load_model
 from defdistill.data import Dataset
@@ -239,7 +240,34 @@ def _eval_task(
     }  # fmt: skip
 
 
+def evidence(row: dict[str, Any]) -> checks.Evidence:
+    """The masking rule's evidence from a model's row (as ``defdistill audit`` gathers it)."""
+    adaptive, hot = row["adaptive"], row["temperature"] not in (None, 1.0)
+    pgd = [adaptive[k]["accuracy"] for k in ("pgd_plain", "pgd_temperature", "pgd_margin")]
+    return checks.Evidence(
+        jsma_f=row["jsma_probs"]["success_rate"],
+        jsma_z=adaptive["jsma_logits"]["success_rate"],
+        jsma_t=adaptive["jsma_temperature"]["success_rate"] if hot else None,
+        pgd_f=adaptive["pgd_plain"]["success_rate"],
+        pgd_zt=adaptive["pgd_temperature"]["success_rate"] if hot else None,
+        pgd_margin=adaptive["pgd_margin"]["success_rate"],
+        transfer=adaptive["transfer"]["success_rate"] if row["distilled"] else None,
+        zero_gradient_fraction=row["gradients"]["zero_fraction"],
+        saturated_fraction=row["saturated_fraction"],
+        robust_accuracy=min(pgd),
+    )  # fmt: skip
+
+
 def _row(
+    name: str, seed: int, temperature: float | None, meta: dict, measured: dict, baseline_meta: dict
+) -> dict[str, Any]:
+    row = _measured_row(name, seed, temperature, meta, measured, baseline_meta)
+    findings, decision = checks.assess(evidence(row))
+    return {**row, "checks": {"verdict": decision.to_dict(),
+                              "findings": [f.to_dict() for f in findings]}}  # fmt: skip
+
+
+def _measured_row(
     name: str, seed: int, temperature: float | None, meta: dict, measured: dict, baseline_meta: dict
 ) -> dict[str, Any]:
     accuracy = measured["accuracy"]["accuracy"]
