@@ -149,6 +149,11 @@ def _baseline(rows: list[dict]) -> dict:
     return next(r for r in rows if not r["distilled"])
 
 
+def _in_order(rows: list[dict]) -> list[dict]:
+    """The baseline, then the distilled models by temperature: the order of every table."""
+    return [_baseline(rows), *_distilled(rows)]
+
+
 def _figure_bytes(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -216,7 +221,7 @@ def _gradient_histograms(results: dict) -> bytes:
 
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.8), squeeze=False)
     for ax, (dataset, result) in zip(axes[0], results.items(), strict=True):
-        rows = [_baseline(result["models"]), *_distilled(result["models"])]
+        rows = _in_order(result["models"])
         runs = seed_runs(result)
         cmap = plt.get_cmap("viridis")
         for i, row in enumerate(rows):
@@ -379,8 +384,7 @@ def summary_table(dataset: str, result: dict, paper: dict) -> list[str]:
         "| float32 \\|dF/dx\\| = 0 | p_max = 1 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    base = _baseline(result["models"])
-    for row in [base, *_distilled(result["models"])]:
+    for row in _in_order(result["models"]):
         t, name = row["temperature"], row["name"]
         lines.append(
             f"| {name} | {_fmt(t, 'g') if t else '1 (none)'} "
@@ -408,8 +412,7 @@ def temperature_table(result: dict) -> list[str]:
         "| nearest student: residual (agreement) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    base = _baseline(result["models"])
-    for row in [base, *_distilled(result["models"])]:
+    for row in _in_order(result["models"]):
         name, distilled = row["name"], row["distilled"]
 
         def soft(key: str, r_key: str = "soft_labels") -> Any:
@@ -445,8 +448,7 @@ def robustness_table(result: dict) -> list[str]:
         "| transfer success % | masking checks |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    base = _baseline(result["models"])
-    for row in [base, *_distilled(result["models"])]:
+    for row in _in_order(result["models"]):
         name = row["name"]
         cells = [_cell(result, name, get, ".1f") for get in _ROBUSTNESS_COLUMNS]
         mean_l2 = _cell(result, name, lambda r: r["adaptive"]["cw_l2"]["mean_l2"], ".2f")
