@@ -2,7 +2,7 @@
 
 ``paper`` follows Papernot et al. 2016 (arXiv:1511.04508): temperatures
 {1, 2, 5, 10, 20, 30, 40, 50, 100}, 50 epochs, the full training set. ``quick`` keeps the
-paper's trends within minutes on two CPU cores: fewer temperatures, three epochs (what
+paper's trends within minutes on two CPU cores: three temperatures, four epochs (what
 plain training at T = 100 needs to come within the accuracy tolerance), fewer attacked
 samples. C&W searches its constant over the reference's 9 steps in both, wide enough for
 the logit scales of the baseline and of a student at T = 100. Any field can be
@@ -85,9 +85,9 @@ class Profile:
 
 PROFILES: dict[str, dict[str, Profile]] = {
     "mnist": {
-        # 3 epochs: plain training at T = 100 reaches 97.6 % (teacher) after 2 epochs and
-        # 98.0 % after 3, within the 1.5 pp tolerance of the baseline (docs/training.md)
-        "quick": Profile("quick", (1.0, 5.0, 20.0, 100.0), epochs=3, limit_test=2000,
+        # 4 epochs: with 3, plain training left the T = 100 student 1.70 pp below the
+        # baseline (97.00 % vs 98.70 %), outside the 1.5 pp tolerance (docs/training.md)
+        "quick": Profile("quick", (5.0, 20.0, 100.0), epochs=4, limit_test=2000,
                          attack_samples=50, gradient_samples=200, adaptive_samples=50),
         "paper": Profile("paper", PAPER_TEMPERATURES, epochs=50, attack_samples=300,
                          gradient_samples=1000, adaptive_samples=200, cw_iterations=1000,
