@@ -27,13 +27,13 @@ from tqdm.auto import tqdm
 
 from defdistill import checks
 from defdistill.battery import common_correct
-from defdistill.checkpoint import CheckpointError, environment, load_model
+from defdistill.checkpoint import environment
 from defdistill.data import Dataset
 from defdistill.distill import dataset_signature, role_configs
 from defdistill.experiments.executors import Executor, LocalExecutor
 from defdistill.experiments.profiles import Profile
 from defdistill.experiments.results import SCHEMA_VERSION
-from defdistill.experiments.tasks import MEASUREMENT_VERSION, eval_unit, measure, train_unit
+from defdistill.experiments.tasks import MEASUREMENT_VERSION, eval_unit, load_exact, measure, train_unit
 from defdistill.inference import predict_logits
 from defdistill.metrics import scaled_copy_residual
 from defdistill.train import paper_config, resolve_device, role_seed
@@ -194,10 +194,8 @@ def compare_models(
     dev = torch.device("cuda" if device.startswith("cuda") and torch.cuda.is_available() else "cpu")
     models = {}
     for task in tasks:
-        model, meta = load_model(task["path"], dev)
-        if meta["weights_sha256"] != metas[task["seed"], task["name"]]["weights_sha256"]:
-            raise CheckpointError(f"{task['path']} changed while the sweep was running; run it again")
-        models[task["name"]] = model
+        models[task["name"]] = load_exact(task["path"], metas[task["seed"], task["name"]]["weights_sha256"],
+                                          dev)  # fmt: skip
     n = max(profile.attack_samples, profile.adaptive_samples)
     index = common_correct(list(models.values()), ds.x_test.to(dev), ds.y_test.to(dev), n)
     if len(index) < n:

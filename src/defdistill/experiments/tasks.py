@@ -93,8 +93,8 @@ def eval_unit(ds: Dataset, task: dict[str, Any]) -> dict[str, Any]:
     unit, key = f"eval-{task['name']}", task["key"]
 
     def compute() -> dict[str, Any]:
-        model = _load_exact(task["model"], key["weights"], dev)
-        baseline = _load_exact(task["baseline"], key["baseline_weights"], torch.device("cpu"))
+        model = load_exact(task["model"], key["weights"], dev)
+        baseline = load_exact(task["baseline"], key["baseline_weights"], torch.device("cpu"))
         profile = Profile(**{**task["profile"], "temperatures": tuple(task["profile"]["temperatures"])})
         index = torch.tensor(task["index"], dtype=torch.long) if task.get("index") is not None else None
         return {
@@ -108,7 +108,7 @@ def eval_unit(ds: Dataset, task: dict[str, Any]) -> dict[str, Any]:
             "device": str(dev)}  # fmt: skip
 
 
-def _load_exact(path: str, weights_sha256: str, device: torch.device) -> nn.Module:
+def load_exact(path: str, weights_sha256: str, device: torch.device) -> nn.Module:
     """The model at ``path``, which must still hold the weights the task was planned for."""
     model, meta = load_model(path, device)
     if meta["weights_sha256"] != weights_sha256:
