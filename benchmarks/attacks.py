@@ -47,11 +47,12 @@ from torch import nn
 
 from defdistill.attacks import FGSM, JSMA, PGD, CarliniWagnerL2
 from defdistill.checkpoint import load_model
-from defdistill.data import load_mnist
-from defdistill.distill import train_model
-from defdistill.inference import predict
-from defdistill.metrics import all_targets, correct_mask, l0_fraction, l2
-from defdistill.train import paper_config
+from defdistill.data.mnist import load_mnist
+from defdistill.evaluation.distances import l0_fraction, l2
+from defdistill.evaluation.protocol import all_targets
+from defdistill.inference import correct_mask, predict
+from defdistill.training.config import paper_config
+from defdistill.training.runs import train_model
 
 NUM_CLASSES = 10
 INSTALL_HINT = (

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from defdistill.data import load_mnist
+from defdistill.data.mnist import load_mnist
 from defdistill.experiments.executors import Executor, LocalExecutor, RayExecutor
 from defdistill.experiments.pipeline import reproduce_on
 from defdistill.experiments.profiles import get_profile

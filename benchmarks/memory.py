@@ -17,7 +17,7 @@ the RSS figure is the one that counts. The run fails (exit 1) if a peak exceeds
 
 ``--what predict`` measures instead the step that precedes every ``defdistill attack``:
 predicting the ``--samples`` test images to keep the correctly classified ones
-(``metrics.correct_mask`` with ``batch_size=B``; ``all`` = the default, chunks of
+(``correct_mask`` with ``batch_size=B``; ``all`` = the default, chunks of
 ``inference.PREDICT_BATCH``; ``B = --samples`` is one forward pass over everything).
 
     python benchmarks/memory.py [--samples 100] [--batch-sizes all,100,25] [--threads 1]
@@ -58,8 +58,8 @@ def child(args: argparse.Namespace) -> dict:
     """Measure one configuration in this (fresh) process; return the figures."""
     import torch
 
-    from defdistill import metrics
     from defdistill.attacks import JSMA
+    from defdistill.inference import correct_mask
     from defdistill.models import build_model
 
     torch.set_num_threads(args.threads)
@@ -73,7 +73,7 @@ def child(args: argparse.Namespace) -> dict:
     target = (y + 1) % 10
     attack = JSMA(gamma=args.gamma, on=args.on, batch_size=batch)
     attack(model, x[:2], y[:2], target[:2])  # warm-up: code paths and libraries loaded
-    metrics.correct_mask(model, x[:2], y[:2])
+    correct_mask(model, x[:2], y[:2])
 
     reset = reset_peak()
     rss_before, hwm_before = status_kib("VmRSS"), status_kib("VmHWM")
@@ -86,7 +86,7 @@ def child(args: argparse.Namespace) -> dict:
             "mean_iterations": float(result.info["iterations"].float().mean()),
         }
     else:
-        correct = metrics.correct_mask(model, x, y, batch_size=batch)
+        correct = correct_mask(model, x, y, batch_size=batch)
         extra = {"correct": int(correct.sum())}
     seconds = time.perf_counter() - start
     _, py_peak = tracemalloc.get_traced_memory()

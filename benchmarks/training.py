@@ -16,9 +16,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from defdistill.data import load_mnist
+from defdistill.data.mnist import load_mnist
 from defdistill.models import build_model
-from defdistill.train import TrainConfig, train
+from defdistill.training.config import TrainConfig
+from defdistill.training.loop import train
 
 
 def bare_loop(x: torch.Tensor, y: torch.Tensor, temperature: float, batch_size: int) -> float:

@@ -7,10 +7,12 @@ then the paper's attack and the adaptive ones on the first correctly classified 
 
 import pytest
 
-from defdistill.battery import first_correct, run_cw, run_jsma, run_pgd
-from defdistill.data import load_mnist
-from defdistill.distill import distill, train_model
-from defdistill.train import paper_config
+from defdistill.data.mnist import load_mnist
+from defdistill.evaluation.battery import run_cw, run_jsma, run_pgd
+from defdistill.evaluation.samples import first_correct
+from defdistill.training.config import paper_config
+from defdistill.training.distill import distill
+from defdistill.training.runs import train_model
 
 pytestmark = pytest.mark.slow
 

@@ -32,10 +32,12 @@ from synthetic import cifar_batch, make_synthetic
 from defdistill import cli, data
 from defdistill.attacks import FGSM, JSMA, PGD, CarliniWagnerL2
 from defdistill.checkpoint import META, WEIGHTS, CheckpointError, load_model, load_reusable, save_model
-from defdistill.data import DataError, load_mnist, parse_cifar_batch, parse_idx
+from defdistill.data import DataError
+from defdistill.data.cifar10 import parse_cifar_batch
+from defdistill.data.mnist import load_mnist, parse_idx
 from defdistill.experiments.units import UnitStore
 from defdistill.models import build_model, output_layer
-from defdistill.train import TrainConfig
+from defdistill.training.config import TrainConfig
 
 # --------------------------------------------------------------------------- helpers
 
@@ -680,7 +682,7 @@ def test_unit_store_refuses_results_of_another_configuration(tmp_path):
 
 def test_models_of_another_configuration_are_not_reused(tmp_path):
     ds = make_synthetic(n_train=64, n_test=32)
-    from defdistill.distill import dataset_signature, train_model
+    from defdistill.training.runs import dataset_signature, train_model
 
     config = TrainConfig(epochs=1, batch_size=32, lr=0.05)
     train_model(ds, "mnist_cnn", config, tmp_path / "m", "baseline", progress=False, allow_untrained=True)

@@ -5,9 +5,18 @@ import torch
 from synthetic import make_synthetic
 from torch import nn
 
-from defdistill import checks
-from defdistill.audit import audit
-from defdistill.checks import Severity
+from defdistill.evaluation.audit import audit
+from defdistill.evaluation.checks import (
+    Severity,
+    assess,
+    check_outputs_are_logits,
+    check_probs_vs_logits,
+    check_softmax_saturation,
+    check_transfer_vs_whitebox,
+    check_zero_gradients,
+    verdict,
+)
+from defdistill.evaluation.gradients import zero_gradient_fraction
 
 
 class ScaledLogits(nn.Module):
@@ -42,31 +51,31 @@ def test_masking_model_is_flagged_and_plain_model_is_not(trained):
     model, ds = trained
     masked = ScaledLogits(model).eval()
     x, y = ds.x_test[:64], ds.y_test[:64]
-    from defdistill.train import evaluate
+    from defdistill.training.loop import evaluate
 
-    assert checks.zero_gradient_fraction(model, x) == 0.0
-    assert checks.zero_gradient_fraction(masked, x) > 0.5
-    assert checks.check_zero_gradients(checks.zero_gradient_fraction(model, x)).severity is Severity.OK
-    zero = checks.check_zero_gradients(checks.zero_gradient_fraction(masked, x))
+    assert zero_gradient_fraction(model, x) == 0.0
+    assert zero_gradient_fraction(masked, x) > 0.5
+    assert check_zero_gradients(zero_gradient_fraction(model, x)).severity is Severity.OK
+    zero = check_zero_gradients(zero_gradient_fraction(masked, x))
     assert zero.severity is Severity.CRITICAL
-    assert not checks.check_softmax_saturation(evaluate(model, x, y)["saturated_fraction"]).flagged
-    saturation = checks.check_softmax_saturation(evaluate(masked, x, y)["saturated_fraction"])
+    assert not check_softmax_saturation(evaluate(model, x, y)["saturated_fraction"]).flagged
+    saturation = check_softmax_saturation(evaluate(masked, x, y)["saturated_fraction"])
     assert saturation.flagged and saturation.value > 0.5
 
 
 def test_probability_outputs_are_flagged(trained):
     model, ds = trained
     probs = nn.Sequential(model, nn.Softmax(dim=1))
-    assert checks.check_outputs_are_logits(probs, ds.x_test[:16]).severity is Severity.CRITICAL
-    assert not checks.check_outputs_are_logits(model, ds.x_test[:16]).flagged
+    assert check_outputs_are_logits(probs, ds.x_test[:16]).severity is Severity.CRITICAL
+    assert not check_outputs_are_logits(model, ds.x_test[:16]).flagged
 
 
 def test_gap_checks():
-    assert checks.check_probs_vs_logits(0.004, 0.97).flagged
-    assert not checks.check_probs_vs_logits(0.9, 0.95).flagged
-    assert checks.check_transfer_vs_whitebox(0.6, 0.1).flagged
-    assert not checks.check_transfer_vs_whitebox(0.5, 1.0).flagged
-    assert checks.verdict([checks.check_probs_vs_logits(0.0, 1.0)]).masking
+    assert check_probs_vs_logits(0.004, 0.97).flagged
+    assert not check_probs_vs_logits(0.9, 0.95).flagged
+    assert check_transfer_vs_whitebox(0.6, 0.1).flagged
+    assert not check_transfer_vs_whitebox(0.5, 1.0).flagged
+    assert verdict([check_probs_vs_logits(0.0, 1.0)]).masking
 
 
 def test_audit_verdicts(trained):
@@ -98,7 +107,7 @@ def test_audit_and_reproduce_give_the_same_verdict(trained):
     from defdistill.experiments import sweep
     from defdistill.experiments.profiles import Profile
     from defdistill.experiments.tasks import measure
-    from defdistill.train import evaluate
+    from defdistill.training.loop import evaluate
 
     model, ds = trained
     masked = ScaledLogits(model).eval()
@@ -108,7 +117,7 @@ def test_audit_and_reproduce_give_the_same_verdict(trained):
         row = {**measure(candidate, model, ds.x_test, ds.y_test, profile, temperature, seed=0),
                "temperature": temperature, "distilled": temperature is not None,
                "saturated_fraction": evaluate(candidate, ds.x_test, ds.y_test)["saturated_fraction"]}
-        _, reproduced = checks.assess(sweep.evidence(row))
+        _, reproduced = assess(sweep.evidence(row))
         audited = audit(candidate, ds.x_test, ds.y_test, temperature=temperature or 1.0,
                         reference=model if temperature else None, samples=30, jsma_samples=5,
                         cw_iterations=100, cw_search_steps=3).verdict  # fmt: skip

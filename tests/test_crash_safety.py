@@ -38,11 +38,11 @@ from synthetic import make_synthetic
 
 from defdistill import cli
 from defdistill.checkpoint import META, WEIGHTS, CheckpointError, load_model, save_model
-from defdistill.distill import SOFT_LABELS, distill
 from defdistill.experiments.units import UnitStore
 from defdistill.io import OutputError, atomic_write_bytes
 from defdistill.models import build_model
-from defdistill.train import TrainConfig
+from defdistill.training.config import TrainConfig
+from defdistill.training.distill import SOFT_LABELS, distill
 
 TESTS = Path(__file__).resolve().parent
 CONFIG = TrainConfig(epochs=1, batch_size=32, lr=0.05, temperature=20.0)

@@ -11,7 +11,9 @@ import torch
 from synthetic import cifar_batch
 
 from defdistill import data
-from defdistill.data import DataError, load_cifar10, load_mnist, parse_idx
+from defdistill.data import DataError
+from defdistill.data.cifar10 import load_cifar10
+from defdistill.data.mnist import load_mnist, parse_idx
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

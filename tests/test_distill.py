@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from defdistill.checkpoint import load_model
-from defdistill.distill import SOFT_LABELS, distill, soft_label_stats, soft_labels
-from defdistill.train import TrainConfig
+from defdistill.training.config import TrainConfig
+from defdistill.training.distill import SOFT_LABELS, distill, soft_label_stats, soft_labels
 
 
 def test_soft_labels_are_teacher_softmax_at_t():

@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from defdistill import metrics
 from defdistill.attacks import JSMA, Attack
-from defdistill.inference import predict
+from defdistill.evaluation.distances import l0, l0_fraction, l2, linf
+from defdistill.evaluation.gradients import gradient_amplitude
+from defdistill.evaluation.protocol import all_targets, paper_success_rate, rho_adv
+from defdistill.inference import accuracy, predict
 
 
 @pytest.fixture(autouse=True)
@@ -30,27 +32,26 @@ def test_distortions_on_hand_built_tensors() -> None:
             [[1.0, -1.0], [1.0, -1e-7]],
         ]
     )
-    assert metrics.l0(delta).tolist() == [2, 0, 4]
-    assert metrics.l0(delta, tol=1e-6).tolist() == [2, 0, 3]
-    torch.testing.assert_close(metrics.l0_fraction(delta), torch.tensor([0.5, 0.0, 1.0]))
-    torch.testing.assert_close(metrics.l0_fraction(delta, tol=1e-6), torch.tensor([0.5, 0, 0.75]))
-    torch.testing.assert_close(metrics.l1(delta), torch.tensor([0.75, 0.0, 3.0000001]))
-    torch.testing.assert_close(metrics.l2(delta), torch.tensor([math.sqrt(0.3125), 0.0, math.sqrt(3.0)]))
-    torch.testing.assert_close(metrics.linf(delta), torch.tensor([0.5, 0.0, 1.0]))
+    assert l0(delta).tolist() == [2, 0, 4]
+    assert l0(delta, tol=1e-6).tolist() == [2, 0, 3]
+    torch.testing.assert_close(l0_fraction(delta), torch.tensor([0.5, 0.0, 1.0]))
+    torch.testing.assert_close(l0_fraction(delta, tol=1e-6), torch.tensor([0.5, 0, 0.75]))
+    torch.testing.assert_close(l2(delta), torch.tensor([math.sqrt(0.3125), 0.0, math.sqrt(3.0)]))
+    torch.testing.assert_close(linf(delta), torch.tensor([0.5, 0.0, 1.0]))
     with pytest.raises(ValueError):
-        metrics.l2(torch.zeros(3))
+        l2(torch.zeros(3))
 
 
 def test_all_targets_expands_every_other_class() -> None:
     x = torch.arange(3.0)[:, None]
     y = torch.tensor([0, 3, 1])
-    xr, yr, t = metrics.all_targets(x, y, 4)
+    xr, yr, t = all_targets(x, y, 4)
     assert xr[:, 0].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert yr.tolist() == [0, 0, 0, 3, 3, 3, 1, 1, 1]
     assert t.tolist() == [1, 2, 3, 0, 1, 2, 2, 3, 0]
     assert bool((t != yr).all())
     with pytest.raises(ValueError):
-        metrics.all_targets(x, y, 1)
+        all_targets(x, y, 1)
 
 
 class FakeAttack(Attack):
@@ -88,7 +89,7 @@ def test_paper_success_rate_protocol() -> None:
     y = predict(model, x)
     assert y.tolist() == [0, 1, 0, 1, 0, 0, 1]
     y[5] = 3  # sample 5 is misclassified and must not be attacked
-    report = metrics.paper_success_rate(model, FakeAttack(), x, y, targets="all")
+    report = paper_success_rate(model, FakeAttack(), x, y, targets="all")
     n_correct = 6
     assert report.attempts == n_correct * (k - 1)
     assert report.correct.tolist() == [True] * 5 + [False, True]
@@ -104,13 +105,13 @@ def test_paper_success_rate_protocol() -> None:
     assert report.rho_adv_percent == pytest.approx(100 * float(expected_min.mean()))
     assert report.samples_without_success == 0
     assert report.mean_l0_percent == pytest.approx(100 * float(expected_frac.mean()))
-    nxt = metrics.paper_success_rate(model, FakeAttack(), x, y, num_classes=k, targets="next")
+    nxt = paper_success_rate(model, FakeAttack(), x, y, num_classes=k, targets="next")
     assert nxt.attempts == n_correct
     assert torch.equal(nxt.target, (y[report.correct] + 1) % k)
-    rnd = metrics.paper_success_rate(model, FakeAttack(), x, y, targets="random", seed=3)
+    rnd = paper_success_rate(model, FakeAttack(), x, y, targets="random", seed=3)
     assert rnd.attempts == n_correct and bool((rnd.target != y[report.correct]).all())
     with pytest.raises(ValueError):
-        metrics.paper_success_rate(model, FakeAttack(), x, y, targets="some")
+        paper_success_rate(model, FakeAttack(), x, y, targets="some")
 
 
 def test_paper_success_rate_with_jsma_counts_failures() -> None:
@@ -119,7 +120,7 @@ def test_paper_success_rate_with_jsma_counts_failures() -> None:
     x = torch.rand(20, 12)
     y = predict(model, x)
     y[:3] = (y[:3] + 1) % 4  # three misclassified samples are not attacked
-    report = metrics.paper_success_rate(model, JSMA(gamma=0.2), x, y)
+    report = paper_success_rate(model, JSMA(gamma=0.2), x, y)
     assert report.attempts == 17 * 3
     pred = predict(model, report.x_adv)
     assert torch.equal(report.success, pred == report.target)
@@ -147,12 +148,12 @@ def test_jsma_cap_is_what_the_attack_can_reach_on_mnist() -> None:
 
 
 def test_rho_adv_ignores_and_counts_failed_samples() -> None:
-    rob = metrics.rho_adv(torch.tensor([1.0, float("nan"), 3.0]))
+    rob = rho_adv(torch.tensor([1.0, float("nan"), 3.0]))
     assert rob.value == 2.0 and rob.samples == 3 and rob.samples_without_success == 1
-    censored = metrics.rho_adv(torch.tensor([1.0, float("nan"), 3.0]), budget=14.5)
+    censored = rho_adv(torch.tensor([1.0, float("nan"), 3.0]), budget=14.5)
     assert censored.value == pytest.approx((1.0 + 14.5 + 3.0) / 3)
     assert censored.samples_without_success == 1
-    assert math.isnan(metrics.rho_adv(torch.tensor([float("nan")])).value)
+    assert math.isnan(rho_adv(torch.tensor([float("nan")])).value)
 
 
 def test_gradient_amplitude_of_a_linear_model_matches_the_hand_jacobian() -> None:
@@ -166,7 +167,7 @@ def test_gradient_amplitude_of_a_linear_model_matches_the_hand_jacobian() -> Non
     # dF_c/dx = F_c (w_c - sum_k F_k w_k) / T
     jac = s[:, :, None] * (w[None] - (s @ w)[:, None, :]) / temperature
     expected = jac.abs().mean(dim=(1, 2)).float()
-    got = metrics.gradient_amplitude(model, x, temperature=temperature, batch_size=2)
+    got = gradient_amplitude(model, x, temperature=temperature, batch_size=2)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-9)
     assert model.training
     assert all(p.grad is None for p in model.parameters())
@@ -179,46 +180,26 @@ def test_gradient_amplitude_keeps_tiny_values_that_autograd_rounds_to_zero() -> 
         lin.weight.copy_(torch.tensor([[20.0, 0.0], [0.0, 0.0]]))
         lin.bias.zero_()
     x = torch.tensor([[1.0, 0.5]])
-    got = float(metrics.gradient_amplitude(lin, x))
+    got = float(gradient_amplitude(lin, x))
     # F_0 = 1 / (1 + e^-20): the Jacobian entries are F0 F1 * 20 (features 0) and 0.
     f1 = 1 / (1 + math.exp(20))
     assert got == pytest.approx((1 - f1) * f1 * 20 * 2 / 4, rel=1e-4)
 
 
-def test_log_histogram_counts_zeros_apart() -> None:
-    values = torch.tensor([0.0, 0.0, 2e-3, 3e-2, 5e-1, 1.0, float("nan")])
-    h = metrics.log_histogram(values, bins=3)
-    assert h["zeros"] == 2 and h["nonfinite"] == 1
-    lo = math.log10(2e-3)
-    assert h["log10_edges"] == pytest.approx([lo, 2 * lo / 3, lo / 3, 0.0], abs=1e-6)
-    assert h["counts"] == [1, 1, 2]
-    assert sum(h["counts"]) + h["zeros"] + h["nonfinite"] == values.numel()
-    only_zeros = metrics.log_histogram(torch.zeros(4), bins=5)
-    assert only_zeros["zeros"] == 4 and only_zeros["counts"] == [0] * 5
-    fixed = metrics.log_histogram(values, bins=4, low=1e-4, high=1.0)
-    assert fixed["log10_edges"] == pytest.approx([-4.0, -3.0, -2.0, -1.0, 0.0])
-    assert fixed["counts"] == [0, 1, 1, 2]
-    with pytest.raises(ValueError):
-        metrics.log_histogram(torch.tensor([-1.0]))
-    with pytest.raises(ValueError):
-        metrics.log_histogram(values, bins=0)
-
-
-def test_accuracy_under_attack_and_mode() -> None:
+def test_accuracy_restores_the_models_mode() -> None:
     model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.9)).train()
     with torch.no_grad():
         model[0].weight.copy_(torch.eye(2))
         model[0].bias.zero_()
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
     y = torch.tensor([0, 1, 1])
-    assert metrics.accuracy_under_attack(model, x, y) == pytest.approx(2 / 3)
-    assert metrics.accuracy(model, x, y, batch_size=1) == pytest.approx(2 / 3)
+    assert accuracy(model, x, y) == pytest.approx(2 / 3)
+    assert accuracy(model, x, y, batch_size=1) == pytest.approx(2 / 3)
     assert model.training
-    assert metrics.success_rate(torch.tensor([True, False])) == 0.5
 
 
 def test_log10_gradient_amplitude_matches_float64_and_does_not_underflow():
-    from defdistill.metrics import gradient_amplitude, log10_gradient_amplitude
+    from defdistill.evaluation.gradients import gradient_amplitude, log10_gradient_amplitude
 
     torch.manual_seed(0)
     base = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.Tanh(),

@@ -24,7 +24,9 @@ from hypothesis.extra import numpy as hnp
 from synthetic import make_synthetic
 
 from defdistill.attacks import FGSM, JSMA, PGD, CarliniWagnerL2
-from defdistill.data import DataError, parse_cifar_batch, parse_idx
+from defdistill.data import DataError
+from defdistill.data.cifar10 import parse_cifar_batch
+from defdistill.data.mnist import parse_idx
 from defdistill.models import build_model
 from defdistill.temperature import log_softmax_at, softmax_at, temperature_loss
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from defdistill.models import build_model, output_layer
-from defdistill.train import TrainConfig, TrainingError, evaluate, train
+from defdistill.training.config import TrainConfig
+from defdistill.training.loop import TrainingError, evaluate, train
 
 
 def fit(ds, **config):

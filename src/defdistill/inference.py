@@ -6,6 +6,7 @@ success checks); attacks and measurements that need gradients use :func:`eval_mo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -51,3 +52,18 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) ->
     if len(x) == 0:
         return torch.zeros(0, dtype=torch.long, device=x.device)
     return predict_logits(model, x, batch_size).argmax(dim=1)
+
+
+def correct_mask(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None
+) -> torch.Tensor:
+    """``(N,)`` bool: the samples that ``model`` classifies correctly."""
+    if y.shape != (len(x),):
+        raise ValueError(f"y must have shape ({len(x)},), got {tuple(y.shape)}")
+    return predict(model, x, batch_size) == y.to(x.device)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> float:
+    """Fraction of ``x`` classified as ``y`` (``nan`` for an empty batch)."""
+    mask = correct_mask(model, x, y, batch_size)
+    return float(mask.float().mean()) if len(mask) else math.nan

@@ -36,6 +36,11 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def paper_architecture(in_channels: int) -> str:
+    """The paper's network for this kind of image: MNIST's for greyscale, CIFAR-10's for colour."""
+    return "mnist_cnn" if in_channels == 1 else "cifar10_cnn"
+
+
 def build_model(name: str, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     """Build a registered architecture for inputs ``(N, in_channels, image_size, image_size)``.
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from defdistill.data import load_dataset
+from defdistill.evaluation.scaled_copy import scaled_copy_residual
 from defdistill.experiments.profiles import Profile
-from defdistill.experiments.sweep import run_sweep
-from defdistill.metrics import scaled_copy_residual
-from defdistill.train import role_seed
+from defdistill.experiments.sweep import run_sweeps
+from defdistill.training.config import role_seed
 
 GUARD = Profile(
     "guard", (2.0, 10.0), epochs=2, limit_train=6000, limit_test=500, attack_samples=2,
@@ -24,7 +24,7 @@ GUARD = Profile(
 def guard_run(tmp_path_factory):
     ds = load_dataset("mnist", None, GUARD.limit_train, GUARD.limit_test)
     out = tmp_path_factory.mktemp("guard")
-    return run_sweep(ds, GUARD, out, seed=0, progress=False), out
+    return run_sweeps(ds, GUARD, out, seeds=(0,), progress=False)[0], out
 
 
 def test_students_at_different_temperatures_are_not_scaled_copies(guard_run):

@@ -25,6 +25,7 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import ClassVar, Literal
 
 import torch
@@ -37,6 +38,13 @@ logger = logging.getLogger(__name__)
 
 LossName = Literal["ce", "margin"]
 LOSSES: tuple[str, ...] = ("ce", "margin")
+
+
+class Norm(StrEnum):
+    """The norm that bounds a perturbation: half of a threat model (the other is its ε)."""
+
+    LINF = "linf"
+    L2 = "l2"
 
 
 @dataclass

@@ -13,6 +13,7 @@ from torch import nn
 from defdistill.attacks.base import (
     LOSSES,
     Attack,
+    Norm,
     attack_objective,
     check_choice,
     check_nonnegative,
@@ -24,7 +25,7 @@ from defdistill.attacks.base import (
 )
 from defdistill.temperature import check_temperature
 
-NORMS: tuple[str, ...] = ("linf", "l2")
+NORMS: tuple[str, ...] = tuple(n.value for n in Norm)
 
 
 class PGD(Attack):

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from defdistill.evaluation.threats import TargetMode
+
 PAPER_TEMPERATURES = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0)
 
 
@@ -65,8 +67,7 @@ class Profile:
                      "cw_iterations", "cw_search_steps"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.targets not in ("all", "next", "random"):
-            raise ValueError(f"targets must be all, next or random, got {self.targets!r}")
+        TargetMode.parse(self.targets)
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)

@@ -25,25 +25,25 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from defdistill import checks
-from defdistill.battery import common_correct
 from defdistill.checkpoint import environment
 from defdistill.data import Dataset
-from defdistill.distill import dataset_signature, role_configs
+from defdistill.evaluation.checks import Evidence, assess
+from defdistill.evaluation.samples import common_correct
+from defdistill.evaluation.scaled_copy import scaled_copy_residual
 from defdistill.experiments.executors import Executor, LocalExecutor
 from defdistill.experiments.profiles import Profile
 from defdistill.experiments.results import SCHEMA_VERSION
 from defdistill.experiments.tasks import MEASUREMENT_VERSION, eval_unit, load_exact, measure, train_unit
 from defdistill.inference import predict_logits
-from defdistill.metrics import scaled_copy_residual
-from defdistill.train import paper_config, resolve_device, role_seed
+from defdistill.models import paper_architecture
+from defdistill.training.config import paper_config, role_seed
+from defdistill.training.devices import resolve_device
+from defdistill.training.distill import role_configs
+from defdistill.training.runs import dataset_signature
 
-__all__ = ["SCHEMA_VERSION", "SweepResult", "measure", "model_name", "run_sweep", "run_sweeps", "seed_dir"]
+__all__ = ["SCHEMA_VERSION", "SweepResult", "measure", "model_name", "run_sweeps", "seed_dir"]
 
 log = logging.getLogger(__name__)
-
-ARCHITECTURES = {"mnist": "mnist_cnn", "cifar10": "cifar10_cnn", "synthetic": "mnist_cnn"}
-
 
 @dataclass
 class SweepResult:
@@ -73,15 +73,6 @@ def seed_dir(root: str | Path, seed: int) -> Path:
     return Path(root) if seed == 0 else Path(root) / f"seed-{seed}"
 
 
-def run_sweep(
-    ds: Dataset, profile: Profile, out: str | Path, seed: int = 0, device: str = "auto",
-    force: bool = False, progress: bool = True, architecture: str | None = None,
-    executor: Executor | None = None,
-) -> SweepResult:  # fmt: skip
-    """Train and measure every model of the sweep for one seed; finished units are reused."""
-    return run_sweeps(ds, profile, out, [seed], device, force, progress, architecture, executor)[seed]
-
-
 def run_sweeps(
     ds: Dataset, profile: Profile, out: str | Path, seeds: Sequence[int] = (0,),
     device: str = "auto", force: bool = False, progress: bool = True,
@@ -96,7 +87,7 @@ def run_sweeps(
     local = executor.name == "local"
     # in process, fail early on --device cuda without a GPU; elsewhere each worker resolves it
     device = str(resolve_device(device)) if local else device
-    architecture = architecture or ARCHITECTURES[ds.name]
+    architecture = architecture or paper_architecture(ds.input_shape[0])
     signature = dataset_signature(ds)
     temperatures = [None, *dict.fromkeys(float(t) for t in profile.temperatures)]
     show = progress and local  # a worker's progress bars would interleave in the driver's log
@@ -238,11 +229,11 @@ def _eval_task(
     }  # fmt: skip
 
 
-def evidence(row: dict[str, Any]) -> checks.Evidence:
+def evidence(row: dict[str, Any]) -> Evidence:
     """The masking rule's evidence from a model's row (as ``defdistill audit`` gathers it)."""
     adaptive, hot = row["adaptive"], row["temperature"] not in (None, 1.0)
     pgd = [adaptive[k]["accuracy"] for k in ("pgd_plain", "pgd_temperature", "pgd_margin")]
-    return checks.Evidence(
+    return Evidence(
         jsma_f=row["jsma_probs"]["success_rate"],
         jsma_z=adaptive["jsma_logits"]["success_rate"],
         jsma_t=adaptive["jsma_temperature"]["success_rate"] if hot else None,
@@ -260,7 +251,7 @@ def _row(
     name: str, seed: int, temperature: float | None, meta: dict, measured: dict, baseline_meta: dict
 ) -> dict[str, Any]:
     row = _measured_row(name, seed, temperature, meta, measured, baseline_meta)
-    findings, decision = checks.assess(evidence(row))
+    findings, decision = assess(evidence(row))
     return {**row, "checks": {"verdict": decision.to_dict(),
                               "findings": [f.to_dict() for f in findings]}}  # fmt: skip
 

@@ -20,20 +20,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from defdistill.battery import (
-    first_correct,
-    gradient_stats,
-    run_cw,
-    run_jsma,
-    run_pgd,
-    run_transfer,
-)
 from defdistill.checkpoint import CheckpointError, load_model, load_reusable
 from defdistill.data import Dataset
-from defdistill.distill import distill, train_model
+from defdistill.evaluation.battery import run_cw, run_jsma, run_pgd, run_transfer
+from defdistill.evaluation.gradients import gradient_stats
+from defdistill.evaluation.samples import first_correct
+from defdistill.evaluation.threats import standard_budgets
 from defdistill.experiments.profiles import Profile
 from defdistill.experiments.units import UnitStore
-from defdistill.train import TrainConfig, evaluate, resolve_device
+from defdistill.training.config import TrainConfig
+from defdistill.training.devices import resolve_device
+from defdistill.training.distill import distill
+from defdistill.training.loop import evaluate
+from defdistill.training.runs import train_model
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +136,7 @@ def measure(
     jsma = {"samples": profile.attack_samples, "targets": profile.targets, "seed": seed}
     on_f = run_jsma(model, x_att, y_att, on="probs", **jsma)
     xs, ys = first_correct(model, x_att, y_att, profile.adaptive_samples)
-    eps = 0.3 if x.shape[1] == 1 else 8 / 255  # MNIST: Madry et al.'s 0.3; colour: 8/255
+    eps = standard_budgets(x).primary.eps  # MNIST: Madry et al.'s 0.3; colour: 8/255
     adaptive = {
         "jsma_logits": run_jsma(model, x_att, y_att, on="logits", **jsma),
         # JSMA on softmax(Z / T_train): at T = 1 this is the paper's attack itself

@@ -13,7 +13,6 @@ On disk, a distillation directory holds the deployed student itself (``model.saf
 ``soft_labels.safetensors``. A rerun with the same teacher configuration reuses the
 teacher and its soft labels, so the student can be retrained alone.
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -28,69 +27,18 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from defdistill.checkpoint import CheckpointError, load_reusable, save_model
+from defdistill.checkpoint import CheckpointError, load_reusable
 from defdistill.data import Dataset
 from defdistill.inference import predict_logits
 from defdistill.io import atomic_write_bytes
-from defdistill.models import build_model
 from defdistill.temperature import check_temperature, softmax_at
-from defdistill.train import TrainConfig, evaluate, resolve_device, role_seed, train
+from defdistill.training.config import TrainConfig, role_seed
+from defdistill.training.devices import resolve_device
+from defdistill.training.runs import dataset_signature, train_model
 
 log = logging.getLogger(__name__)
 
 SOFT_LABELS = "soft_labels.safetensors"
-
-
-def dataset_signature(ds: Dataset) -> dict[str, Any]:
-    """What identifies the data a model was trained on (for safe reuse of artefacts)."""
-    return {
-        "name": ds.name,
-        "n_train": len(ds.x_train),
-        "n_test": len(ds.x_test),
-        "input_shape": list(ds.input_shape),
-        "num_classes": ds.num_classes,
-    }
-
-
-def train_model(
-    ds: Dataset,
-    architecture: str,
-    config: TrainConfig,
-    out: str | Path,
-    role: str,
-    targets: torch.Tensor | None = None,
-    device: str = "auto",
-    progress: bool = True,
-    allow_untrained: bool = False,
-    extra_meta: dict[str, Any] | None = None,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Build ``architecture``, train it on ``targets`` (hard labels by default), save it."""
-    c, h, _ = ds.input_shape
-    torch.manual_seed(config.seed)  # the initialisation is part of the seeded run
-    model = build_model(architecture, c, h, ds.num_classes)
-    result = train(
-        model, ds.x_train, ds.y_train if targets is None else targets, ds.x_test, ds.y_test,
-        config, device=device, progress=progress, allow_untrained=allow_untrained, desc=role,
-    )  # fmt: skip
-    deployed = evaluate(result.model, ds.x_test, ds.y_test, temperature=1.0)
-    meta = {
-        "architecture": architecture,
-        "input_shape": list(ds.input_shape),
-        "num_classes": ds.num_classes,
-        "dataset": dataset_signature(ds),
-        "role": role,
-        "temperature": config.temperature,
-        "deploy_temperature": 1.0,
-        "config": config.to_dict(),
-        "test_accuracy": result.test_accuracy,
-        "mean_max_probability": deployed["mean_max_probability"],
-        "saturated_fraction": deployed["saturated_fraction"],
-        "mean_max_logit": deployed["mean_max_logit"],
-        "history": result.history,
-        "train_seconds": result.seconds,
-        **(extra_meta or {}),
-    }
-    return result.model, save_model(out, result.model, meta)
 
 
 def soft_labels(

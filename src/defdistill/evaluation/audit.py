@@ -1,8 +1,8 @@
 """``defdistill audit``: is this model robust, or does it only mask gradients?
 
-Runs the gradient-masking checks (:mod:`defdistill.checks`) and a fixed battery of attacks
-at standard budgets (:mod:`defdistill.battery`), then gives the verdict of the one masking
-rule (:func:`defdistill.checks.assess`, which ``reproduce`` uses too). The battery pairs
+Runs the gradient-masking checks (:mod:`.checks`) and a fixed battery of attacks at the
+standard budgets (:mod:`.battery`, :mod:`.threats`), then gives the verdict of the one
+masking rule (:func:`.checks.assess`, which ``reproduce`` uses too). The battery pairs
 each attack on the softmax with its adaptive counterpart on the logits, as Carlini &
 Wagner did to show that defensive distillation is not robust (arXiv:1607.04311):
 JSMA on F vs on Z, PGD on the cross-entropy vs on the logits divided by the training
@@ -17,16 +17,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from defdistill import checks
-from defdistill.battery import first_correct, run_cw, run_jsma, run_pgd, run_transfer
-from defdistill.checks import Finding, Verdict
-from defdistill.train import evaluate
-
-# Standard threat models: MNIST-like (1 channel) and colour images.
-BUDGETS = {
-    "grey": {"linf": (0.1, 0.3), "l2": 2.0},
-    "colour": {"linf": (2 / 255, 8 / 255), "l2": 0.5},
-}
+from defdistill.evaluation import checks
+from defdistill.evaluation.battery import run_cw, run_jsma, run_pgd, run_transfer
+from defdistill.evaluation.checks import Finding, Verdict
+from defdistill.evaluation.gradients import zero_gradient_fraction
+from defdistill.evaluation.samples import first_correct
+from defdistill.evaluation.threats import Norm, standard_budgets
+from defdistill.training.loop import evaluate
 
 
 @dataclass
@@ -76,10 +73,10 @@ def audit(
         jsma_gamma: JSMA's maximum fraction of features changed (the paper's 14.5 %).
     """
     xs, ys = first_correct(model, x, y, samples)
-    budgets = BUDGETS["grey" if x.shape[1] == 1 else "colour"]
+    budgets = standard_budgets(x)
     attacks: dict[str, dict[str, Any]] = {}
-    strongest = budgets["linf"][-1]
-    for eps in budgets["linf"]:
+    strongest = budgets.primary.eps
+    for eps in budgets.linf:
         attacks[f"PGD Linf {eps:.3g} on F"] = run_pgd(model, xs, ys, eps=eps, seed=seed)
         attacks[f"PGD Linf {eps:.3g} on Z/T"] = run_pgd(
             model, xs, ys, eps=eps, temperature=temperature, seed=seed
@@ -87,9 +84,9 @@ def audit(
     attacks[f"PGD Linf {strongest:.3g} margin on Z"] = run_pgd(
         model, xs, ys, eps=strongest, loss="margin", seed=seed
     )
-    l2 = budgets["l2"]
+    l2 = budgets.l2
     attacks[f"PGD L2 {l2:g} on Z/T"] = run_pgd(
-        model, xs, ys, eps=l2, norm="l2", temperature=temperature, seed=seed
+        model, xs, ys, eps=l2, norm=Norm.L2, temperature=temperature, seed=seed
     )
     jsma = {"samples": jsma_samples, "targets": "all", "gamma": jsma_gamma, "seed": seed}
     jsma_f, jsma_z, jsma_t = (f"JSMA on {on} (gamma {100 * jsma_gamma:.3g}%)"
@@ -119,12 +116,12 @@ def audit(
         pgd_zt=attacks[f"{strong} on Z/T"]["success_rate"] if temperature != 1.0 else None,
         pgd_margin=attacks[f"{strong} margin on Z"]["success_rate"],
         transfer=None if transfer is None else transfer["success_rate"],
-        zero_gradient_fraction=checks.zero_gradient_fraction(model, xs),
+        zero_gradient_fraction=zero_gradient_fraction(model, xs),
         saturated_fraction=evaluate(model, xs, ys)["saturated_fraction"],
         outputs_are_logits=checks.check_outputs_are_logits(model, xs),
         robust_accuracy=robust,
     )  # fmt: skip
     findings, decision = checks.assess(evidence)
     config = {"samples": len(xs), "jsma_samples": jsma_samples, "temperature": temperature,
-              "budgets": budgets, "seed": seed}  # fmt: skip
+              "budgets": budgets.to_dict(), "seed": seed}  # fmt: skip
     return AuditReport(findings, attacks, decision, config)

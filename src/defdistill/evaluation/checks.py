@@ -6,7 +6,6 @@ softmax saturates, whose loss gradient vanishes, or against which a weaker attac
 stronger one is probably masking gradients rather than being robust. Each check returns
 a :class:`Finding` with a severity and an explanation a user can act on.
 """
-
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -16,8 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from defdistill import metrics
-from defdistill.attacks.base import eval_mode
+from defdistill.inference import eval_mode
 
 
 class Severity(StrEnum):
@@ -50,17 +48,6 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "severity": self.severity.value, "flagged": self.flagged}
-
-
-def zero_gradient_fraction(model: nn.Module, x: torch.Tensor) -> float:
-    """Fraction of ``x`` whose deployed softmax Jacobian is exactly zero in float32.
-
-    The quantity the reproduction's gradient measurements report
-    (:func:`defdistill.metrics.gradient_amplitude`), and what an attack differentiating
-    the probabilities sees: where it is zero, the attack cannot move.
-    """
-    amplitude = metrics.gradient_amplitude(model, x)
-    return float((amplitude == 0).float().mean()) if len(x) else 0.0
 
 
 def check_zero_gradients(zero_fraction: float, max_fraction: float = 0.1) -> Finding:

@@ -13,7 +13,6 @@ thing the same way:
 * :func:`run_transfer` — examples crafted on a source model, evaluated on a target;
 * :func:`gradient_stats` — amplitude of the deployed softmax's Jacobian.
 """
-
 from __future__ import annotations
 
 import math
@@ -23,51 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from defdistill import metrics
 from defdistill.attacks import JSMA, PGD, CarliniWagnerL2
+from defdistill.evaluation.distances import l2 as l2_norm
+from defdistill.evaluation.distances import summary_stats
+from defdistill.evaluation.protocol import paper_success_rate
+from defdistill.evaluation.samples import first_correct
+from defdistill.inference import accuracy, correct_mask
 
 EXAMPLE_DECIMALS = 4
-
-
-def summary_stats(values: torch.Tensor) -> dict[str, float | None]:
-    """Mean and median of ``values`` (None for an empty tensor)."""
-    values = values.double()
-    if values.numel() == 0:
-        return {"mean": None, "median": None}
-    return {"mean": float(values.mean()), "median": float(values.median())}
-
-
-def first_correct(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` samples of ``(x, y)`` that ``model`` classifies correctly."""
-    keep = metrics.correct_mask(model, x, y)
-    idx = keep.nonzero().flatten()[:n]
-    return x[idx], y[idx]
-
-
-def common_correct(
-    models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, n: int, chunk: int = 1000
-) -> torch.Tensor:
-    """Indices of the first ``n`` samples that *every* model classifies correctly.
-
-    Attacking every model of a comparison on these same images (paired samples) makes
-    the differences between rows differences between models, not between samples. The
-    test set is predicted in chunks until ``n`` are found.
-    """
-    found: list[torch.Tensor] = []
-    count = 0
-    for start in range(0, len(x), chunk):
-        xb, yb = x[start : start + chunk], y[start : start + chunk]
-        keep = torch.ones(len(xb), dtype=torch.bool)
-        for model in models:
-            keep &= metrics.correct_mask(model, xb, yb).cpu()
-        idx = keep.nonzero().flatten() + start
-        found.append(idx)
-        count += len(idx)
-        if count >= n:
-            break
-    return torch.cat(found)[:n] if found else torch.zeros(0, dtype=torch.long)
 
 
 def _example(x: torch.Tensor, x_adv: torch.Tensor, target: int) -> dict[str, Any]:
@@ -87,7 +49,7 @@ def run_jsma(
     xs, ys = first_correct(model, x, y, samples)
     attack = JSMA(theta=theta, gamma=gamma, on=on, temperature=temperature)
     start = time.perf_counter()
-    report = metrics.paper_success_rate(model, attack, xs, ys, targets=targets, seed=seed)
+    report = paper_success_rate(model, attack, xs, ys, targets=targets, seed=seed)
     seconds = time.perf_counter() - start
     summary = {
         "on": on,
@@ -124,10 +86,10 @@ def run_pgd(
     attack = PGD(eps=eps, norm=norm, steps=steps, loss=loss, temperature=temperature, seed=seed)
     start = time.perf_counter()
     result = attack(model, x, y)
-    correct_after = float(metrics.accuracy(model, result.x_adv, y))
+    correct_after = float(accuracy(model, result.x_adv, y))
     return {
         "eps": eps, "norm": norm, "steps": steps, "loss": loss, "temperature": temperature,
-        "samples": len(x), "clean_accuracy": float(metrics.accuracy(model, x, y)),
+        "samples": len(x), "clean_accuracy": float(accuracy(model, x, y)),
         "accuracy": correct_after, "success_rate": result.success_rate,
         "seconds": time.perf_counter() - start,
     }  # fmt: skip
@@ -142,7 +104,7 @@ def run_cw(
                              binary_search_steps=search_steps)  # fmt: skip
     start = time.perf_counter()
     result = attack(model, x, y)
-    l2 = metrics.l2(result.x_adv - x)[result.success]
+    l2 = l2_norm(result.x_adv - x)[result.success]
     return {
         "samples": len(x), "iterations": iterations, "search_steps": search_steps,
         "success_rate": result.success_rate, "mean_l2": summary_stats(l2)["mean"],
@@ -157,35 +119,6 @@ def run_transfer(
     """PGD L∞ examples crafted on ``source`` (all steps, no early stop, so they lie deep in
     the source's adversarial region); success = misclassified by ``target``."""
     adv = PGD(eps=eps, steps=steps, seed=seed, early_stop=False)(source, x, y).x_adv
-    fooled = ~metrics.correct_mask(target, adv, y)
+    fooled = ~correct_mask(target, adv, y)
     return {"eps": eps, "steps": steps, "samples": len(x),
             "success_rate": float(fooled.float().mean()) if len(x) else math.nan}  # fmt: skip
-
-
-def gradient_stats(model: nn.Module, x: torch.Tensor, bins: int = 40) -> dict[str, Any]:
-    """Amplitude of the deployed softmax's Jacobian (T = 1): log10 histogram and summary.
-
-    ``*_log10`` and the histogram come from :func:`metrics.log10_gradient_amplitude`
-    (exact far below float range); ``mean``, ``median`` and ``zero_fraction`` are the
-    float32 values an attack computing the gradient actually sees.
-    """
-    log10 = metrics.log10_gradient_amplitude(model, x)
-    amplitude = metrics.gradient_amplitude(model, x)
-    finite = log10[torch.isfinite(log10)]
-    if len(finite):
-        lo, hi = float(finite.min()), float(finite.max())
-        if not hi > lo:
-            lo, hi = lo - 0.5, hi + 0.5
-        counts = torch.histc(finite, bins=bins, min=lo, max=hi)
-        edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)
-    else:
-        counts, edges = torch.zeros(bins), torch.linspace(-1.0, 0.0, bins + 1)
-    return {
-        "samples": len(x),
-        **summary_stats(amplitude),
-        "zero_fraction": float((amplitude == 0).float().mean()) if len(x) else math.nan,
-        "mean_log10": float(finite.mean()) if len(finite) else None,
-        "median_log10": float(finite.median()) if len(finite) else None,
-        "histogram": {"log10_edges": edges.tolist(), "counts": [int(c) for c in counts],
-                      "zeros": int(len(log10) - len(finite))},
-    }

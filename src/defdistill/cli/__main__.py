@@ -1,0 +1,7 @@
+"""``python -m defdistill.cli``."""
+
+import sys
+
+from defdistill.cli.main import main
+
+sys.exit(main())

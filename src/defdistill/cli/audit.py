@@ -1,0 +1,69 @@
+"""``defdistill audit``: the gradient-masking checks, the attack battery and a verdict."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from defdistill.cli.options import (
+    add_common,
+    add_data,
+    load_for_data,
+    nothing_to_attack,
+    positive_float,
+    positive_int,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="gradient-masking checks, attack battery and a verdict")
+    p.add_argument("--model", type=Path, required=True, help="model directory to audit")
+    p.add_argument("--reference", type=Path, default=None,
+                   help="undefended model of the same task (source of the transfer attack)")
+    p.add_argument("--temperature", type=positive_float, default=None,
+                   help="training temperature for the adaptive PGD (default: from meta.json)")
+    p.add_argument("--samples", type=positive_int, default=100,
+                   help="correctly classified test images attacked (default 100)")
+    p.add_argument("--jsma-samples", type=positive_int, default=20,
+                   help="of which attacked by JSMA toward every other class (default 20)")
+    p.add_argument("--cw-iterations", type=positive_int, default=1000,
+                   help="C&W Adam steps per binary-search step (default 1000)")
+    p.add_argument("--cw-search-steps", type=positive_int, default=6,
+                   help="C&W binary-search steps over the constant (default 6)")
+    p.add_argument("--json", type=Path, default=None, help="write the audit as JSON")
+    add_data(p)
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from defdistill.evaluation.audit import audit
+    from defdistill.inference import correct_mask
+    from defdistill.io import atomic_write_json
+
+    model, meta, ds = load_for_data(args.model, args)
+    reference = load_for_data(args.reference, args)[0] if args.reference else None
+    temperature = args.temperature or float(meta.get("temperature", 1.0))
+    device = next(model.parameters()).device
+    if not bool(correct_mask(model, ds.x_test.to(device), ds.y_test.to(device), 500).any()):
+        raise nothing_to_attack(len(ds.x_test))
+    report = audit(
+        model, ds.x_test.to(device), ds.y_test.to(device), temperature=temperature,
+        reference=reference, samples=args.samples, jsma_samples=args.jsma_samples,
+        cw_iterations=args.cw_iterations, cw_search_steps=args.cw_search_steps, seed=args.seed,
+    )  # fmt: skip
+    print(f"audit of {args.model} ({meta.get('role')}, trained at T={temperature:g}) on "
+          f"{report.config['samples']} correctly classified test images")
+    print()
+    print(f"{'check':<22} {'status':<9} finding")
+    for f in report.findings:
+        print(f"{f.check:<22} {f.severity.value:<9} {f.message}")
+    print()
+    print(f"{'attack':<38} {'accuracy':>9}  success")
+    for name, acc, succ in report.table():
+        print(f"{name:<38} {acc:>9}  {succ}")
+    print()
+    print(f"verdict: {report.verdict.text}")
+    if args.json:
+        atomic_write_json(args.json, {"model": str(args.model), **report.to_dict()})
+    return 0

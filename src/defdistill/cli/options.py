@@ -1,0 +1,164 @@
+"""Options and argument types shared by the sub-commands, and the loading they share."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import NoReturn
+
+from defdistill.checkpoint import META
+from defdistill.data import DATASETS, load_dataset
+from defdistill.models import available_models
+from defdistill.training.config import TrainConfig, paper_config
+
+
+class UsageError(Exception):
+    """A command-line argument that cannot work."""
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` whose errors are one line: what is wrong, and where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+def _number(text: str, kind: type, expected: str) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = int(_number(text, int, "a positive integer"))
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(_number(text, int, "an integer >= 0"))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(_number(text, float, "a number > 0"))
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, got {text!r}")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"a seed is repeated in {text!r}")
+    return values
+
+
+def temperature_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,2,5,100, got {text!r}") from None
+    if not values or any(not t > 0 for t in values):
+        raise argparse.ArgumentTypeError(f"temperatures must be numbers > 0, got {text!r}")
+    return values
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Options every command takes."""
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where to compute (default auto: CUDA if present)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+
+
+def add_data(parser: argparse.ArgumentParser) -> None:
+    """Options selecting the data."""
+    parser.add_argument("--dataset", default="mnist", choices=DATASETS)
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="data directory (MNIST default: the embedded copy; CIFAR-10: required)")
+    parser.add_argument("--limit-train", type=positive_int, default=None,
+                        help="use the first N training samples")
+    parser.add_argument("--limit-test", type=positive_int, default=None,
+                        help="use the first N test samples")
+
+
+def add_amp(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--amp", action="store_true",
+                        help="train in bfloat16 mixed precision, channels-last (faster on CPUs with "
+                             "bfloat16 units and on GPUs; evaluation stays float32)")
+
+
+def add_training(parser: argparse.ArgumentParser, default_temperature: float) -> None:
+    """Hyper-parameters; unset ones take the paper's value for the data set."""
+    parser.add_argument("--out", type=Path, required=True, help="output model directory")
+    parser.add_argument("--arch", choices=available_models(), default=None,
+                        help="architecture (default: the paper's network for the data set)")
+    parser.add_argument("--temperature", type=positive_float, default=default_temperature,
+                        help=f"softmax temperature T of training (default {default_temperature:g})")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="default: paper's 50")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default 128")
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="learning rate (paper: MNIST 0.1, CIFAR-10 0.01)")
+    parser.add_argument("--momentum", type=float, default=None,
+                        help="SGD momentum (paper: MNIST 0.5, CIFAR-10 0.9)")
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default=None, help="default sgd")
+    parser.add_argument("--head-scaling", action="store_true",
+                        help="scale the output layer by T at initialisation and its learning rate "
+                             "by T^2: training at T becomes training at 1 with logits x T (not the "
+                             "paper's; default: plain training at T)")
+    parser.add_argument("--allow-untrained", action="store_true",
+                        help="save a model even if its accuracy is near chance")
+    add_amp(parser)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing model in --out")
+    add_data(parser)
+    add_common(parser)
+
+
+def training_config(args: argparse.Namespace) -> TrainConfig:
+    """The paper's configuration for ``--dataset`` with the options given."""
+    return paper_config(
+        args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        momentum=args.momentum, optimizer=args.optimizer, temperature=args.temperature,
+        head_scaling=args.head_scaling, seed=args.seed, amp=args.amp,
+    )  # fmt: skip
+
+
+def check_out(args: argparse.Namespace) -> None:
+    """``--out`` is a directory that holds no model, or ``--force`` was given."""
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a directory; choose another --out")
+    if (args.out / META).exists() and not args.force:
+        raise UsageError(f"{args.out} already holds a model; pass --force to overwrite it")
+
+
+def load_for_data(path: Path, args: argparse.Namespace):
+    """Load a model and the test set it was trained for."""
+    from defdistill.checkpoint import load_model
+    from defdistill.training.devices import resolve_device
+
+    model, meta = load_model(path, resolve_device(args.device))
+    dataset = meta.get("dataset", {}).get("name", args.dataset)
+    ds = load_dataset(dataset, args.data_dir, args.limit_train, args.limit_test)
+    if list(ds.input_shape) != meta["input_shape"]:
+        raise UsageError(f"{path} expects inputs {meta['input_shape']}, "
+                         f"the data has {list(ds.input_shape)}")  # fmt: skip
+    return model, meta, ds
+
+
+def nothing_to_attack(n: int) -> ValueError:
+    """The error when no test image is classified correctly (an attack would report 0 %)."""
+    return ValueError(
+        f"the model classifies none of the {n} test images correctly: nothing to attack; "
+        "check it with `defdistill evaluate` (wrong data set, or an untrained model?)"
+    )

@@ -1,0 +1,77 @@
+"""The :class:`Dataset` every loader returns, its error type and the helpers they share.
+
+Images are float32 tensors in [0, 1], NCHW; labels int64. Every problem with a file
+raises :class:`DataError` with the file name and what to do.
+"""
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS = ("mnist", "cifar10")
+
+
+class DataError(Exception):
+    """A data file is missing, truncated, corrupt or of the wrong format."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test split: images ``(N, C, H, W)`` float32 in [0, 1], labels int64."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.x_train.shape[1:]
+        return int(c), int(h), int(w)
+
+
+def read_file_bytes(path: Path) -> bytes:
+    """Read a file, transparently decompressing gzip; corrupt archives raise DataError."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; check --data-dir or download the data set")
+    raw = path.read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(
+            f"{path}: corrupt or truncated gzip ({err}); delete it and download it again"
+        ) from err
+
+
+def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32) / 255.0)
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    return x.contiguous(), torch.from_numpy(labels.astype(np.int64))
+
+
+def _limit(n: int | None, name: str) -> int | None:
+    if n is not None and n <= 0:
+        raise DataError(f"--{name} must be a positive number of samples, got {n}")
+    return n
+
+
+def subset(ds: Dataset, limit_train: int | None, limit_test: int | None) -> Dataset:
+    n_tr, n_te = _limit(limit_train, "limit-train"), _limit(limit_test, "limit-test")
+    return Dataset(
+        ds.name, ds.x_train[:n_tr], ds.y_train[:n_tr], ds.x_test[:n_te], ds.y_test[:n_te],
+        ds.classes,
+    )

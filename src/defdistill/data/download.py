@@ -1,0 +1,58 @@
+"""Download MNIST or CIFAR-10 and verify checksums before anything is written."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+from defdistill.data.cifar10 import CIFAR10_ARCHIVE, CIFAR10_ARCHIVE_MD5, CIFAR10_URL
+from defdistill.data.dataset import DATASETS, DataError
+from defdistill.data.mnist import MNIST_FILES, MNIST_URL
+from defdistill.io import atomic_write_bytes
+
+
+def _fetch(url: str, timeout: float) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read()
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        raise DataError(
+            f"could not download {url} ({err}); are you offline? Download it by hand "
+            "and pass its directory with --data-dir"
+        ) from err
+
+
+def download(name: str, dest: str | Path, timeout: float = 60.0) -> Path:
+    """Download ``"mnist"`` or ``"cifar10"`` into ``dest`` and verify checksums.
+
+    Files are verified before they are written (atomically); nothing corrupt is kept.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if name == "mnist":
+        for stem, md5 in MNIST_FILES.values():
+            target = dest / f"{stem}.gz"
+            if target.is_file():
+                continue
+            blob = _fetch(MNIST_URL + f"{stem}.gz", timeout)
+            try:
+                digest = hashlib.md5(gzip.decompress(blob)).hexdigest()
+            except (OSError, EOFError, zlib.error):
+                digest = "<not gzip>"
+            if digest != md5:
+                raise DataError(f"{MNIST_URL}{stem}.gz: checksum mismatch ({digest} != {md5})")
+            atomic_write_bytes(target, blob)
+        return dest
+    if name == "cifar10":
+        target = dest / CIFAR10_ARCHIVE
+        if not target.is_file():
+            blob = _fetch(CIFAR10_URL, timeout)
+            digest = hashlib.md5(blob).hexdigest()
+            if digest != CIFAR10_ARCHIVE_MD5:
+                raise DataError(f"{CIFAR10_URL}: checksum mismatch ({digest})")
+            atomic_write_bytes(target, blob)
+        return target
+    raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

@@ -1,0 +1,71 @@
+"""Threat models and target modes, each defined once.
+
+A threat model is a norm and a budget ε (RobustBench's convention). The standard budgets
+of the field, for inputs in [0, 1]: MNIST-like greyscale images L∞ 0.3 (Madry et al.
+2018, arXiv:1706.06083; 0.1 as a second point) and L2 2.0; colour images (CIFAR-10)
+L∞ 8/255 (2/255 as a second point) and L2 0.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import torch
+
+from defdistill.attacks.base import Norm
+
+__all__ = ["COLOUR", "GREYSCALE", "Budgets", "Norm", "TargetMode", "ThreatModel", "standard_budgets"]
+
+
+class TargetMode(StrEnum):
+    """Which classes a targeted evaluation aims at."""
+
+    ALL = "all"  # every other class: the paper's protocol (Papernot et al. 2016, Section V-B)
+    NEXT = "next"  # (y + 1) mod K
+    RANDOM = "random"  # one uniformly drawn other class per sample
+
+    @classmethod
+    def parse(cls, value: str) -> TargetMode:
+        """``value`` as a mode, or a ValueError naming the choices."""
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(m.value for m in cls)
+            raise ValueError(f"targets must be one of {choices}, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """A norm and a budget: the perturbations an attacker may add."""
+
+    norm: Norm
+    eps: float
+
+    def __str__(self) -> str:
+        return f"{'Linf' if self.norm is Norm.LINF else 'L2'} {self.eps:.3g}"
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The standard budgets of one kind of data; the last L∞ budget is the primary one."""
+
+    linf: tuple[float, ...]
+    l2: float
+
+    @property
+    def primary(self) -> ThreatModel:
+        """The budget every comparison of the reproduction and the audit's verdict uses."""
+        return ThreatModel(Norm.LINF, self.linf[-1])
+
+    def to_dict(self) -> dict[str, object]:
+        return {"linf": self.linf, "l2": self.l2}
+
+
+GREYSCALE = Budgets(linf=(0.1, 0.3), l2=2.0)
+COLOUR = Budgets(linf=(2 / 255, 8 / 255), l2=0.5)
+
+
+def standard_budgets(x: torch.Tensor) -> Budgets:
+    """The standard budgets for images ``x`` ``(N, C, H, W)``: greyscale if one channel."""
+    return GREYSCALE if x.shape[1] == 1 else COLOUR
