@@ -65,7 +65,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(x)} images, "
           f"batch {args.batch_size}, T={args.temperature:g}")
     print(f"bare PyTorch loop   {bare_ips:8.0f} images/s")
-    print(f"defdistill.train    {ours_ips:8.0f} images/s")
+    print(f"defdistill.training {ours_ips:8.0f} images/s")
     print(f"ratio               {ours_ips / bare_ips:8.3f}  (goal >= 0.90)")
 
 

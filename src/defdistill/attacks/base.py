@@ -26,7 +26,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,6 @@ from defdistill.inference import eval_mode
 
 logger = logging.getLogger(__name__)
 
-LossName = Literal["ce", "margin"]
 LOSSES: tuple[str, ...] = ("ce", "margin")
 
 
@@ -289,7 +288,7 @@ class Attack(ABC):
         if self.requires_target and target is None:
             raise ValueError(
                 f"{type(self).__name__} is a targeted attack: pass target=(N,) class indices "
-                "(see defdistill.metrics.all_targets to attack every other class)"
+                "(see defdistill.evaluation.protocol.all_targets to attack every other class)"
             )
         with eval_mode(model):
             num_classes = self._num_classes(model, x)

@@ -111,6 +111,7 @@ class CarliniWagnerL2(Attack):
         target: torch.Tensor | None,
         generator: torch.Generator,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The outer loop: a search over the constant c, one optimisation per value."""
         n = x.shape[0]
         dev, dt = x.device, x.dtype
         w0 = torch.atanh((2 * x - 1) * _SHRINK)
@@ -119,58 +120,11 @@ class CarliniWagnerL2(Attack):
         const = torch.full((n,), self.initial_const, dtype=torch.float64, device=dev)
         best_l2 = torch.full((n,), float("inf"), dtype=dt, device=dev)
         best_x = x.clone()
-        check_every = max(1, self.max_iterations // 10)
-        b1, b2 = _ADAM_BETAS
         for step in range(self.binary_search_steps):
             if self.binary_search_steps >= 10 and step == self.binary_search_steps - 1:
                 const = torch.where(upper < _NO_UPPER, upper, const)
-            found = torch.zeros(n, dtype=torch.bool, device=dev)
-            active = torch.arange(n, device=dev)
-            delta = torch.zeros_like(x)
-            m = torch.zeros_like(x)
-            v = torch.zeros_like(x)
-            prev = torch.full((n,), float("inf"), dtype=dt, device=dev)
-            for it in range(self.max_iterations):
-                d = delta[active].requires_grad_(True)
-                xa = (torch.tanh(w0[active] + d) + 1) / 2
-                logits = model(xa)
-                ya = y[active]
-                ta = None if target is None else target[active]
-                margin = self._margin(logits, ya, ta)
-                l2sq = (xa - x[active]).flatten(1).pow(2).sum(dim=1)
-                loss = l2sq + const[active].to(dt) * margin.clamp(min=-self.confidence)
-                (g,) = torch.autograd.grad(loss.sum(), d)
-                with torch.no_grad():
-                    # Bookkeeping on this (pre-step) iterate, as the reference does.
-                    ok = margin.detach() < -self.confidence
-                    l2 = l2sq.detach().sqrt()
-                    found[active] |= ok
-                    improve = ok & (l2 < best_l2[active])
-                    idx = active[improve]
-                    best_l2[idx] = l2[improve]
-                    best_x[idx] = xa.detach()[improve]
-                    keep = torch.ones_like(ok)
-                    if self.abort_early and it % check_every == 0:
-                        lo = loss.detach()
-                        keep = ~(lo > prev[active] * 0.9999)
-                        prev[active] = lo
-                    # Adam on the still-active samples (per element, bias-corrected).
-                    ga = g[keep]
-                    active = active[keep]
-                    if not active.numel():
-                        break
-                    ma = m[active].mul_(b1).add_(ga, alpha=1 - b1)
-                    va = v[active].mul_(b2).addcmul_(ga, ga, value=1 - b2)
-                    m[active], v[active] = ma, va
-                    t = it + 1
-                    step_size = self.learning_rate / (1 - b1**t)
-                    denom = (va / (1 - b2**t)).sqrt_().add_(_ADAM_EPS)
-                    delta[active] = d.detach()[keep] - step_size * ma / denom
-            # Per-sample binary search on c.
-            upper = torch.where(found, torch.minimum(upper, const), upper)
-            lower = torch.where(found, lower, torch.maximum(lower, const))
-            bounded = upper < _NO_UPPER
-            const = torch.where(bounded, (lower + upper) / 2, const * 10)
+            found = self._minimise(model, x, y, target, w0, const, best_l2, best_x)
+            lower, upper, const = _search_const(found, lower, upper, const)
             logger.debug(
                 "C&W step %d: %d/%d samples successful so far",
                 step,
@@ -183,3 +137,82 @@ class CarliniWagnerL2(Attack):
             "const": torch.where(upper < _NO_UPPER, upper, lower).to(dt),
         }
         return best_x, info
+
+    def _minimise(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        w0: torch.Tensor,
+        const: torch.Tensor,
+        best_l2: torch.Tensor,
+        best_x: torch.Tensor,
+    ) -> torch.Tensor:
+        """Adam on ``||x' - x||² + c · max(margin, -κ)`` in tanh space for a fixed ``c``.
+
+        Updates ``best_l2`` and ``best_x`` in place with every successful iterate that is
+        closer than the best so far; returns ``(N,)`` bool: which samples succeeded.
+        """
+        n = x.shape[0]
+        dev, dt = x.device, x.dtype
+        check_every = max(1, self.max_iterations // 10)
+        found = torch.zeros(n, dtype=torch.bool, device=dev)
+        active = torch.arange(n, device=dev)
+        delta = torch.zeros_like(x)
+        m = torch.zeros_like(x)
+        v = torch.zeros_like(x)
+        prev = torch.full((n,), float("inf"), dtype=dt, device=dev)
+        for it in range(self.max_iterations):
+            d = delta[active].requires_grad_(True)
+            xa = (torch.tanh(w0[active] + d) + 1) / 2
+            logits = model(xa)
+            ya = y[active]
+            ta = None if target is None else target[active]
+            margin = self._margin(logits, ya, ta)
+            l2sq = (xa - x[active]).flatten(1).pow(2).sum(dim=1)
+            loss = l2sq + const[active].to(dt) * margin.clamp(min=-self.confidence)
+            (g,) = torch.autograd.grad(loss.sum(), d)
+            with torch.no_grad():
+                # Bookkeeping on this (pre-step) iterate, as the reference does.
+                ok = margin.detach() < -self.confidence
+                l2 = l2sq.detach().sqrt()
+                found[active] |= ok
+                improve = ok & (l2 < best_l2[active])
+                idx = active[improve]
+                best_l2[idx] = l2[improve]
+                best_x[idx] = xa.detach()[improve]
+                keep = torch.ones_like(ok)
+                if self.abort_early and it % check_every == 0:
+                    lo = loss.detach()
+                    keep = ~(lo > prev[active] * 0.9999)
+                    prev[active] = lo
+                active = active[keep]
+                if not active.numel():
+                    break
+                self._adam_step(delta, m, v, active, d.detach()[keep], g[keep], it + 1)
+        return found
+
+    def _adam_step(
+        self, delta: torch.Tensor, m: torch.Tensor, v: torch.Tensor, active: torch.Tensor,
+        d: torch.Tensor, g: torch.Tensor, t: int,
+    ) -> None:  # fmt: skip
+        """One bias-corrected Adam step (Kingma & Ba) on the rows ``active``, per element, in place."""
+        b1, b2 = _ADAM_BETAS
+        ma = m[active].mul_(b1).add_(g, alpha=1 - b1)
+        va = v[active].mul_(b2).addcmul_(g, g, value=1 - b2)
+        m[active], v[active] = ma, va
+        step_size = self.learning_rate / (1 - b1**t)
+        denom = (va / (1 - b2**t)).sqrt_().add_(_ADAM_EPS)
+        delta[active] = d - step_size * ma / denom
+
+
+def _search_const(
+    found: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, const: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample binary search on c: success lowers the upper bound, failure raises the
+    lower one; with no upper bound yet, c grows ×10. Returns ``(lower, upper, const)``."""
+    upper = torch.where(found, torch.minimum(upper, const), upper)
+    lower = torch.where(found, lower, torch.maximum(lower, const))
+    bounded = upper < _NO_UPPER
+    return lower, upper, torch.where(bounded, (lower + upper) / 2, const * 10)

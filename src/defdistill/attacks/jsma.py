@@ -201,7 +201,7 @@ class JSMA(Attack):
     Distance measure: L0 (number of features changed). The batch is fully vectorised
     over samples and feature pairs, and finished samples leave the active batch: to
     attack every target class, pass ``x`` repeated with the targets
-    (:func:`defdistill.metrics.all_targets`).
+    (:func:`defdistill.evaluation.protocol.all_targets`).
 
     Args:
         theta: +1.0 (increase features, default) or -1.0 (decrease them).

@@ -142,7 +142,7 @@ def run_attack(
     """Attack the first ``samples`` correctly classified inputs.
 
     ``targets="none"`` runs the attack untargeted; ``all``/``next``/``random`` run targeted
-    attempts with the paper's protocol (:func:`defdistill.paper_success_rate`).
+    attempts with the paper's protocol (:func:`defdistill.evaluation.paper_success_rate`).
     """
     start = time.perf_counter()
     if targets == UNTARGETED:

@@ -116,7 +116,7 @@ def zero_gradient_fraction(model: nn.Module, x: torch.Tensor) -> float:
     """Fraction of ``x`` whose deployed softmax Jacobian is exactly zero in float32.
 
     The quantity the reproduction's gradient measurements report
-    (:func:`defdistill.gradient_amplitude`), and what an attack differentiating
+    (:func:`gradient_amplitude`), and what an attack differentiating
     the probabilities sees: where it is zero, the attack cannot move.
     """
     amplitude = gradient_amplitude(model, x)

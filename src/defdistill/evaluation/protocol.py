@@ -180,6 +180,38 @@ def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
         return int(model(x[:1]).shape[1])
 
 
+def expand_targets(
+    x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, num_classes: int, mode: TargetMode,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The targeted attempts of a batch: ``(x_rep, y_rep, target, sample_index)``.
+
+    ``ALL`` gives ``K - 1`` attempts per sample (:func:`all_targets`), ``NEXT`` and
+    ``RANDOM`` one each. ``index`` (``(N,)``, the samples' positions in the caller's
+    batch) is repeated alongside, so each attempt knows its sample.
+    """
+    if mode is TargetMode.ALL:
+        xr, yr, tr = all_targets(x, y, num_classes)
+        return xr, yr, tr, index.repeat_interleave(num_classes - 1)
+    if mode is TargetMode.NEXT:
+        offset = torch.ones_like(y)
+    else:
+        g = torch.Generator().manual_seed(seed)
+        offset = torch.randint(1, num_classes, (len(y),), generator=g).to(y.device)
+    return x, y, (y + offset) % num_classes, index
+
+
+def min_per_sample(values: torch.Tensor, success: torch.Tensor, samples: int) -> torch.Tensor:
+    """Per sample, the smallest of ``values`` over its *successful* attempts (``nan`` if none).
+
+    Attempts are sample-major with the same count per sample (:func:`expand_targets`).
+    """
+    per = len(values) // max(1, samples)
+    masked = torch.where(success, values, torch.full_like(values, math.inf)).view(samples, per)
+    smallest = masked.amin(dim=1) if per else torch.full((samples,), math.inf)
+    return torch.where(torch.isinf(smallest), torch.full_like(smallest, math.nan), smallest)
+
+
 def paper_success_rate(
     model: nn.Module,
     attack: Attack,
@@ -218,26 +250,14 @@ def paper_success_rate(
     correct = correct_mask(model, x, y)
     idx = correct.nonzero().flatten()
     xc, yc = x[idx], y[idx].to(x.device)
-    if mode is TargetMode.ALL:
-        xr, yr, tr = all_targets(xc, yc, k)
-        sample_index = idx.repeat_interleave(k - 1)
-    else:
-        if mode is TargetMode.NEXT:
-            offset = torch.ones_like(yc)
-        else:
-            g = torch.Generator().manual_seed(seed)
-            offset = torch.randint(1, k, (len(yc),), generator=g).to(yc.device)
-        xr, yr, tr, sample_index = xc, yc, (yc + offset) % k, idx
+    xr, yr, tr, sample_index = expand_targets(xc, yc, idx, k, mode, seed)
     if len(xr):
         result = attack(model, xr, yr, tr)
         x_adv, success = result.x_adv, result.success
     else:
         x_adv, success = xr.clone(), torch.zeros(0, dtype=torch.bool, device=x.device)
     frac = l0_fraction(x_adv - xr, tol) if len(xr) else torch.zeros(0, device=x.device)
-    per = len(xr) // max(1, len(xc))
-    masked = torch.where(success, frac, torch.full_like(frac, math.inf)).view(len(xc), per)
-    min_frac = masked.amin(dim=1) if per else torch.full((len(xc),), math.inf)
-    min_frac = torch.where(torch.isinf(min_frac), torch.full_like(min_frac, math.nan), min_frac)
+    min_frac = min_per_sample(frac, success, len(xc))
     report = SuccessRateReport(
         samples=len(x),
         correct=correct,

@@ -41,7 +41,7 @@ class Profile:
         cw_search_steps: binary-search steps over the C&W constant.
         max_accuracy_drop: accuracy drop (percentage points) vs the baseline beyond
             which a distilled model is flagged in the report.
-        amp: train with bfloat16 mixed precision (:class:`defdistill.train.TrainConfig`);
+        amp: train with bfloat16 mixed precision (:class:`defdistill.training.config.TrainConfig`);
             recorded only when on, so results computed before the option stay reusable.
     """
 

@@ -33,7 +33,15 @@ from defdistill.evaluation.scaled_copy import scaled_copy_residual
 from defdistill.experiments.executors import Executor, LocalExecutor
 from defdistill.experiments.profiles import Profile
 from defdistill.experiments.results import SCHEMA_VERSION
-from defdistill.experiments.tasks import MEASUREMENT_VERSION, eval_unit, load_exact, measure, train_unit
+from defdistill.experiments.tasks import (
+    MEASUREMENT_VERSION,
+    EvalTask,
+    TrainTask,
+    eval_unit,
+    load_exact,
+    measure,
+    train_unit,
+)
 from defdistill.inference import predict_logits
 from defdistill.models import paper_architecture
 from defdistill.training.config import paper_config, role_seed
@@ -105,22 +113,22 @@ def run_sweeps(
     try:
         metas: dict[tuple[int, str], dict[str, Any]] = {}
         for task, done in zip(train_tasks, executor.map(train_unit, train_tasks, ds), strict=True):
-            metas[task["seed"], task["name"]] = done["meta"]
-            (reused if done["reused"] else computed)[task["seed"]].append(f"train-{task['name']}")
-            bar.set_postfix_str(f"trained {task['name']}")
+            metas[task.seed, task.name] = done["meta"]
+            (reused if done["reused"] else computed)[task.seed].append(f"train-{task.name}")
+            bar.set_postfix_str(f"trained {task.name}")
             bar.update()
 
-        shared = {s: compare_models(ds, profile, [t for t in train_tasks if t["seed"] == s], metas,
+        shared = {s: compare_models(ds, profile, [t for t in train_tasks if t.seed == s], metas,
                                     device) for s in seeds}  # fmt: skip
-        eval_tasks = [_eval_task(task, metas, profile, signature, force, shared[task["seed"]][0])
+        eval_tasks = [_eval_task(task, metas, profile, signature, force, shared[task.seed][0])
                       for task in train_tasks]  # fmt: skip
         rows: dict[int, list[dict[str, Any]]] = {s: [] for s in seeds}
         devices: set[str] = set()
         for task, done in zip(eval_tasks, executor.map(eval_unit, eval_tasks, ds), strict=True):
-            seed, name = task["seed"], task["name"]
+            seed, name = task.seed, task.name
             (reused if done["reused"] else computed)[seed].append(f"eval-{name}")
             rows[seed].append({
-                **_row(name, seed, task["temperature"], metas[seed, name], done["measured"],
+                **_row(name, seed, task.temperature, metas[seed, name], done["measured"],
                        metas[seed, "baseline"]),
                 "scaled_copy": shared[seed][1].get(name),
             })  # fmt: skip
@@ -150,7 +158,7 @@ def run_sweeps(
 def _train_task(
     dataset: str, profile: Profile, root: Path, seed: int, temperature: float | None,
     architecture: str, signature: dict, device: str, progress: bool, force: bool,
-) -> dict[str, Any]:  # fmt: skip
+) -> TrainTask:  # fmt: skip
     """The training task of one deployed model (see :func:`.tasks.train_unit`)."""
     config = paper_config(
         dataset if dataset in ("mnist", "cifar10") else "mnist", epochs=profile.epochs,
@@ -160,24 +168,24 @@ def _train_task(
     deployed = (replace(config, seed=role_seed(seed, "baseline")) if temperature is None
                 else role_configs(config)[1])  # fmt: skip
     name = model_name(temperature)
-    return {
-        "name": name, "seed": seed, "temperature": temperature, "root": str(root),
-        "path": str(root / "models" / name), "architecture": architecture, "dataset": signature,
-        "config": config.to_dict(), "deployed_config": deployed.to_dict(),
-        "distilled": temperature is not None, "device": device, "progress": progress, "force": force,
-    }  # fmt: skip
+    return TrainTask(
+        name=name, seed=seed, temperature=temperature, root=str(root),
+        path=str(root / "models" / name), architecture=architecture, dataset=signature,
+        config=config.to_dict(), deployed_config=deployed.to_dict(), device=device,
+        progress=progress, force=force,
+    )  # fmt: skip
 
 
 def compare_models(
-    ds: Dataset, profile: Profile, tasks: list[dict[str, Any]], metas: dict[tuple[int, str], dict],
+    ds: Dataset, profile: Profile, tasks: list[TrainTask], metas: dict[tuple[int, str], dict],
     device: str, scale_samples: int = 500,
 ) -> tuple[list[int], dict[str, dict[str, Any]]]:  # fmt: skip
     """What the evaluations of one seed share, from its trained models.
 
     Returns the test images every model is attacked on (the first ones that all of them
-    classify correctly, :func:`defdistill.battery.common_correct`), and for each distilled
+    classify correctly, :func:`defdistill.evaluation.samples.common_correct`), and for each distilled
     model the nearest other distilled model in the sense of
-    :func:`defdistill.metrics.scaled_copy_residual` on the first ``scale_samples`` test
+    :func:`defdistill.evaluation.scaled_copy.scaled_copy_residual` on the first ``scale_samples`` test
     images, with their agreement: a residual near 0 means the sweep degenerated into one
     network with its logits scaled by T.
     """
@@ -185,15 +193,14 @@ def compare_models(
     dev = torch.device("cuda" if device.startswith("cuda") and torch.cuda.is_available() else "cpu")
     models = {}
     for task in tasks:
-        models[task["name"]] = load_exact(task["path"], metas[task["seed"], task["name"]]["weights_sha256"],
-                                          dev)  # fmt: skip
+        models[task.name] = load_exact(task.path, metas[task.seed, task.name]["weights_sha256"], dev)
     n = max(profile.attack_samples, profile.adaptive_samples)
     index = common_correct(list(models.values()), ds.x_test.to(dev), ds.y_test.to(dev), n)
     if len(index) < n:
         log.warning("only %d test images are classified correctly by every model (wanted %d)",
                     len(index), n)  # fmt: skip
     x = ds.x_test[:scale_samples].to(dev)
-    logits = {t["name"]: predict_logits(models[t["name"]], x).cpu() for t in tasks if t["distilled"]}
+    logits = {t.name: predict_logits(models[t.name], x).cpu() for t in tasks if t.distilled}
     nearest: dict[str, dict[str, Any]] = {}
     for name, z in logits.items():
         others = [(scaled_copy_residual(z, z_other), other) for other, z_other in logits.items()
@@ -207,26 +214,25 @@ def compare_models(
 
 
 def _eval_task(
-    train: dict[str, Any], metas: dict[tuple[int, str], dict], profile: Profile, signature: dict,
+    train: TrainTask, metas: dict[tuple[int, str], dict], profile: Profile, signature: dict,
     force: bool, index: list[int],
-) -> dict[str, Any]:  # fmt: skip
+) -> EvalTask:  # fmt: skip
     """The evaluation task of a trained model (see :func:`.tasks.eval_unit`)."""
-    seed = train["seed"]
+    seed = train.seed
     key = {
         "measurement_version": MEASUREMENT_VERSION,
-        "weights": metas[seed, train["name"]]["weights_sha256"],
+        "weights": metas[seed, train.name]["weights_sha256"],
         "baseline_weights": metas[seed, "baseline"]["weights_sha256"],
         "profile": profile.to_dict(),
         "seed": seed,
         "dataset": signature,
         "index": index,
     }
-    return {
-        "name": train["name"], "seed": seed, "temperature": train["temperature"],
-        "root": train["root"], "model": train["path"], "index": index,
-        "baseline": str(Path(train["root"]) / "models" / model_name(None)), "key": key,
-        "profile": profile.to_dict(), "device": train["device"], "force": force,
-    }  # fmt: skip
+    return EvalTask(
+        name=train.name, seed=seed, temperature=train.temperature, root=train.root,
+        model=train.path, baseline=str(Path(train.root) / "models" / model_name(None)),
+        index=index, key=key, profile=profile, device=train.device, force=force,
+    )  # fmt: skip
 
 
 def evidence(row: dict[str, Any]) -> Evidence:

@@ -1,8 +1,9 @@
 """The sweep's units as independent, idempotent tasks that any executor can run.
 
 A task is a top-level function ``fn(ds, task)``: ``ds`` is the :class:`~defdistill.data.Dataset`
-(shared by every task of a run) and ``task`` a plain, JSON-like dict naming the unit, its
-configuration and the directories it reads and writes. Tasks load the models they need
+(shared by every task of a run) and ``task`` a small frozen dataclass (:class:`TrainTask`,
+:class:`EvalTask`) naming the unit, its configuration and the directories it reads and
+writes. Tasks load the models they need
 from those directories and write their results there with the usual atomic-write and
 resume rules, so they can run in this process or on a Ray worker, in any order within a
 phase: training tasks are independent; an evaluation needs its model and the baseline.
@@ -14,6 +15,7 @@ phase: training tasks are independent; an evaluation needs its model and the bas
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,70 +42,117 @@ log = logging.getLogger(__name__)
 MEASUREMENT_VERSION = 5
 
 
-def train_unit(ds: Dataset, task: dict[str, Any]) -> dict[str, Any]:
-    """Train (or reuse) one deployed model of the sweep.
+@dataclass(frozen=True)
+class TrainTask:
+    """One deployed model of the sweep to train (or reuse).
 
-    Args:
-        ds: the data set.
-        task: ``name``, ``path`` (model directory), ``architecture``, ``dataset`` (its
-            signature), ``config`` (the run's configuration, seed = the run's seed),
-            ``deployed_config`` (the deployed model's, with its own derived seed),
-            ``distilled``, ``device``, ``progress`` and ``force`` (retrain even if a
-            model trained with this configuration exists).
+    Attributes:
+        name: ``baseline`` or ``distilled-T<T>``.
+        seed: the run's seed.
+        temperature: the distillation temperature; None for the baseline.
+        root: the seed's directory (where ``models/`` and ``units/`` live).
+        path: the deployed model's directory.
+        architecture: registered model name.
+        dataset: the data set's signature (:func:`defdistill.training.runs.dataset_signature`).
+        config: the run's configuration (seed = the run's seed), as a dict.
+        deployed_config: the deployed model's configuration, with its own derived seed.
+        device, progress: where to train, and whether to show progress bars.
+        force: retrain even if a model trained with this configuration exists.
+    """
+
+    name: str
+    seed: int
+    temperature: float | None
+    root: str
+    path: str
+    architecture: str
+    dataset: dict[str, Any]
+    config: dict[str, Any]
+    deployed_config: dict[str, Any]
+    device: str
+    progress: bool
+    force: bool
+
+    @property
+    def distilled(self) -> bool:
+        return self.temperature is not None
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """The measurements of one trained model.
+
+    Attributes:
+        name, seed, temperature, root: as in :class:`TrainTask`.
+        model, baseline: the model's and the baseline's directories.
+        index: the test images to attack, shared by every model of the run; None: each
+            model's own first correctly classified ones.
+        key: what the result depends on (both models' weight digests, ``index``, the
+            profile, :data:`MEASUREMENT_VERSION`); a stored result with another key is
+            recomputed.
+        profile: the sweep's profile.
+        device, force: where to compute, and whether to recompute a stored result.
+    """
+
+    name: str
+    seed: int
+    temperature: float | None
+    root: str
+    model: str
+    baseline: str
+    index: list[int] | None
+    key: dict[str, Any]
+    profile: Profile
+    device: str
+    force: bool
+
+
+def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
+    """Train (or reuse) one deployed model of the sweep.
 
     Returns:
         ``{"name", "meta", "reused"}`` with the deployed model's ``meta.json``.
     """
-    path, deployed = Path(task["path"]), task["deployed_config"]
-    wanted = {"config": deployed, "dataset": task["dataset"], "architecture": task["architecture"]}
-    if not task["force"]:
+    path, deployed = Path(task.path), task.deployed_config
+    wanted = {"config": deployed, "dataset": task.dataset, "architecture": task.architecture}
+    if not task.force:
         try:
             _, meta = load_reusable(path, wanted)
-            return {"name": task["name"], "meta": meta, "reused": True}
+            return {"name": task.name, "meta": meta, "reused": True}
         except CheckpointError:
             pass
-    config, device = TrainConfig(**task["config"]), task["device"]
-    if task["distilled"]:
-        meta = distill(ds, task["architecture"], config, path, device=device,
-                       progress=task["progress"], reuse_teacher=not task["force"])  # fmt: skip
+    config = TrainConfig(**task.config)
+    if task.distilled:
+        meta = distill(ds, task.architecture, config, path, device=task.device,
+                       progress=task.progress, reuse_teacher=not task.force)  # fmt: skip
     else:
-        _, meta = train_model(ds, task["architecture"], TrainConfig(**deployed), path, "baseline",
-                              device=device, progress=task["progress"])  # fmt: skip
-    return {"name": task["name"], "meta": meta, "reused": False}
+        _, meta = train_model(ds, task.architecture, TrainConfig(**deployed), path, "baseline",
+                              device=task.device, progress=task.progress)  # fmt: skip
+    return {"name": task.name, "meta": meta, "reused": False}
 
 
-def eval_unit(ds: Dataset, task: dict[str, Any]) -> dict[str, Any]:
+def eval_unit(ds: Dataset, task: EvalTask) -> dict[str, Any]:
     """Measure (or reuse the stored measurements of) one deployed model.
-
-    Args:
-        ds: the data set.
-        task: ``name``, ``root`` (where ``units/`` lives), ``model`` and ``baseline``
-            (model directories), ``temperature`` (None for the baseline), ``index`` (the
-            test images to attack, shared by every model of the run; None: each model's
-            own first correctly classified ones), ``key`` (what the result depends on,
-            including both models' weight digests and ``index``), ``profile``, ``seed``,
-            ``device`` and ``force``.
 
     Returns:
         ``{"name", "measured", "reused", "device"}``.
     """
-    dev = resolve_device(task["device"])
-    store = UnitStore(task["root"], force=task["force"])
-    unit, key = f"eval-{task['name']}", task["key"]
+    dev = resolve_device(task.device)
+    store = UnitStore(task.root, force=task.force)
+    unit, key = f"eval-{task.name}", task.key
 
     def compute() -> dict[str, Any]:
-        model = load_exact(task["model"], key["weights"], dev)
-        baseline = load_exact(task["baseline"], key["baseline_weights"], torch.device("cpu"))
-        profile = Profile(**{**task["profile"], "temperatures": tuple(task["profile"]["temperatures"])})
-        index = torch.tensor(task["index"], dtype=torch.long) if task.get("index") is not None else None
+        model = load_exact(task.model, key["weights"], dev)
+        baseline = load_exact(task.baseline, key["baseline_weights"], torch.device("cpu"))
+        index = None if task.index is None else torch.tensor(task.index, dtype=torch.long)
         return {
             "accuracy": evaluate(model, ds.x_test, ds.y_test, temperature=1.0),
-            **measure(model, baseline, ds.x_test, ds.y_test, profile, task["temperature"],
-                      task["seed"], index),
+            **measure(model, baseline, ds.x_test, ds.y_test, task.profile, task.temperature,
+                      task.seed, index),
         }
 
     measured = store.run(unit, key, compute)
-    return {"name": task["name"], "measured": measured, "reused": unit in store.reused,
+    return {"name": task.name, "measured": measured, "reused": unit in store.reused,
             "device": str(dev)}  # fmt: skip
 
 

@@ -64,7 +64,7 @@ def role_configs(config: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
     """The teacher's and the student's configurations for a run with ``config``.
 
     Both are ``config`` (at its temperature T) with their own seed derived from the run's
-    seed ``config.seed`` (:func:`defdistill.train.role_seed`): the teacher is not the
+    seed ``config.seed`` (:func:`defdistill.training.config.role_seed`): the teacher is not the
     baseline's twin and the student is not initialised like its teacher.
     """
     t, seed = config.temperature, config.seed

@@ -132,67 +132,94 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     if config.head_scaling and config.temperature != 1.0:
         scale_head(model, config.temperature)
-    memory_format = torch.channels_last if config.amp else torch.contiguous_format
-    if config.amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError("--amp needs bfloat16 support, which this GPU lacks; train without --amp")
-    model.to(dev).train()
-    if config.amp:
-        model.to(memory_format=memory_format)
+    memory_format = _prepare(model, config, dev)
     optimizer = make_optimizer(model, config)
-    hard = targets.dim() == 1
-    labels = targets if hard else targets.argmax(1)
-    n, steps_per_epoch = len(x_train), math.ceil(len(x_train) / config.batch_size)
+    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     bar = tqdm(
         total=config.epochs * steps_per_epoch, desc=desc, disable=not progress,
         unit="step", dynamic_ncols=True, leave=False,
     )  # fmt: skip
-    for epoch in range(config.epochs):
-        decay = config.lr_decay ** (epoch // config.lr_decay_every)
-        for group in optimizer.param_groups:
-            group["lr"] = group["base_lr"] * decay
-        order = torch.randperm(n, generator=generator)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-        correct = torch.zeros((), dtype=torch.long, device=dev)
-        for step in range(steps_per_epoch):
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            xb, tb = x_train[idx].to(dev, non_blocking=True), targets[idx].to(dev, non_blocking=True)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.amp):
-                logits = model(xb.contiguous(memory_format=memory_format) if xb.dim() == 4 else xb)
-            loss = temperature_loss(logits.float(), tb, config.temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            # accumulated on the device: no host synchronisation per step
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == labels[idx].to(dev)).sum()
-            if progress:
-                bar.update()
-                if step % 20 == 0:
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
-        record = {"epoch": epoch + 1, "loss": float(loss_sum) / n, "train_accuracy": int(correct) / n}
-        history.append(record)
-        log.info("%s epoch %d/%d loss %.4f train acc %.4f", desc, epoch + 1, config.epochs,
-                 record["loss"], record["train_accuracy"])  # fmt: skip
-        if not math.isfinite(record["loss"]):
-            bar.close()
-            raise TrainingError(f"{desc}: loss became {record['loss']} at epoch {epoch + 1}; "
-                                "lower --lr")  # fmt: skip
-    bar.close()
+    try:
+        for epoch in range(config.epochs):
+            decay = config.lr_decay ** (epoch // config.lr_decay_every)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * decay
+            order = torch.randperm(len(x_train), generator=generator)
+            record = _epoch(model, optimizer, x_train, targets, order, config, dev, memory_format,
+                            bar if progress else None, epoch)  # fmt: skip
+            history.append(record)
+            log.info("%s epoch %d/%d loss %.4f train acc %.4f", desc, epoch + 1, config.epochs,
+                     record["loss"], record["train_accuracy"])  # fmt: skip
+            if not math.isfinite(record["loss"]):
+                raise TrainingError(f"{desc}: loss became {record['loss']} at epoch {epoch + 1}; "
+                                    "lower --lr")  # fmt: skip
+    finally:
+        bar.close()
     if config.amp:  # back to the standard layout (checkpoints and attacks expect it)
         model.to(memory_format=torch.contiguous_format)
     model.eval()
     accuracy = evaluate(model, x_test, y_test)["accuracy"]
     seconds = time.perf_counter() - start
+    log.info("%s test accuracy %.4f (%.0f s)", desc, accuracy, seconds)
+    if not allow_untrained:
+        _refuse_untrained(model, accuracy, config, desc)
+    return TrainResult(model=model, test_accuracy=accuracy, history=history, seconds=seconds)
+
+
+def _prepare(model: nn.Module, config: TrainConfig, dev: torch.device) -> torch.memory_format:
+    """Move ``model`` to ``dev`` in train mode; channels-last under ``--amp``. Returns the
+    memory format the inputs must take."""
+    if config.amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("--amp needs bfloat16 support, which this GPU lacks; train without --amp")
+    memory_format = torch.channels_last if config.amp else torch.contiguous_format
+    model.to(dev).train()
+    if config.amp:
+        model.to(memory_format=memory_format)
+    return memory_format
+
+
+def _epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x_train: torch.Tensor, targets: torch.Tensor,
+    order: torch.Tensor, config: TrainConfig, dev: torch.device, memory_format: torch.memory_format,
+    bar: tqdm | None, epoch: int,
+) -> dict[str, float]:  # fmt: skip
+    """One pass over ``x_train`` in the order ``order``: loss at T, backward, optimiser step.
+
+    Returns the epoch's mean loss and training accuracy (against the soft labels' argmax).
+    """
+    labels = targets if targets.dim() == 1 else targets.argmax(1)
+    n = len(x_train)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    correct = torch.zeros((), dtype=torch.long, device=dev)
+    for step in range(math.ceil(n / config.batch_size)):
+        idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+        xb, tb = x_train[idx].to(dev, non_blocking=True), targets[idx].to(dev, non_blocking=True)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.amp):
+            logits = model(xb.contiguous(memory_format=memory_format) if xb.dim() == 4 else xb)
+        loss = temperature_loss(logits.float(), tb, config.temperature)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # accumulated on the device: no host synchronisation per step
+        loss_sum += loss.detach() * len(idx)
+        correct += (logits.detach().argmax(1) == labels[idx].to(dev)).sum()
+        if bar is not None:
+            bar.update()
+            if step % 20 == 0:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
+    return {"epoch": epoch + 1, "loss": float(loss_sum) / n, "train_accuracy": int(correct) / n}
+
+
+def _refuse_untrained(model: nn.Module, accuracy: float, config: TrainConfig, desc: str) -> None:
+    """Raise :class:`TrainingError` if the test accuracy is at or below the floor (near chance)."""
     num_classes = int(output_layer(model).out_features)
     floor = config.min_accuracy if config.min_accuracy is not None else chance_threshold(num_classes)
-    log.info("%s test accuracy %.4f (%.0f s)", desc, accuracy, seconds)
-    if accuracy <= floor and not allow_untrained:
+    if accuracy <= floor:
         raise TrainingError(
             f"{desc}: test accuracy {accuracy:.2%} is near chance ({1 / num_classes:.0%}); the "
             f"model did not learn (T={config.temperature:g}, head_scaling={config.head_scaling}, "
             f"{config.epochs} epochs). Attacks on it would be meaningless. Train longer (at large T "
             "plain training needs more epochs), or pass --allow-untrained to save it anyway"
         )
-    return TrainResult(model=model, test_accuracy=accuracy, history=history, seconds=seconds)

@@ -1,0 +1,55 @@
+"""What the other report modules share: reading a data set's rows, its seeds and the paper's values.
+
+Reads only; nothing here decides or draws. A model's masking verdict is the one
+:func:`defdistill.evaluation.checks.assess` stored in the row (:func:`verdict`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+from typing import Any
+
+from defdistill.experiments.results import mean_std, seed_runs
+
+DATASET_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "synthetic": "synthetic"}
+
+
+def paper_values() -> dict[str, Any]:
+    """The paper's published numbers shipped with the package."""
+    text = resources.files("defdistill.experiments").joinpath("paper_values.json").read_text()
+    return json.loads(text)
+
+
+def stat(result: dict, name: str, get: Any) -> tuple[float | None, float | None]:
+    """``get(row)`` of model ``name``: its value for one seed (std None), else mean and std."""
+    values = [get(next(r for r in rows if r["name"] == name)) for rows in seed_runs(result)]
+    if len(values) == 1:
+        return values[0], None
+    return mean_std(values)
+
+
+def distilled(rows: list[dict]) -> list[dict]:
+    return sorted((r for r in rows if r["distilled"]), key=lambda r: r["temperature"])
+
+
+def baseline(rows: list[dict]) -> dict:
+    return next(r for r in rows if not r["distilled"])
+
+
+def in_order(rows: list[dict]) -> list[dict]:
+    """The baseline, then the distilled models by temperature: the order of every table."""
+    return [baseline(rows), *distilled(rows)]
+
+
+def verdict(row: dict) -> dict | None:
+    """The masking rule's verdict on a model (None when seeds disagree or it is absent)."""
+    found = (row.get("checks") or {}).get("verdict") or {}
+    return found if "masking" in found else None
+
+
+def fmt(value: Any, spec: str = ".1f", suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:{spec}}{suffix}"

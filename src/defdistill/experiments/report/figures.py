@@ -1,0 +1,226 @@
+"""The report's matplotlib figures (PNG bytes): series against T, gradient histograms, examples."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+from typing import Any
+
+from defdistill.experiments.report.data import DATASET_TITLES, baseline, distilled, in_order, stat
+from defdistill.experiments.results import seed_runs, seeds_of
+
+
+def _small_if(text: str) -> dict[str, Any]:
+    """A smaller title font when the title carries a note."""
+    return {"fontsize": 10} if text else {}
+
+
+def _seed_note(result: dict) -> str:
+    """`` (mean ± std, N seeds)`` when several seeds were run."""
+    n = len(seed_runs(result))
+    return f" (mean ± std, {n} seeds)" if n > 1 else ""
+
+
+def _paper_series(paper: dict, dataset: str, key: str) -> tuple[list[float], list[float], bool]:
+    entry = paper.get("datasets", {}).get(dataset, {}).get(key) or {}
+    values = {t: v for t, v in (entry.get("values") or {}).items() if t != "baseline"}
+    ts = sorted(values, key=float)
+    return [float(t) for t in ts], [float(values[t]) for t in ts], bool(entry.get("confirmed"))
+
+
+def _figure_bytes(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _vs_temperature(
+    results: dict, paper: dict, title: str, ylabel: str,
+    ours: dict[str, Any], paper_key: str | None, baseline_line: Any = None, logy: bool = False,
+) -> bytes:  # fmt: skip
+    """One panel per data set: our series (callables of a row) and the paper's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.8), squeeze=False)
+    for ax, (dataset, result) in zip(axes[0], results.items(), strict=True):
+        rows = distilled(result["models"])
+        ts = [r["temperature"] for r in rows]
+        for label, (get, style) in ours.items():
+            stats = [stat(result, r["name"], get) for r in rows]
+            means = [math.nan if m is None else m for m, _ in stats]
+            if any(sd is not None for _, sd in stats):
+                ax.errorbar(ts, means, yerr=[math.nan if sd is None else sd for _, sd in stats],
+                            fmt=style, capsize=3, label=label)  # fmt: skip
+            else:
+                ax.plot(ts, means, style, label=label)
+        if ts:
+            ax.set_xlim(min(ts) / 1.5, max(ts) * 1.5)
+        if baseline_line is not None:
+            mean, std = stat(result, baseline(result["models"])["name"], baseline_line)
+            if mean is not None:
+                ax.axhline(mean, color="grey", ls=":", label="ours, baseline (no distillation)")
+                if std:
+                    ax.axhspan(mean - std, mean + std, color="grey", alpha=0.15, lw=0)
+        if paper_key:
+            pts, pvs, confirmed = _paper_series(paper, dataset, paper_key)
+            if pts:
+                ax.plot(pts, pvs, "k--s", mfc="none",
+                        label="paper" + ("" if confirmed else " (unconfirmed)"))  # fmt: skip
+        ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+        ax.minorticks_off()
+        ticks = sorted(set(ts) | {float(t) for t in _paper_series(paper, dataset, paper_key or "")[0]})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xlabel("distillation temperature T")
+        ax.set_ylabel(ylabel)
+        note = _seed_note(result)
+        ax.set_title(f"{title}: {DATASET_TITLES.get(dataset, dataset)}{note}", **_small_if(note))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _figure_bytes(fig)
+
+
+def _gradient_histograms(results: dict) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.8), squeeze=False)
+    for ax, (dataset, result) in zip(axes[0], results.items(), strict=True):
+        rows = in_order(result["models"])
+        runs = seed_runs(result)
+        cmap = plt.get_cmap("viridis")
+        for i, row in enumerate(rows):
+            label = "baseline" if not row["distilled"] else f"T={row['temperature']:g}"
+            zero32 = row["gradients"]["zero_fraction"]
+            if zero32:
+                label += f" ({zero32:.0%} exactly 0 in float32)"
+            for k, run in enumerate(runs):  # one curve per seed, same colour
+                hist = next(r for r in run if r["name"] == row["name"])["gradients"]["histogram"]
+                edges, counts = hist["log10_edges"], hist["counts"]
+                centers = [(a + b) / 2 for a, b in itertools.pairwise(edges)]
+                total = max(1, sum(counts) + hist["zeros"])
+                ax.plot(centers, [c / total for c in counts], color=cmap(i / max(1, len(rows) - 1)),
+                        alpha=1.0 if len(runs) == 1 else 0.6, label=None if k else label)  # fmt: skip
+        ax.set_xlabel("log10 of mean |dF/dx| per sample (deployed softmax, T = 1; exact)")
+        ax.set_ylabel("fraction of samples")
+        seeds = f" ({len(runs)} seeds, one curve each)" if len(runs) > 1 else ""
+        ax.set_title(f"Gradient amplitude: {DATASET_TITLES.get(dataset, dataset)}{seeds}",
+                     **_small_if(seeds))  # fmt: skip
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _figure_bytes(fig)
+
+
+def examples_grid(examples: dict[str, dict[str, Any]]) -> bytes | None:
+    """Rows: (dataset, model, attack); columns: original, adversarial, perturbation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    panels = [(title, ex) for title, ex in examples.items() if ex]
+    if not panels:
+        return None
+    n_cols = 3
+    fig, axes = plt.subplots(len(panels), n_cols, figsize=(2.2 * n_cols, 2.2 * len(panels)),
+                             squeeze=False)  # fmt: skip
+    for row_axes, (title, ex) in zip(axes, panels, strict=True):
+        x, adv = np.asarray(ex["x"]), np.asarray(ex["x_adv"])
+        images = [x, adv, adv - x + 0.5]
+        names = ["original", f"adversarial → {ex['target']}", "perturbation"]
+        for ax, img, name in zip(row_axes, images, names, strict=True):
+            img = np.clip(img, 0, 1)
+            ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0),
+                      cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)  # fmt: skip
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(name, fontsize=7)
+        row_axes[0].set_ylabel(title, fontsize=7)
+    return _figure_bytes(fig)
+
+
+def collect_examples(results: dict) -> dict[str, dict[str, Any]]:
+    """One JSMA example per panel: baseline (on F) and the hottest student (on F and on Z)."""
+    examples: dict[str, dict[str, Any]] = {}
+    for dataset, result in results.items():
+        title = DATASET_TITLES.get(dataset, dataset)
+        if len(seed_runs(result)) > 1:
+            title += f" seed {seeds_of(result)[0]}"
+        first = seed_runs(result)[0]  # an example image is one seed's, never an average
+        base, rows = baseline(first), distilled(first)
+        examples[f"{title} baseline\nJSMA on F"] = base["jsma_probs"].get("example")
+        if rows:
+            top = rows[-1]
+            t = f"{top['temperature']:g}"
+            examples[f"{title} T={t}\nJSMA on F"] = top["jsma_probs"].get("example")
+            examples[f"{title} T={t}\nJSMA on Z"] = top["adaptive"]["jsma_logits"].get("example")
+    return examples
+
+
+def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
+    pct = 100.0
+    figures = {
+        "success_vs_temperature.png": _vs_temperature(
+            results, paper, "JSMA success rate", "adversarial success rate (%)",
+            {"ours, distilled (JSMA on F, paper's attack)":
+                (lambda r: pct * r["jsma_probs"]["success_rate"], "b-o")},
+            "success_rate_by_temperature",
+            baseline_line=lambda r: pct * r["jsma_probs"]["success_rate"],
+        ),
+        "accuracy_variation_vs_temperature.png": _vs_temperature(
+            results, paper, "Accuracy variation", "accuracy - baseline accuracy (pp)",
+            {"ours, distilled": (lambda r: r["accuracy_variation_pp"], "b-o")},
+            "accuracy_variation_by_temperature",
+        ),
+        "rho_adv_vs_temperature.png": _vs_temperature(
+            results, paper, "Robustness rho_adv", "mean min. features changed (%)",
+            {"ours, distilled (JSMA on F)": (lambda r: r["jsma_probs"]["rho_adv_percent"], "b-o")},
+            "rho_adv_by_temperature",
+            baseline_line=lambda r: r["jsma_probs"]["rho_adv_percent"],
+        ),
+        "soft_labels_vs_temperature.png": _vs_temperature(
+            results, paper, "Teacher's soft labels at T", "mean entropy (nats)",
+            {"soft labels softmax(teacher / T)":
+                (lambda r: (r["soft_labels"] or {}).get("mean_entropy"), "b-o")},
+            None,
+        ),
+        "logit_scale_vs_temperature.png": _vs_temperature(
+            results, paper, "Deployed logit scale", "mean max logit (T = 1)",
+            {"distilled student": (lambda r: r["mean_max_logit"], "b-o")},
+            None, baseline_line=lambda r: r["mean_max_logit"], logy=True,
+        ),
+        "gradient_amplitude_histograms.png": _gradient_histograms(results),
+        "robust_vs_temperature.png": _vs_temperature(
+            results, paper, "Paper's attack vs adaptive attacks", "attack success rate (%)",
+            {
+                "JSMA on F (paper)": (lambda r: pct * r["jsma_probs"]["success_rate"], "b-o"),
+                "JSMA on Z (logits)":
+                    (lambda r: pct * r["adaptive"]["jsma_logits"]["success_rate"], "r-^"),
+                "JSMA on softmax(Z/T)":
+                    (lambda r: pct * r["adaptive"]["jsma_temperature"]["success_rate"], "y-s"),
+                "C&W L2": (lambda r: pct * r["adaptive"]["cw_l2"]["success_rate"], "m-v"),
+                "PGD Linf on Z/T (CE)":
+                    (lambda r: pct * (1 - r["adaptive"]["pgd_temperature"]["accuracy"]), "g-D"),
+                "PGD Linf margin on Z":
+                    (lambda r: pct * (1 - r["adaptive"]["pgd_margin"]["accuracy"]), "k-+"),
+                "transfer from baseline":
+                    (lambda r: pct * r["adaptive"]["transfer"]["success_rate"], "c-x"),
+            },
+            None,
+        ),
+    }  # fmt: skip
+    grid = examples_grid(collect_examples(results))
+    if grid is not None:
+        figures["adversarial_examples.png"] = grid
+    return figures

@@ -1,0 +1,227 @@
+"""The report's files: ``results.json``, ``results.csv``, figures, ``report.md``, ``report.html``."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+from defdistill.experiments.report.data import DATASET_TITLES, paper_values
+from defdistill.experiments.report.figures import make_figures
+from defdistill.experiments.report.findings import differences, findings, masking_detected
+from defdistill.experiments.report.tables import robustness_table, summary_table, temperature_table
+from defdistill.experiments.results import SCHEMA_VERSION, mean_std, seed_runs, seeds_of
+from defdistill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+CSV_COLUMNS = [
+    "dataset", "seed", "name", "temperature", "test_accuracy", "accuracy_variation_pp",
+    "teacher_accuracy", "soft_label_mean_max_probability", "soft_label_mean_entropy",
+    "mean_max_logit", "mean_max_probability", "saturated_fraction",
+    "jsma_probs_success_rate", "jsma_probs_mean_l0_percent", "rho_adv_percent",
+    "rho_adv_censored_samples", "gradient_median_log10", "gradient_float32_zero_fraction",
+    "jsma_logits_success_rate", "jsma_temperature_success_rate",
+    "pgd_temperature_accuracy", "pgd_plain_accuracy", "pgd_margin_accuracy",
+    "cw_l2_success_rate", "cw_l2_mean", "transfer_success_rate",
+]  # fmt: skip
+
+
+def _flat(dataset: str, seed: int, row: dict[str, Any]) -> dict[str, Any]:
+    jsma, grads, adaptive = row["jsma_probs"], row["gradients"], row["adaptive"]
+    return {
+        "dataset": dataset,
+        "seed": seed,
+        "name": row["name"],
+        "temperature": row["temperature"],
+        "test_accuracy": row["test_accuracy"],
+        "accuracy_variation_pp": row["accuracy_variation_pp"],
+        "teacher_accuracy": row["teacher_accuracy"],
+        "soft_label_mean_max_probability": (row["soft_labels"] or {}).get("mean_max_probability"),
+        "soft_label_mean_entropy": (row["soft_labels"] or {}).get("mean_entropy"),
+        "mean_max_logit": row["mean_max_logit"],
+        "mean_max_probability": row["mean_max_probability"],
+        "saturated_fraction": row["saturated_fraction"],
+        "jsma_probs_success_rate": jsma["success_rate"],
+        "jsma_probs_mean_l0_percent": jsma["mean_l0_percent"],
+        "rho_adv_percent": jsma["rho_adv_percent"],
+        "rho_adv_censored_samples": jsma["samples_without_success"],
+        "gradient_median_log10": grads["median_log10"],
+        "gradient_float32_zero_fraction": grads["zero_fraction"],
+        "jsma_logits_success_rate": adaptive["jsma_logits"]["success_rate"],
+        "jsma_temperature_success_rate": adaptive["jsma_temperature"]["success_rate"],
+        "pgd_temperature_accuracy": adaptive["pgd_temperature"]["accuracy"],
+        "pgd_plain_accuracy": adaptive["pgd_plain"]["accuracy"],
+        "pgd_margin_accuracy": adaptive["pgd_margin"]["accuracy"],
+        "cw_l2_success_rate": adaptive["cw_l2"]["success_rate"],
+        "cw_l2_mean": adaptive["cw_l2"]["mean_l2"],
+        "transfer_success_rate": adaptive["transfer"]["success_rate"],
+    }
+
+
+def write_csv(path: Path, results: dict[str, dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for dataset, result in results.items():
+        seeds, runs = seeds_of(result), seed_runs(result)
+        flat = [_flat(dataset, seed, row) for seed, rows in zip(seeds, runs, strict=True) for row in rows]
+        writer.writerows(flat)
+        if len(runs) > 1:
+            for row in result["models"]:
+                same = [f for f in flat if f["name"] == row["name"]]
+                stats = {c: mean_std([f[c] for f in same]) for c in CSV_COLUMNS if c not in _CSV_IDS}
+                for i, label in enumerate(("mean", "std")):
+                    ids = {"dataset": dataset, "seed": label, "name": row["name"],
+                           "temperature": row["temperature"]}  # fmt: skip
+                    writer.writerow({**ids, **{c: v[i] for c, v in stats.items()}})
+    atomic_write_text(path, buffer.getvalue())
+
+
+_CSV_IDS = ("dataset", "seed", "name", "temperature")
+
+
+def write_report(out: str | Path, results: dict[str, dict[str, Any]]) -> dict[str, Path]:
+    """Write all report files for ``results`` (data set name -> ``SweepResult.to_dict()``)."""
+    out = Path(out)
+    paper = paper_values()
+    figures = make_figures(results, paper)
+    for name, png in figures.items():
+        atomic_write_bytes(out / "figures" / name, png)
+    combined = {"schema_version": SCHEMA_VERSION, "paper": {"citation": paper.get("citation")},
+                "datasets": results}  # fmt: skip
+    atomic_write_json(out / "results.json", combined)
+    write_csv(out / "results.csv", results)
+    md = render_markdown(results, paper, list(figures))
+    atomic_write_text(out / "report.md", md)
+    atomic_write_text(out / "report.html", render_html(md, out / "figures"))
+    return {"report": out / "report.md", "html": out / "report.html", "json": out / "results.json"}
+
+
+def _seeds_text(result: dict) -> str:
+    seeds = seeds_of(result)
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return (f"seeds {', '.join(map(str, seeds))} (every number is the mean ± sample standard "
+            "deviation over the seeds; the findings use the means)")  # fmt: skip
+
+
+def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
+    lines = [
+        "# Defensive distillation: reproduction and honest evaluation",
+        "",
+        f"Reproduction of {paper.get('citation', 'Papernot et al. 2016 (arXiv:1511.04508)')}, "
+        "by `defdistill reproduce`. Paper values marked * could not be confirmed in the "
+        "paper's text (read from a figure or not stated); `–` means not reported.",
+        "",
+    ]
+    for dataset, result in results.items():
+        title = DATASET_TITLES.get(dataset, dataset)
+        cfg = result["config"]
+        lines += [
+            f"## {title}",
+            "",
+            f"Profile `{cfg['profile']['name']}`, temperatures "
+            f"{', '.join(f'{t:g}' for t in cfg['profile']['temperatures'])}, "
+            f"{cfg['profile']['epochs']} epoch(s), {_seeds_text(result)}, device {cfg['device']}, "
+            f"{cfg['seconds']:.0f} s this run.",
+            "",
+            *summary_table(dataset, result, paper),
+            "",
+            *[f"- {f}" for f in findings(dataset, result, cfg["profile"])],
+            "",
+            "What the temperature does (teacher trained at T, its soft labels at T, the student "
+            "trained on them at T and deployed at T = 1; the last column is the check that no "
+            "two students are one network with scaled logits):",
+            "",
+            *temperature_table(result),
+            "",
+            "Where ours differ from the paper, and why:",
+            "",
+            *[f"- {n}" for n in differences(cfg["profile"])],
+            "",
+        ]
+    lines += ["## Is defensive distillation robust?", ""]
+    for dataset, result in results.items():
+        lines += [f"### {DATASET_TITLES.get(dataset, dataset)}", "", *robustness_table(result), ""]
+        verdicts = ("Masking checks", "**This is", "Adaptive attacks")
+        lines += [f"- {f}" for f in findings(dataset, result, result["config"]["profile"])
+                  if f.startswith(verdicts)]  # fmt: skip
+        lines.append("")
+    if any(masking_detected(r) for r in results.values()):
+        lines.append(
+            "**No.** In these measurements the distilled networks resist the paper's attack "
+            "only because their deployed logits are about T times larger: the softmax "
+            "saturates and its gradient underflows, so attacks that differentiate the "
+            "probabilities stall. Attacks on the logits (Carlini & Wagner, arXiv:1607.04311, "
+            "arXiv:1608.04644) or on the logits divided by the training temperature still "
+            "find adversarial examples, at about the baseline's distortion: the defence "
+            "masks gradients."
+        )
+    else:
+        lines.append(
+            "These measurements do not show the masking pattern (the paper's attack failing "
+            "where adaptive attacks succeed); read the tables above before concluding "
+            "anything about robustness, and check that every model learned."
+        )
+    lines += [
+        "",
+        "## Figures",
+        "",
+        *[f"![{name}](figures/{name})" for name in figures],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_html(markdown: str, figure_dir: Path) -> str:
+    """A self-contained HTML page (figures embedded as data URIs) from our markdown."""
+    body: list[str] = []
+    table: list[list[str]] = []
+
+    def flush_table() -> None:
+        if not table:
+            return
+        head, *rest = table
+        body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>")
+        body.extend("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rest)
+        body.append("</table>")
+        table.clear()
+
+    def inline(text: str) -> str:
+        text = html.escape(text).replace("\\|", "|")
+        parts = text.split("**")
+        text = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+        parts = text.split("`")
+        return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").replace("\\|", "\x00").split("|")]
+            cells = [c.replace("\x00", "|") for c in cells]
+            if not all(set(c) <= {"-"} for c in cells):
+                table.append([inline(c) for c in cells])
+            continue
+        flush_table()
+        if line.startswith("!["):
+            name = line[line.index("(") + 1 : -1].split("/")[-1]
+            data = base64.b64encode((figure_dir / name).read_bytes()).decode()
+            body.append(f'<figure><img alt="{html.escape(name)}" '
+                        f'src="data:image/png;base64,{data}"></figure>')  # fmt: skip
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("- "):
+            body.append(f"<ul><li>{inline(line[2:])}</li></ul>")
+        elif line.strip():
+            body.append(f"<p>{inline(line)}</p>")
+    flush_table()
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+        "line-height:1.45}table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}"
+        "img{max-width:100%}ul{margin:.2em 0}"
+    )
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>defdistill report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")  # fmt: skip
