@@ -12,7 +12,7 @@ from defdistill.experiments.report.data import baseline, distilled, fmt, verdict
 
 
 def masking_detected(result: dict) -> bool:
-    """The masking rule (:func:`defdistill.checks.assess`, as in ``defdistill audit``) flags
+    """The masking rule (:func:`defdistill.evaluation.checks.assess`, as in ``defdistill audit``) flags
     the student distilled at the highest temperature."""
     rows = distilled(result["models"])
     found = verdict(rows[-1]) if rows else None
