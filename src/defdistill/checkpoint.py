@@ -8,7 +8,7 @@ checkpoint whose weights were tampered with or half-replaced is rejected on load
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 import platform
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from defdistill.io import atomic_write_files, json_bytes
+from defdistill.io import atomic_write_files, json_bytes, read_json_object
 from defdistill.models import available_models, build_model
 
 WEIGHTS = "model.safetensors"
@@ -74,10 +74,10 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise CheckpointError(f"{meta_path}: not found; is {path} a defdistill model directory?")
     try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{meta_path}: not valid JSON ({err}); retrain the model") from err
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        meta = read_json_object(meta_path)
+    except (ValueError, OSError) as err:
+        raise CheckpointError(f"{err}; retrain the model") from None
+    if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{meta_path}: unknown checkpoint format; retrain the model")
     shape, classes = meta.get("input_shape"), meta.get("num_classes")
     if (
@@ -88,7 +88,23 @@ def read_meta(path: str | Path) -> dict[str, Any]:
             f"{meta_path}: input_shape, num_classes or weights_sha256 missing or invalid "
             f"(input_shape {shape!r}, num_classes {classes!r}); retrain the model"
         )
+    problem = _optional_field_problem(meta)
+    if problem:
+        raise CheckpointError(f"{meta_path}: {problem}; retrain the model or restore meta.json")
     return meta
+
+
+def _optional_field_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with the fields that commands read from ``meta.json``, if anything."""
+    dataset, temperature, role = meta.get("dataset", {}), meta.get("temperature", 1.0), meta.get("role", "")
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("name", ""), str):
+        return f"dataset must be an object with a name, found {dataset!r:.60}"
+    if (isinstance(temperature, bool) or not isinstance(temperature, int | float)
+            or not 0 < temperature < math.inf):  # fmt: skip
+        return f"temperature must be a finite number > 0, found {temperature!r:.60}"
+    if not isinstance(role, str):
+        return f"role must be a string, found {role!r:.60}"
+    return None
 
 
 def _positive_int(value: object) -> bool:
@@ -119,8 +135,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         raise CheckpointError(f"{path}: unknown architecture {arch!r}; known: {available_models()}")
     c, h, _ = meta["input_shape"]
     try:
-        model = build_model(arch, c, h, int(meta["num_classes"]))
         state = load_safetensors(blob)
+        _check_shapes(arch, c, h, int(meta["num_classes"]), state)
+        model = build_model(arch, c, h, int(meta["num_classes"]))
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, ValueError) as err:
         detail = " ".join(str(err).split())[:200]  # one line: load_state_dict lists mismatches
@@ -129,6 +146,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
             f"{meta['input_shape']} ({detail}); retrain the model"
         ) from err
     return model.to(device).eval(), meta
+
+
+def _check_shapes(arch: str, c: int, h: int, num_classes: int, state: dict[str, torch.Tensor]) -> None:
+    """``ValueError`` unless ``state`` has exactly the tensors ``arch`` has, shape for shape.
+
+    The architecture is built on the ``meta`` device (no memory), so a ``meta.json`` that
+    claims millions of classes or huge images is rejected before anything is allocated.
+    """
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build_model(arch, c, h, num_classes).state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        diff = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        raise ValueError(f"tensors differ: {', '.join(diff[:4])}"
+                         f"{'' if len(diff) <= 4 else f' and {len(diff) - 4} more'}")  # fmt: skip
 
 
 def load_reusable(

@@ -333,8 +333,15 @@ class Attack(ABC):
     def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
         if x.shape[0] == 0:
             return 2**62  # nothing to check labels against; no forward pass on empty input
-        with torch.no_grad():
-            out = model(x[:1])
+        try:
+            with torch.no_grad():
+                out = model(x[:1])
+        except RuntimeError as err:  # wrong dtype, shape or device for this model
+            detail = " ".join(str(err).split())[:160]
+            raise ValueError(
+                f"the model cannot take x of shape {tuple(x.shape)} and dtype {x.dtype} ({detail}); "
+                "give inputs of the shape, dtype and device the model was built for"
+            ) from None
         if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out)
             raise ValueError(
@@ -342,6 +349,10 @@ class Attack(ABC):
             )
         if not bool(torch.isfinite(out).all()):
             raise ValueError("model returned NaN or infinite logits; an attack on it would be meaningless")
+        if bool((out >= 0).all() and (out <= 1).all()) and abs(float(out.sum()) - 1) < 1e-3:
+            logger.warning("the model's outputs look like probabilities (in [0, 1], summing to 1): "
+                           "attacks expect logits; remove the final softmax or the attack works "
+                           "on a saturating function (see `defdistill audit`)")  # fmt: skip
         if out.shape[1] < 2:
             raise ValueError(f"model must output >= 2 classes, got {out.shape[1]}")
         return int(out.shape[1])

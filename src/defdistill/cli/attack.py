@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=None, help="write summary and per-sample results")
     p.add_argument("--save-examples", type=Path, default=None,
                    help="PNG grid of originals, adversarials and perturbations")
-    add_data(p)
+    add_data(p, for_model=True)
     add_common(p)
     p.set_defaults(func=run)
 

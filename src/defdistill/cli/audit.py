@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cw-search-steps", type=positive_int, default=6,
                    help="C&W binary-search steps over the constant (default 6)")
     p.add_argument("--json", type=Path, default=None, help="write the audit as JSON")
-    add_data(p)
+    add_data(p, for_model=True)
     add_common(p)
     p.set_defaults(func=run)
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from defdistill.io import atomic_write_json
 
     model, meta, ds = load_for_data(args.model, args)
-    reference = load_for_data(args.reference, args)[0] if args.reference else None
+    reference = load_for_data(args.reference, args, ds.name)[0] if args.reference else None
     temperature = args.temperature or float(meta.get("temperature", 1.0))
     device = next(model.parameters()).device
     if not bool(correct_mask(model, ds.x_test.to(device), ds.y_test.to(device), 500).any()):

@@ -52,13 +52,23 @@ def positive_float(text: str) -> float:
     return value
 
 
+MAX_SEED = 2**63 - 1  # torch's generators take 64-bit seeds
+
+
+def seed(text: str) -> int:
+    value = int(_number(text, int, "an integer seed"))
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2^63), got {text}")
+    return value
+
+
 def seed_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, got {text!r}")
+    if not values or any(not 0 <= v <= MAX_SEED for v in values):
+        raise argparse.ArgumentTypeError(f"seeds must be integers in [0, 2^63), got {text!r}")
     if len(set(values)) != len(values):
         raise argparse.ArgumentTypeError(f"a seed is repeated in {text!r}")
     return values
@@ -76,15 +86,17 @@ def temperature_list(text: str) -> tuple[float, ...]:
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     """Options every command takes."""
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to compute (default auto: CUDA if present)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
 
 
-def add_data(parser: argparse.ArgumentParser) -> None:
-    """Options selecting the data."""
-    parser.add_argument("--dataset", default="mnist", choices=DATASETS)
+def add_data(parser: argparse.ArgumentParser, for_model: bool = False) -> None:
+    """Options selecting the data; ``for_model``: the data set defaults to the model's own."""
+    parser.add_argument("--dataset", default=None if for_model else "mnist", choices=DATASETS,
+                        help="the model's data set (default: read from its meta.json)" if for_model
+                        else "default mnist")  # fmt: skip
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="data directory (MNIST default: the embedded copy; CIFAR-10: required)")
     parser.add_argument("--limit-train", type=positive_int, default=None,
@@ -142,14 +154,28 @@ def check_out(args: argparse.Namespace) -> None:
         raise UsageError(f"{args.out} already holds a model; pass --force to overwrite it")
 
 
-def load_for_data(path: Path, args: argparse.Namespace):
-    """Load a model and the test set it was trained for."""
+def model_dataset(path: Path, args: argparse.Namespace, meta: dict) -> str:
+    """The data set the model at ``path`` was trained on; ``--dataset``, if given, must agree."""
+    trained_on = meta.get("dataset", {}).get("name") or args.dataset or "mnist"
+    if args.dataset is not None and args.dataset != trained_on:
+        raise UsageError(f"{path} was trained on {trained_on}, not --dataset {args.dataset}; "
+                         "omit --dataset or give the model's")  # fmt: skip
+    return trained_on
+
+
+def load_for_data(path: Path, args: argparse.Namespace, dataset: str | None = None):
+    """Load a model and the test set it was trained for (``dataset``: the one it must match)."""
     from defdistill.checkpoint import load_model
     from defdistill.training.devices import resolve_device
 
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path} is a file; give a model directory (with meta.json)")
     model, meta = load_model(path, resolve_device(args.device))
-    dataset = meta.get("dataset", {}).get("name", args.dataset)
-    ds = load_dataset(dataset, args.data_dir, args.limit_train, args.limit_test)
+    name = model_dataset(path, args, meta)
+    if dataset is not None and name != dataset:
+        raise UsageError(f"{path} was trained on {name}, the audited model on {dataset}; "
+                         "give a reference model of the same data set")  # fmt: skip
+    ds = load_dataset(name, args.data_dir, args.limit_train, args.limit_test)
     if list(ds.input_shape) != meta["input_shape"]:
         raise UsageError(f"{path} expects inputs {meta['input_shape']}, "
                          f"the data has {list(ds.input_shape)}")  # fmt: skip

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from defdistill.cli.options import add_training, check_out, training_config
 from defdistill.data import load_dataset
+from defdistill.io import exclusive, remove_temporaries
 from defdistill.models import paper_architecture
 from defdistill.training.config import role_seed
 
@@ -28,10 +29,13 @@ def run_train(args: argparse.Namespace) -> int:
     ds = load_dataset(args.dataset, args.data_dir, args.limit_train, args.limit_test)
     role = "baseline" if config.temperature == 1.0 else "trained_at_T"
     config = replace(config, seed=role_seed(args.seed, role, config.temperature))
-    _, meta = train_model(
-        ds, args.arch or paper_architecture(ds.input_shape[0]), config, args.out, role,
-        device=args.device, progress=not args.quiet, allow_untrained=args.allow_untrained,
-    )  # fmt: skip
+    with exclusive(args.out):
+        check_out(args)  # again: another run may have finished into --out meanwhile
+        remove_temporaries(args.out)
+        _, meta = train_model(
+            ds, args.arch or paper_architecture(ds.input_shape[0]), config, args.out, role,
+            device=args.device, progress=not args.quiet, allow_untrained=args.allow_untrained,
+        )  # fmt: skip
     print(f"{role} T={config.temperature:g}: test accuracy {meta['test_accuracy']:.2%} "
           f"({meta['train_seconds']:.0f} s) -> {args.out}")  # fmt: skip
     return 0
@@ -43,10 +47,13 @@ def run_distill(args: argparse.Namespace) -> int:
     config = training_config(args)
     check_out(args)
     ds = load_dataset(args.dataset, args.data_dir, args.limit_train, args.limit_test)
-    meta = distill(
-        ds, args.arch or paper_architecture(ds.input_shape[0]), config, args.out,
-        device=args.device, progress=not args.quiet, allow_untrained=args.allow_untrained,
-    )  # fmt: skip
+    with exclusive(args.out):
+        check_out(args)  # again: another run may have finished into --out meanwhile
+        remove_temporaries(args.out)
+        meta = distill(
+            ds, args.arch or paper_architecture(ds.input_shape[0]), config, args.out,
+            device=args.device, progress=not args.quiet, allow_untrained=args.allow_untrained,
+        )  # fmt: skip
     soft = meta["soft_labels"]
     print(f"teacher  T={config.temperature:g}: test accuracy {meta['teacher']['test_accuracy']:.2%}")
     print(f"soft labels at T: mean max-probability {soft['mean_max_probability']:.4f}, "

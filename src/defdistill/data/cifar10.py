@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from defdistill.data.dataset import DataError, Dataset, read_file_bytes, subset, to_tensors
+from defdistill.data.dataset import MAX_FILE_BYTES, DataError, Dataset, read_file_bytes, subset, to_tensors
 from defdistill.data.safe_pickle import safe_unpickle
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,14 @@ def _cifar_reader(root: Path) -> Callable[[str], tuple[bytes, str]]:
     if archive.is_file():
         try:
             with tarfile.open(archive, "r:gz") as tar:
+                wanted = {*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH, CIFAR10_META}
+                files = [m for m in tar.getmembers() if m.isfile() and Path(m.name).name in wanted]
+                if any(m.size > MAX_FILE_BYTES for m in files):
+                    raise DataError(f"{archive}: a member is larger than any CIFAR-10 batch; "
+                                    "download the archive again")  # fmt: skip
                 members = {
                     Path(m.name).name: tar.extractfile(m).read()  # type: ignore[union-attr]
-                    for m in tar.getmembers()
-                    if m.isfile()
+                    for m in files
                 }
         except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
             raise DataError(f"{archive}: corrupt or truncated archive ({err}); download again") from err

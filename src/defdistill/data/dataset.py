@@ -6,6 +6,7 @@ raises :class:`DataError` with the file name and what to do.
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,19 +42,33 @@ class Dataset:
         return int(c), int(h), int(w)
 
 
-def read_file_bytes(path: Path) -> bytes:
-    """Read a file, transparently decompressing gzip; corrupt archives raise DataError."""
+MAX_FILE_BYTES = 64 * 2**20  # the largest data file, MNIST's training images, is 47 MB
+
+
+def read_file_bytes(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """Read a file, transparently decompressing gzip; corrupt archives raise DataError.
+
+    Neither the file nor its decompressed content may exceed ``max_bytes``: a hostile
+    "decompression bomb" is refused after reading ``max_bytes``, not after exhausting memory.
+    """
     if not path.is_file():
         raise DataError(f"{path}: file not found; check --data-dir or download the data set")
+    if path.stat().st_size > max_bytes:
+        raise DataError(f"{path}: larger than {max_bytes / 2**20:.0f} MiB; not a data file of this set")
     raw = path.read_bytes()
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
-        return gzip.decompress(raw)
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            data = stream.read(max_bytes + 1)
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(
             f"{path}: corrupt or truncated gzip ({err}); delete it and download it again"
         ) from err
+    if len(data) > max_bytes:
+        raise DataError(f"{path}: decompresses to more than {max_bytes / 2**20:.0f} MiB; "
+                        "not a data file of this set (delete it and download it again)")  # fmt: skip
+    return data
 
 
 def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from defdistill.data.cifar10 import CIFAR10_ARCHIVE, CIFAR10_ARCHIVE_MD5, CIFAR10_URL
 from defdistill.data.dataset import DATASETS, DataError
 from defdistill.data.mnist import MNIST_FILES, MNIST_URL
-from defdistill.io import atomic_write_bytes
+from defdistill.io import OutputError, atomic_write_bytes
 
 
 def _fetch(url: str, timeout: float) -> bytes:
@@ -31,7 +31,10 @@ def download(name: str, dest: str | Path, timeout: float = 60.0) -> Path:
     Files are verified before they are written (atomically); nothing corrupt is kept.
     """
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and not dest.is_dir():
+        raise DataError(f"--data-dir {dest} is a file; give a directory to download into")
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if name == "mnist":
         for stem, md5 in MNIST_FILES.values():
             target = dest / f"{stem}.gz"
@@ -44,15 +47,22 @@ def download(name: str, dest: str | Path, timeout: float = 60.0) -> Path:
                 digest = "<not gzip>"
             if digest != md5:
                 raise DataError(f"{MNIST_URL}{stem}.gz: checksum mismatch ({digest} != {md5})")
-            atomic_write_bytes(target, blob)
+            _write(target, blob)
         return dest
-    if name == "cifar10":
-        target = dest / CIFAR10_ARCHIVE
-        if not target.is_file():
-            blob = _fetch(CIFAR10_URL, timeout)
-            digest = hashlib.md5(blob).hexdigest()
-            if digest != CIFAR10_ARCHIVE_MD5:
-                raise DataError(f"{CIFAR10_URL}: checksum mismatch ({digest})")
-            atomic_write_bytes(target, blob)
-        return target
-    raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    target = dest / CIFAR10_ARCHIVE
+    if not target.is_file():
+        blob = _fetch(CIFAR10_URL, timeout)
+        digest = hashlib.md5(blob).hexdigest()
+        if digest != CIFAR10_ARCHIVE_MD5:
+            raise DataError(f"{CIFAR10_URL}: checksum mismatch ({digest})")
+        _write(target, blob)
+    return target
+
+
+def _write(target: Path, blob: bytes) -> None:
+    """Write a verified download; the directory is created only now, so a failed download
+    (offline, bad checksum) leaves nothing behind."""
+    try:
+        atomic_write_bytes(target, blob)
+    except OutputError as err:
+        raise DataError(f"{err} (--data-dir)") from None

@@ -10,7 +10,6 @@ self-contained ``report.html``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,22 +21,31 @@ from defdistill.experiments.profiles import Profile
 from defdistill.experiments.report import paper_values, summary_table, write_report
 from defdistill.experiments.results import READABLE_SCHEMAS, combine
 from defdistill.experiments.sweep import run_sweeps
-from defdistill.io import atomic_write_json
+from defdistill.io import atomic_write_json, exclusive, read_json_object, remove_temporaries
 
 log = logging.getLogger(__name__)
 
 
 def collect_results(out: Path) -> dict[str, dict[str, Any]]:
-    """Every ``<dataset>/results.json`` under ``out`` with the current schema."""
+    """Every ``<dataset>/results.json`` under ``out`` with the current schema.
+
+    A file that is damaged or of an older schema is left out of the report with a
+    warning naming it (rerunning that data set rewrites it); it never stops the report.
+    """
     results = {}
     for name in (*DATASETS, "synthetic"):
         path = out / name / "results.json"
-        if path.is_file():
-            data = json.loads(path.read_text())
-            if data.get("schema_version") in READABLE_SCHEMAS:
-                results[name] = data
-            else:
-                log.warning("%s has an old schema; rerun that data set", path)
+        if not path.is_file():
+            continue
+        try:
+            data = read_json_object(path)
+        except (ValueError, OSError) as err:
+            log.warning("%s; left out of the report: rerun that data set", err)
+            continue
+        if data.get("schema_version") in READABLE_SCHEMAS and isinstance(data.get("config"), dict):
+            results[name] = data
+        else:
+            log.warning("%s has an old schema; rerun that data set", path)
     return results
 
 
@@ -53,11 +61,15 @@ def reproduce_on(
     """
     out = Path(out)
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
-    per_seed = run_sweeps(ds, profile, out / ds.name, seeds, device=device, force=force,
-                          progress=progress, executor=executor)  # fmt: skip
-    result = combine({seed: r.to_dict() for seed, r in per_seed.items()})
-    atomic_write_json(out / ds.name / "results.json", result)
-    paths: dict[str, Any] = dict(write_report(out, collect_results(out)))
+    with exclusive(out):
+        removed = remove_temporaries(out)
+        if removed:
+            log.info("removed %d temporary files left by an interrupted run", removed)
+        per_seed = run_sweeps(ds, profile, out / ds.name, seeds, device=device, force=force,
+                              progress=progress, executor=executor)  # fmt: skip
+        result = combine({seed: r.to_dict() for seed, r in per_seed.items()})
+        atomic_write_json(out / ds.name / "results.json", result)
+        paths: dict[str, Any] = dict(write_report(out, collect_results(out)))
     paths["summary"] = "\n".join(summary_table(ds.name, result, paper_values()))
     return paths
 

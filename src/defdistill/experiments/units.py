@@ -5,7 +5,7 @@ its result depends on (configuration, data, the weights it evaluates). Its resul
 stored in ``units/<name>.json`` together with the key, written atomically when the unit
 finishes. A rerun reuses a stored result only when the stored key equals the new one, so
 ``kill -9`` loses at most the unit in progress and a changed configuration never reuses
-stale results.
+stale results; a damaged file (unreadable, or JSON of another shape) is recomputed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from defdistill.io import atomic_write_json
+from defdistill.io import atomic_write_json, read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,15 @@ class UnitStore:
         if self.force or not path.is_file():
             return None
         try:
-            stored = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            log.warning("%s is unreadable; recomputing", path)
+            stored = read_json_object(path)
+        except (ValueError, OSError) as err:
+            log.warning("%s; recomputing", err)
             return None
         if stored.get("key_sha256") != key_digest(key):
             log.info("%s: configuration changed; recomputing", name)
+            return None
+        if not isinstance(stored.get("result"), dict):
+            log.warning("%s: no result stored; recomputing", path)
             return None
         return stored["result"]
 

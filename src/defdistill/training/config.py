@@ -15,6 +15,10 @@ from defdistill.temperature import check_temperature
 ROLES = ("baseline", "teacher", "student", "trained_at_T")
 
 
+MAX_TRAINING_TEMPERATURE = 1e4
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters of one training run; defaults are the paper's MNIST setting.
@@ -58,8 +62,18 @@ class TrainConfig:
         check_temperature(self.temperature)
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
-        if not self.lr > 0 or not 0 <= self.momentum < 1:
-            raise ValueError(f"need lr > 0 and 0 <= momentum < 1, got {self.lr}, {self.momentum}")
+        if self.temperature > MAX_TRAINING_TEMPERATURE:
+            raise ValueError(
+                f"temperature {self.temperature:g} is too large to train at (at most "
+                f"{MAX_TRAINING_TEMPERATURE:g}): the loss's gradient shrinks as 1/T and the float32 "
+                "softmax of typical logits is uniform long before; the paper's largest T is 100"
+            )
+        if not 0 < self.lr <= FLOAT32_MAX or not 0 <= self.momentum < 1:
+            raise ValueError(f"need 0 < lr <= {FLOAT32_MAX:.3g} (float32) and 0 <= momentum < 1, "
+                             f"got lr {self.lr}, momentum {self.momentum}")  # fmt: skip
+        if self.head_scaling and self.lr * self.temperature**2 > FLOAT32_MAX:
+            raise ValueError(f"head scaling multiplies lr by T^2 = {self.temperature**2:.3g}, beyond "
+                             "float32; lower --lr or --temperature")  # fmt: skip
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if not 0 < self.lr_decay <= 1 or self.lr_decay_every < 1:
