@@ -11,7 +11,8 @@ POINT is one of
 * ``step:N``: at the start of the N-th optimiser step (in the middle of training).
 
 SIGKILL cannot be caught: no ``finally`` block, no cleanup, exactly what ``kill -9`` or
-the out-of-memory killer does. Used by ``tests/test_crash_safety.py``.
+the out-of-memory killer does. Used by ``tests/training/test_runs.py`` and
+``tests/training/test_distill.py`` (through ``kill_helpers.run_until``).
 """
 
 from __future__ import annotations

@@ -37,5 +37,5 @@ def test_register_custom_model_and_reject_duplicates():
     assert build_model("tiny_test_mlp", 1, 4, 2)(torch.rand(1, 1, 4, 4)).shape == (1, 2)
     with pytest.raises(ValueError, match="already registered"):
         register_model("tiny_test_mlp")(tiny)
-    with pytest.raises(ValueError, match="unknown model"):
-        build_model("nope", 1, 28, 10)
+    with pytest.raises(ValueError, match="unknown model 'resnet50'; choose one of .*mnist_cnn"):
+        build_model("resnet50", 1, 28, 10)

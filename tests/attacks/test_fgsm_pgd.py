@@ -1,10 +1,10 @@
-"""FGSM and PGD: exact steps on linear models, norm balls, eps = 0, temperature."""
+"""FGSM and PGD: exact steps on linear models, norm balls, eps = 0, temperature, early stop."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from attack_helpers import linear
+from attack_helpers import blobs, linear, train
 
 from defdistill.attacks import FGSM, PGD
 
@@ -132,3 +132,23 @@ def test_pgd_targeted_reaches_the_target() -> None:
     res = PGD(1.0, steps=100, step_size=0.05, loss="margin")(model, x, y, target)
     assert bool(res.success.all())
     assert torch.equal(model(res.x_adv).argmax(1), target)
+
+
+def test_without_early_stop_every_sample_takes_all_steps_and_goes_deeper():
+    x, y = blobs(60, 10, 2, seed=4)
+    model = train(linear(10, 2, seed=4), x, y)
+    x = x.clamp(0, 1)
+    early = PGD(eps=0.5, steps=20)(model, x, y)
+    full = PGD(eps=0.5, steps=20, early_stop=False)(model, x, y)
+    assert (full.info["iterations"] == 20).all()
+    assert (early.info["iterations"] <= 20).all() and (early.info["iterations"] < 20).any()
+    both = early.success & full.success
+    assert both.any()
+
+    def margin(x_adv):  # how far past the boundary: other logit minus true logit
+        z = model(x_adv)
+        return (z.gather(1, (1 - y)[:, None]) - z.gather(1, y[:, None])).squeeze(1)
+
+    with torch.no_grad():
+        assert (margin(full.x_adv)[both] >= margin(early.x_adv)[both] - 1e-6).all()
+        assert margin(full.x_adv)[both].mean() > margin(early.x_adv)[both].mean()

@@ -163,3 +163,10 @@ def test_shape_nchw_and_many_targets_in_one_batch() -> None:
     single = JSMA(gamma=0.3)(model, xr[5:6], yr[5:6], tr[5:6])
     torch.testing.assert_close(res.x_adv[5:6], single.x_adv)
     assert res.x_adv.shape == xr.shape
+
+
+def test_jsma_cap_is_what_the_attack_can_reach_on_mnist() -> None:
+    """At the paper's gamma = 14.5 %, JSMA stops at 112 of 784 pixels (14.29 %), not 14.5 %."""
+    assert JSMA().max_features_changed(784) == 112
+    assert JSMA().max_features_changed(3072) == 444
+    assert JSMA(gamma=0.5).max_features_changed(16) == 8

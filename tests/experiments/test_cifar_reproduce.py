@@ -6,8 +6,8 @@ import pickle
 import numpy as np
 from synthetic import make_synthetic
 
-from defdistill import data
 from defdistill.cli import main
+from defdistill.data.cifar10 import CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES
 
 
 def write_learnable_cifar(root, n_per_batch=40, n_test=40):
@@ -20,10 +20,10 @@ def write_learnable_cifar(root, n_per_batch=40, n_test=40):
         return {b"data": pixels, b"labels": [int(v) for v in y], b"batch_label": b"synthetic"}
 
     root.mkdir(parents=True)
-    for i, name in enumerate(data.CIFAR10_TRAIN_BATCHES):
+    for i, name in enumerate(CIFAR10_TRAIN_BATCHES):
         sl = slice(i * n_per_batch, (i + 1) * n_per_batch)
         (root / name).write_bytes(pickle.dumps(batch(ds.x_train[sl], ds.y_train[sl]), protocol=2))
-    (root / data.CIFAR10_TEST_BATCH).write_bytes(pickle.dumps(batch(ds.x_test, ds.y_test), protocol=2))
+    (root / CIFAR10_TEST_BATCH).write_bytes(pickle.dumps(batch(ds.x_test, ds.y_test), protocol=2))
 
 
 def test_reproduce_cifar10_beside_nothing_else(tmp_path, capsys):
@@ -39,9 +39,3 @@ def test_reproduce_cifar10_beside_nothing_else(tmp_path, capsys):
     assert all(r["test_accuracy"] > 0.5 for r in rows)
     assert "## CIFAR-10" in (out / "report.md").read_text()
     assert "report:" in capsys.readouterr().out
-
-
-def test_reproduce_cifar10_without_data_says_how_to_get_it(tmp_path, capsys):
-    assert main(["reproduce", "--dataset", "cifar10", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "CIFAR-10 is not embedded" in err and "--data-dir" in err

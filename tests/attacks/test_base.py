@@ -1,4 +1,5 @@
-"""Properties every attack must have: bounds, shapes, validation, no side effects, determinism."""
+"""The contract every attack shares (attacks/base.py): bounds, shapes, validation, no side
+effects, determinism."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from collections.abc import Callable
 import pytest
 import torch
 from attack_helpers import linear, mlp
+from synthetic import make_synthetic
 
 from defdistill.attacks import FGSM, JSMA, PGD, Attack, AttackResult, CarliniWagnerL2
+from defdistill.models import build_model
 
 FACTORIES: dict[str, Callable[[], Attack]] = {
     "fgsm": lambda: FGSM(eps=0.1),
@@ -140,9 +143,12 @@ def test_bad_inputs_raise(name: str) -> None:
     model = linear(16, 3)
     attack = FACTORIES[name]()
     x, y, target = data(4, 3)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        attack(model, x + 1.0, y, target)
-    with pytest.raises(ValueError, match="NaN"):
+    for bad in (1.5, -0.25, float("inf")):
+        pixels = x.clone()
+        pixels[2, 0, 1, 1] = bad
+        with pytest.raises(ValueError, match=r"x must lie in \[0, 1\]"):
+            attack(model, pixels, y, target)
+    with pytest.raises(ValueError, match="x contains NaN"):
         attack(model, x.masked_fill(x > 0.5, float("nan")), y, target)
     with pytest.raises(ValueError, match="floating"):
         attack(model, (x * 255).to(torch.uint8), y, target)
@@ -152,14 +158,25 @@ def test_bad_inputs_raise(name: str) -> None:
         attack(model, x, y, target[:3])
     with pytest.raises(ValueError, match="integer"):
         attack(model, x, y.float(), target)
+    with pytest.raises(ValueError, match=r"y must be class indices in \[0, 3\)"):
+        attack(model, x, torch.tensor([0, 1, 3, 0]), target)
     with pytest.raises(ValueError, match="class indices"):
         attack(model, x, y, target + 3)
-    with pytest.raises(ValueError, match="differ"):
+    with pytest.raises(ValueError, match="target must differ from y"):
         attack(model, x, y, y.clone())
     with pytest.raises(ValueError, match="logits"):
         attack(torch.nn.Identity(), x, y, target)
     with pytest.raises(ValueError, match="Module"):
         attack(lambda t: t, x, y, target)
+
+
+def test_non_finite_logits_are_rejected() -> None:
+    class NaNModel(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((len(x), 3), float("nan"))
+
+    with pytest.raises(ValueError, match="NaN or infinite logits"):
+        FGSM(eps=0.1)(NaNModel(), torch.rand(2, 4), torch.tensor([0, 1]))
 
 
 def test_targeted_only_attack_requires_target() -> None:
@@ -185,7 +202,9 @@ def test_targeted_only_attack_requires_target() -> None:
         lambda: PGD(eps=0.1, temperature=-2.0),
         lambda: JSMA(theta=0.5),
         lambda: JSMA(gamma=0.0),
+        lambda: JSMA(gamma=-0.1),
         lambda: JSMA(gamma=1.5),
+        lambda: JSMA(gamma=float("nan")),
         lambda: JSMA(on="softmax"),
         lambda: JSMA(temperature=float("inf")),
         lambda: JSMA(pair_chunk=0),
@@ -200,3 +219,34 @@ def test_targeted_only_attack_requires_target() -> None:
 def test_bad_parameters_raise(make: Callable[[], Attack]) -> None:
     with pytest.raises(ValueError):
         make()
+
+
+DETERMINISM = {
+    "fgsm": lambda: FGSM(eps=0.1),
+    "pgd_linf_random_start": lambda: PGD(eps=0.2, steps=5, seed=3),
+    "pgd_l2": lambda: PGD(eps=2.0, norm="l2", steps=5, seed=3),
+    "jsma_probs": lambda: JSMA(gamma=0.05),
+    "jsma_logits": lambda: JSMA(gamma=0.05, on="logits"),
+    "cw": lambda: CarliniWagnerL2(binary_search_steps=2, max_iterations=20),
+}
+
+
+@pytest.fixture(scope="module")
+def conv_model_and_data():
+    ds = make_synthetic(n_train=8, n_test=6, num_classes=3, seed=4)
+    torch.manual_seed(0)
+    return build_model("mnist_cnn", 1, 28, 3).eval(), ds.x_test, ds.y_test
+
+
+@pytest.mark.parametrize("name", sorted(DETERMINISM))
+def test_every_attack_is_bit_identical_twice(conv_model_and_data, name):
+    """Same seed, same everything: bit-identical results twice on CPU (a conv network)."""
+    model, x, y = conv_model_and_data
+    target = (y + 1) % 3
+    first = DETERMINISM[name]()(model, x, y, target)
+    second = DETERMINISM[name]()(model, x.clone(), y.clone(), target.clone())
+    assert torch.equal(first.x_adv, second.x_adv)
+    assert torch.equal(first.success, second.success)
+    assert first.info.keys() == second.info.keys()
+    for key in first.info:
+        assert torch.equal(first.info[key], second.info[key]), key

@@ -1,0 +1,21 @@
+"""``defdistill evaluate``: the test accuracy of a model trained by ``defdistill train``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from defdistill.cli import main
+
+
+def test_evaluate_reports_the_accuracy_of_a_trained_model(small_model, capsys):
+    """The model learnt (trained for seconds), and evaluate agrees with what train measured."""
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(small_model), "--limit-test", "300", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "on 300 mnist test images" in text
+    accuracy = float(text.split("accuracy")[1].split("%")[0])
+    assert accuracy > 80.0
+    trained = json.loads((small_model / "meta.json").read_text())["test_accuracy"]
+    assert accuracy == pytest.approx(100 * trained, abs=0.01)

@@ -1,0 +1,116 @@
+"""``defdistill train`` / ``distill``: a model directory is never overwritten by accident, and
+an unwritable one is a one-line error that keeps what was there.
+
+A read-only or full output directory is simulated (the tests may run as root, for whom
+``chmod`` does not bite): an ``OSError`` at each step of the atomic write of a checkpoint
+(``defdistill.io``). Each is a one-line ``OutputError`` (exit 2) that leaves every earlier
+file byte for byte intact and no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from cli_helpers import run_cli, snapshot
+
+from defdistill.checkpoint import WEIGHTS, CheckpointError, load_model
+from defdistill.cli import main
+
+TRAIN = ["train", "--epochs", "1", "--batch-size", "32", "--allow-untrained", "--quiet"]
+
+
+def test_train_then_refuse_to_overwrite_without_force(tmp_path, capsys, synthetic_cli):
+    out = tmp_path / "m"
+    code, text, err = run_cli([*TRAIN, "--out", out], capsys)
+    assert code == 0, err
+    assert "test accuracy" in text and str(out) in text
+    weights = (out / WEIGHTS).read_bytes()
+    code, _, err = run_cli([*TRAIN, "--seed", "1", "--out", out], capsys)
+    assert code == 2 and "already holds a model; pass --force to overwrite it" in err
+    assert (out / WEIGHTS).read_bytes() == weights
+    assert run_cli([*TRAIN, "--seed", "1", "--force", "--out", out], capsys)[0] == 0
+    assert (out / WEIGHTS).read_bytes() != weights
+
+
+def no_temporary_files(root: Path) -> bool:
+    return not [p for p in root.rglob(".*.tmp")]
+
+
+def fail_inside(root: Path, error: int):
+    """An OSError with ``error`` for any path inside ``root`` (others work normally)."""
+
+    def check(path) -> None:
+        if Path(path).resolve().is_relative_to(root.resolve()):
+            raise OSError(error, os.strerror(error), str(path))
+
+    return check
+
+
+@pytest.mark.parametrize("where, error", [
+    ("replace", errno.EROFS), ("mkstemp", errno.ENOSPC), ("mkstemp", errno.EROFS),
+    ("fsync", errno.ENOSPC), ("second-mkstemp", errno.ENOSPC), ("second-replace", errno.EIO),
+])  # fmt: skip
+def test_unwritable_output_is_one_line_and_keeps_earlier_files(
+    tmp_path, capsys, monkeypatch, synthetic_cli, where, error
+):
+    out = tmp_path / "model"
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = snapshot(out)
+    check = fail_inside(out, error)
+    calls = {"mkstemp": 0, "replace": 0}
+    real_mkstemp, real_replace, real_fsync = tempfile.mkstemp, os.replace, os.fsync
+
+    def mkstemp(*args, **kwargs):
+        calls["mkstemp"] += 1
+        if where == "mkstemp" or (where == "second-mkstemp" and calls["mkstemp"] == 2):
+            check(kwargs.get("dir", "."))
+        return real_mkstemp(*args, **kwargs)
+
+    def replace(src, dst, *args, **kwargs):
+        calls["replace"] += 1
+        if where == "replace" or (where == "second-replace" and calls["replace"] == 2):
+            check(dst)
+        return real_replace(src, dst, *args, **kwargs)
+
+    def fsync(fd):
+        if where == "fsync":
+            check(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "fsync", fsync)
+    code = main([*TRAIN, "--seed", "1", "--force", "--out", str(out)])
+    err = capsys.readouterr().err
+    monkeypatch.undo()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"defdistill: error: {out}/")
+    assert f"cannot write ({os.strerror(error)}); " in lines[0]  # then what to do
+    assert "free space or write somewhere else" in lines[0] or "choose a writable" in lines[0]
+    if where != "second-replace":  # every earlier file intact, byte for byte
+        assert snapshot(out) == before
+    else:  # the weights were renamed, meta.json not: detected, never trusted
+        with pytest.raises(CheckpointError, match="sha256 does not match"):
+            load_model(out)
+    assert no_temporary_files(out)
+
+
+def test_read_only_directory_for_real(tmp_path, capsys, synthetic_cli):
+    out = tmp_path / "model"
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    before = snapshot(out)
+    out.chmod(0o500)
+    try:
+        if os.access(out, os.W_OK):
+            pytest.skip("chmod does not bite (running as root): see the simulated test above")
+        code = main([*TRAIN, "--seed", "1", "--force", "--out", str(out)])
+        assert code == 2 and "cannot write (Permission denied)" in capsys.readouterr().err
+        assert snapshot(out) == before
+    finally:
+        out.chmod(0o700)

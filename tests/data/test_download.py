@@ -1,0 +1,40 @@
+"""``download``: offline is a clear error, and nothing that fails its checksum is kept."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import urllib.error
+import urllib.request
+
+import pytest
+
+from defdistill.data import DataError, download
+
+
+def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError, match="are you offline"):
+        download("mnist", tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_download_rejects_a_bad_checksum_and_keeps_good_files(tmp_path, monkeypatch):
+    class Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    blobs = {"train-images-idx3-ubyte": gzip.compress(b"not mnist")}
+    monkeypatch.setattr(
+        urllib.request, "urlopen",
+        lambda url, timeout: Response(blobs.get(url.rsplit("/", 1)[1][:-3], b"")),
+    )
+    with pytest.raises(DataError, match="checksum mismatch"):
+        download("mnist", tmp_path)
+    assert not any(p.name.endswith(".gz") for p in tmp_path.iterdir())

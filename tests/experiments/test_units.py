@@ -1,0 +1,54 @@
+"""Resumable units: a stored result is reused only for the same key, and a damaged or
+unwritable one never replaces a good result."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+
+import pytest
+
+from defdistill.experiments.units import UnitStore
+from defdistill.io import OutputError
+
+
+def test_unit_store_refuses_results_of_another_configuration(tmp_path):
+    store = UnitStore(tmp_path)
+    assert store.run("eval-x", {"eps": 0.3, "samples": 4}, lambda: {"value": 1}) == {"value": 1}
+    # the same key is reused, any changed field recomputes
+    assert UnitStore(tmp_path).run("eval-x", {"eps": 0.3, "samples": 4}, lambda: {"value": 2}) == {"value": 1}
+    changed = UnitStore(tmp_path)
+    assert changed.run("eval-x", {"eps": 0.3, "samples": 5}, lambda: {"value": 3}) == {"value": 3}
+    assert changed.computed == ["eval-x"] and changed.reused == []
+    # a stored key digest that does not match (an edited or foreign file) is not trusted
+    stored = json.loads((tmp_path / "units" / "eval-x.json").read_text())
+    stored["key_sha256"] = "0" * 64
+    (tmp_path / "units" / "eval-x.json").write_text(json.dumps(stored))
+    assert UnitStore(tmp_path).run("eval-x", {"eps": 0.3, "samples": 5}, lambda: {"value": 4}) == {"value": 4}
+
+
+def test_truncated_unit_result_is_recomputed(tmp_path):
+    store = UnitStore(tmp_path)
+    store.run("eval-a", {"k": 1}, lambda: {"v": 1})
+    path = tmp_path / "units" / "eval-a.json"
+    path.write_bytes(path.read_bytes()[:20])
+    again = UnitStore(tmp_path)
+    assert again.run("eval-a", {"k": 1}, lambda: {"v": 2}) == {"v": 2}
+    assert again.computed == ["eval-a"]
+
+
+def test_unit_store_write_failure_keeps_the_previous_result(tmp_path, monkeypatch):
+    store = UnitStore(tmp_path)
+    store.run("eval-a", {"k": 1}, lambda: {"v": 1})
+    before = (tmp_path / "units" / "eval-a.json").read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    with pytest.raises(OutputError, match=r"eval-a.json: cannot write \(No space left on device\)"):
+        UnitStore(tmp_path).run("eval-a", {"k": 2}, lambda: {"v": 2})
+    monkeypatch.undo()
+    assert (tmp_path / "units" / "eval-a.json").read_bytes() == before
