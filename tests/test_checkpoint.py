@@ -136,3 +136,51 @@ def test_missing_files(tmp_path):
     (tmp_path / "m" / META).write_text("{not json")
     with pytest.raises(CheckpointError, match=r"meta.json: not (valid|readable) JSON"):
         load_model(tmp_path / "m")
+
+
+HOSTILE_FIELDS = {
+    "dataset-a-string": ("dataset", "mnist", "dataset must be an object"),
+    "dataset-name-a-number": ("dataset", {"name": 7}, "dataset must be an object"),
+    "temperature-a-word": ("temperature", "hot", "temperature must be a finite number"),
+    "temperature-nan": ("temperature", float("nan"), "temperature must be a finite number"),
+    "temperature-negative": ("temperature", -1, "temperature must be a finite number"),
+    "temperature-a-bool": ("temperature", True, "temperature must be a finite number"),
+    "role-a-number": ("role", 5, "role must be a string"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_FIELDS))
+def test_meta_fields_that_commands_read_are_checked_when_loading(tmp_path, case):
+    key, value, message = HOSTILE_FIELDS[case]
+    saved(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / META).read_text())
+    meta[key] = value
+    (tmp_path / "m" / META).write_text(json.dumps(meta))  # NaN written as the non-standard NaN
+    with pytest.raises(CheckpointError, match=message) as caught:
+        load_model(tmp_path / "m")
+    assert str(tmp_path / "m" / META) in str(caught.value)
+
+
+HUGE = [("num_classes", 2_000_000), ("input_shape", [1, 50_000, 50_000])]
+
+
+@pytest.mark.parametrize(("field", "value"), HUGE)
+def test_a_meta_claiming_a_huge_model_is_rejected_before_anything_is_allocated(
+    tmp_path, monkeypatch, field, value
+):
+    from defdistill import checkpoint
+
+    saved(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / META).read_text())
+    meta[field] = value
+    (tmp_path / "m" / META).write_text(json.dumps(meta))
+    built_on = []
+
+    def recording_build(*args):
+        built_on.append(torch.empty(0).device.type)  # the default device where it is built
+        return build_model(*args)
+
+    monkeypatch.setattr(checkpoint, "build_model", recording_build)
+    with pytest.raises(CheckpointError, match="weights do not fit architecture"):
+        load_model(tmp_path / "m")
+    assert built_on == ["meta"]  # only the shape check, on the device without memory

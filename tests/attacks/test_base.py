@@ -250,3 +250,32 @@ def test_every_attack_is_bit_identical_twice(conv_model_and_data, name):
     assert first.info.keys() == second.info.keys()
     for key in first.info:
         assert torch.equal(first.info[key], second.info[key]), key
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+@pytest.mark.parametrize("case", ["float16-inputs", "float64-model", "flat-inputs"])
+def test_inputs_the_model_cannot_take_are_a_value_error(name: str, case: str) -> None:
+    torch.manual_seed(0)
+    model = build_model("mnist_cnn", 1, 28, 10).eval()
+    x, y = torch.rand(2, 1, 28, 28), torch.tensor([1, 2])
+    if case == "float16-inputs":
+        x = x.half()
+    elif case == "float64-model":
+        model = model.double()
+    else:
+        x = x.flatten(1)
+    with pytest.raises(ValueError, match=r"the model cannot take x of shape .* and dtype"):
+        FACTORIES[name]()(model, x, y, (y + 1) % 10)
+
+
+def test_a_model_returning_probabilities_is_warned_about(caplog) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(linear(16, 3), torch.nn.Softmax(dim=1)).eval()
+    x, y, _ = data(4, 3)
+    with caplog.at_level("WARNING", logger="defdistill.attacks.base"):
+        FGSM(eps=0.1)(model, x, y)
+    assert "look like probabilities" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="defdistill.attacks.base"):
+        FGSM(eps=0.1)(linear(16, 3), x, y)
+    assert "probabilities" not in caplog.text

@@ -5,9 +5,11 @@ leaves the model directory given to ``--out --force`` untouched."""
 from __future__ import annotations
 
 import pytest
+import torch
 from cli_helpers import META_BASE, assert_user_error, constant_model
 
 from defdistill.checkpoint import save_model
+from defdistill.models import build_model
 
 
 def test_unknown_dataset(existing, capsys):
@@ -37,6 +39,11 @@ TRAINING_OPTIONS = [
     (["--limit-train", "-5"], "--limit-train: must be a positive integer"),
     (["--batch-size", "0"], "--batch-size: must be a positive integer"),
     (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    (["--seed", "99999999999999999999999"], "--seed: must be an integer in [0, 2^63)"),
+    (["--seed", "-1"], "--seed: must be an integer in [0, 2^63)"),
+    (["--lr", "1e300"], "lr <= 3.4e+38"),
+    (["--temperature", "1e30"], "too large to train at"),
+    (["--temperature", "1e4", "--lr", "1e31", "--head-scaling"], "head scaling multiplies lr by T^2"),
 ]
 
 
@@ -60,3 +67,19 @@ def test_model_that_classifies_nothing_correctly(tmp_path, capsys, cached_mnist,
     argv = [command[0], "--model", tmp_path / "zero", *command[1:], "--limit-test", "1", "--json", out_json]
     assert_user_error(capsys, argv, "classifies none of the 1 test images correctly: nothing to attack",
                       "defdistill evaluate", protect=(tmp_path,))  # fmt: skip
+
+
+def test_dataset_given_for_a_model_must_be_the_models(existing, capsys, cached_mnist):
+    assert_user_error(capsys, ["evaluate", "--model", existing, "--dataset", "cifar10"],
+                      "was trained on mnist, not --dataset cifar10", protect=(existing,))  # fmt: skip
+
+
+def test_a_reference_of_another_data_set_is_named_as_such(tmp_path, existing, capsys, cached_mnist):
+    torch.manual_seed(0)
+    cifar = build_model("cifar10_cnn", 3, 32, 10).eval()
+    save_model(tmp_path / "cifar", cifar, {**META_BASE, "architecture": "cifar10_cnn",
+                                           "input_shape": [3, 32, 32], "dataset": {"name": "cifar10"}})
+    assert_user_error(capsys, ["audit", "--model", existing, "--reference", tmp_path / "cifar",
+                               "--limit-test", "50", "--samples", "1", "--jsma-samples", "1"],
+                      "cifar was trained on cifar10, the audited model on mnist",
+                      protect=(existing, tmp_path / "cifar"))  # fmt: skip

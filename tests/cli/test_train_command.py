@@ -19,6 +19,7 @@ from cli_helpers import run_cli, snapshot
 
 from defdistill.checkpoint import WEIGHTS, CheckpointError, load_model
 from defdistill.cli import main
+from defdistill.io import exclusive
 
 TRAIN = ["train", "--epochs", "1", "--batch-size", "32", "--allow-untrained", "--quiet"]
 
@@ -114,3 +115,30 @@ def test_read_only_directory_for_real(tmp_path, capsys, synthetic_cli):
         assert snapshot(out) == before
     finally:
         out.chmod(0o700)
+
+
+def test_a_second_run_on_the_same_out_stops_and_replaces_nothing(tmp_path, capsys, synthetic_cli):
+    """Another run holding --out (here: this process, through a second lock) makes train and
+    distill stop at once, before training, with the holder named; nothing is written."""
+    out = tmp_path / "m"
+    with exclusive(out):
+        for command in (TRAIN, ["distill", *TRAIN[1:]]):
+            code, _, err = run_cli([*command, "--out", out], capsys)
+            assert code == 2 and f"{out} is in use by another defdistill run (pid {os.getpid()})" in err
+            assert sorted(p.name for p in out.iterdir()) == [".defdistill.lock"]
+
+
+def test_train_sweeps_temporaries_left_by_an_interrupted_run(tmp_path, capsys, synthetic_cli):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / ".model.safetensors.x81k2.tmp").write_bytes(b"\0" * 1000)  # what kill -9 mid-write leaves
+    assert run_cli([*TRAIN, "--out", out], capsys)[0] == 0
+    assert no_temporary_files(out) and (out / WEIGHTS).is_file()
+
+
+def test_a_refused_training_leaves_no_output_directory(tmp_path, capsys, synthetic_cli):
+    out = tmp_path / "never"
+    code, _, err = run_cli([t for t in TRAIN if t != "--allow-untrained"] + ["--lr", "1e-9", "--out", out],
+                           capsys)  # fmt: skip
+    assert code == 2 and "near chance" in err
+    assert not out.exists()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import urllib.error
 import urllib.request
 
 import pytest
 
-from defdistill.data import DataError, download
+from defdistill.data import DataError
+from defdistill.data.download import download
 
 
 def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
@@ -38,3 +40,15 @@ def test_download_rejects_a_bad_checksum_and_keeps_good_files(tmp_path, monkeypa
     with pytest.raises(DataError, match="checksum mismatch"):
         download("mnist", tmp_path)
     assert not any(p.name.endswith(".gz") for p in tmp_path.iterdir())
+
+
+def test_download_into_a_file_or_an_uncreatable_directory_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match="afile is a file; give a directory"):
+        download("cifar10", tmp_path / "afile")
+    blob = b"a verified archive"
+    monkeypatch.setattr("defdistill.data.download._fetch", lambda url, timeout: blob)
+    monkeypatch.setattr("defdistill.data.download.CIFAR10_ARCHIVE_MD5", hashlib.md5(blob).hexdigest())
+    with pytest.raises(DataError, match=r"/proc/defdistill-nowhere/x/cifar-10-python.tar.gz: cannot write"):
+        download("cifar10", "/proc/defdistill-nowhere/x")  # no mkdir succeeds under /proc, even as root
+    assert download("cifar10", tmp_path / "new").read_bytes() == blob

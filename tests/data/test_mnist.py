@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from defdistill.data import DataError
+from defdistill.data.dataset import read_file_bytes
 from defdistill.data.mnist import load_mnist, parse_idx
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -162,3 +163,15 @@ def test_label_image_count_mismatch(tmp_path):
     )
     with pytest.raises(DataError, match="train has 20 images but 7 labels"):
         load_mnist(tmp_path / "test", verify=False)
+
+
+def test_a_decompression_bomb_is_refused_after_reading_the_limit(tmp_path):
+    bomb = tmp_path / "bomb.gz"
+    bomb.write_bytes(gzip.compress(b"\0" * 100_000))  # ~100 bytes that expand 1000-fold
+    with pytest.raises(DataError, match="bomb.gz: decompresses to more than"):
+        read_file_bytes(bomb, max_bytes=50_000)
+    assert len(read_file_bytes(bomb, max_bytes=100_000)) == 100_000  # exactly at the limit: fine
+    raw = tmp_path / "raw"
+    raw.write_bytes(b"\0" * 1_000)
+    with pytest.raises(DataError, match="raw: larger than"):
+        read_file_bytes(raw, max_bytes=999)

@@ -1,16 +1,19 @@
 import json
+import logging
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from kill_helpers import sigkill_when
 from pipeline_runner import TINY, tiny_dataset, without_timings
 
-from defdistill.experiments.pipeline import reproduce_on
+from defdistill.experiments.pipeline import collect_results, reproduce_on
 from defdistill.experiments.report import CSV_COLUMNS
-from defdistill.experiments.results import SCHEMA_VERSION
+from defdistill.experiments.results import READABLE_SCHEMAS, SCHEMA_VERSION
+from defdistill.io import OutputError, exclusive
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -111,3 +114,34 @@ def test_sigkill_mid_run_then_rerun_gives_the_same_results(tiny_run, tmp_path):
     got = json.loads((out / "synthetic" / "results.json").read_text())
     assert stable(got) == expected
     assert "eval-baseline" not in got["config"]["units_computed"]
+
+
+@pytest.mark.parametrize("content", [b"[1]", b'{"schema_version": 2}', b'{"schema_version": 3, "co',
+                                     b'{"schema_version": 3, "config": []}'])  # fmt: skip
+def test_a_damaged_sibling_result_is_named_and_left_out_of_the_report(tmp_path, caplog, content):
+    good = {"schema_version": READABLE_SCHEMAS[-1], "config": {"dataset": "mnist"}, "models": []}
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "results.json").write_text(json.dumps(good))
+    (tmp_path / "cifar10").mkdir()
+    (tmp_path / "cifar10" / "results.json").write_bytes(content)
+    with caplog.at_level(logging.WARNING):
+        collected = collect_results(tmp_path)
+    assert list(collected) == ["mnist"]
+    assert str(tmp_path / "cifar10" / "results.json") in caplog.text and "rerun that data set" in caplog.text
+
+
+def test_a_second_reproduce_on_the_same_out_stops_before_any_work(tmp_path):
+    with exclusive(tmp_path):
+        with pytest.raises(OutputError, match=r"is in use by another defdistill run"):
+            reproduce_on(tiny_dataset(), TINY, tmp_path, progress=False)
+        assert [p.name for p in tmp_path.iterdir()] == [".defdistill.lock"]  # nothing computed
+
+
+def test_reproduce_sweeps_temporaries_of_an_interrupted_run(tmp_path, tiny_run):
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run[0], out)
+    planted = [out / ".results.json.a1b2.tmp", out / "synthetic" / "models" / "baseline" / ".meta.json.z.tmp"]
+    for path in planted:
+        path.write_text("half-written")
+    reproduce_on(tiny_dataset(), TINY, out, progress=False)  # every unit reused: seconds
+    assert not any(p.exists() for p in planted)

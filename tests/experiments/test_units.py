@@ -52,3 +52,23 @@ def test_unit_store_write_failure_keeps_the_previous_result(tmp_path, monkeypatc
         UnitStore(tmp_path).run("eval-a", {"k": 2}, lambda: {"v": 2})
     monkeypatch.undo()
     assert (tmp_path / "units" / "eval-a.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"[]", b"[1]", b"3", b'{"key_sha256": "x"}', b"\xff\xfe",
+                                     b"[" * 50_000 + b"]" * 50_000])  # fmt: skip
+def test_a_unit_file_of_the_wrong_shape_is_recomputed(tmp_path, content):
+    (tmp_path / "units").mkdir()
+    (tmp_path / "units" / "eval-baseline.json").write_bytes(content)
+    store = UnitStore(tmp_path)
+    assert store.run("eval-baseline", {"k": 1}, lambda: {"v": 2}) == {"v": 2}
+    assert store.computed == ["eval-baseline"]
+    assert UnitStore(tmp_path).run("eval-baseline", {"k": 1}, lambda: {"v": 3}) == {"v": 2}
+
+
+def test_a_stored_result_that_is_not_an_object_is_recomputed(tmp_path):
+    store = UnitStore(tmp_path)
+    store.run("eval-a", {"k": 1}, lambda: {"v": 1})
+    path = tmp_path / "units" / "eval-a.json"
+    stored = json.loads(path.read_text())
+    path.write_text(json.dumps({**stored, "result": []}))
+    assert UnitStore(tmp_path).run("eval-a", {"k": 1}, lambda: {"v": 5}) == {"v": 5}

@@ -1,5 +1,7 @@
 """Training hyper-parameters: validation, and what a configuration records."""
 
+import re
+
 import pytest
 
 from defdistill.training.config import TrainConfig
@@ -23,3 +25,16 @@ def test_amp_is_recorded_only_when_on():
     assert "amp" not in TrainConfig().to_dict()  # configs from before the option stay reusable
     assert TrainConfig(amp=True).to_dict()["amp"] is True
     assert TrainConfig(**TrainConfig(amp=True).to_dict()).amp
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [({"lr": 1e300}, "lr <= 3.4e+38"), ({"lr": float("inf")}, "lr <= 3.4e+38"),
+     ({"lr": float("nan")}, "need 0 < lr"), ({"temperature": 1e30}, "too large to train at"),
+     ({"temperature": 10_001.0}, "at most 10000"),
+     ({"lr": 1e31, "temperature": 1e4, "head_scaling": True}, "head scaling multiplies lr by T^2")],
+)  # fmt: skip
+def test_numbers_that_would_overflow_or_cannot_train_are_refused_up_front(values, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        TrainConfig(**values)
+    TrainConfig(lr=1e30, temperature=1e4, head_scaling=True)  # extreme but representable: accepted

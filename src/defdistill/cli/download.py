@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from defdistill.cli.options import add_common
-from defdistill.data import DATASETS, download
+from defdistill.data import DATASETS
+from defdistill.data.download import download
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,6 @@
 """
 
 from defdistill.data.dataset import DATASETS, DataError, Dataset
-from defdistill.data.download import download
 from defdistill.data.load import load_dataset
 
-__all__ = ["DATASETS", "DataError", "Dataset", "download", "load_dataset"]
+__all__ = ["DATASETS", "DataError", "Dataset", "load_dataset"]

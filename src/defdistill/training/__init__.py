@@ -9,14 +9,12 @@
 
 from defdistill.training.config import TrainConfig, paper_config, role_seed
 from defdistill.training.devices import resolve_device
-from defdistill.training.distill import distill
 from defdistill.training.loop import TrainingError, evaluate, train
 from defdistill.training.runs import train_model
 
 __all__ = [
     "TrainConfig",
     "TrainingError",
-    "distill",
     "evaluate",
     "paper_config",
     "resolve_device",
