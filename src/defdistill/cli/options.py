@@ -62,6 +62,13 @@ def seed(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = float(_number(text, float, "a number >= 0"))
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def seed_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(s) for s in text.split(",") if s.strip())
@@ -143,6 +150,8 @@ def training_config(args: argparse.Namespace) -> TrainConfig:
         args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         momentum=args.momentum, optimizer=args.optimizer, temperature=args.temperature,
         head_scaling=args.head_scaling, seed=args.seed, amp=args.amp,
+        adversarial=getattr(args, "adversarial", None), adversarial_eps=getattr(args, "adv_eps", None),
+        adversarial_steps=getattr(args, "adv_steps", None),
     )  # fmt: skip
 
 

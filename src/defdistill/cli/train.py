@@ -5,16 +5,29 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from defdistill.cli.options import add_training, check_out, training_config
+from defdistill.cli.options import (
+    UsageError,
+    add_training,
+    check_out,
+    non_negative_float,
+    positive_int,
+    training_config,
+)
 from defdistill.data import load_dataset
 from defdistill.io import exclusive, remove_temporaries
 from defdistill.models import paper_architecture
-from defdistill.training.config import role_seed
+from defdistill.training.config import ADVERSARIAL_METHODS, role_seed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a network at temperature T on hard labels")
     add_training(p, default_temperature=1.0)
+    p.add_argument("--adversarial", choices=ADVERSARIAL_METHODS, default=None,
+                   help="adversarial training: pgd (Madry et al. 2018) or fgsm-rs (Wong et al. 2020)")
+    p.add_argument("--adv-eps", type=non_negative_float, default=None,
+                   help="L-inf budget of adversarial training (default 0.3)")
+    p.add_argument("--adv-steps", type=positive_int, default=None,
+                   help="PGD steps per batch with --adversarial pgd (default 40)")
     p.set_defaults(func=run_train)
     p = sub.add_parser("distill", help="teacher at T -> soft labels -> student at T, deployed at 1")
     add_training(p, default_temperature=100.0)
@@ -27,7 +40,10 @@ def run_train(args: argparse.Namespace) -> int:
     config = training_config(args)
     check_out(args)
     ds = load_dataset(args.dataset, args.data_dir, args.limit_train, args.limit_test)
-    role = "baseline" if config.temperature == 1.0 else "trained_at_T"
+    if config.adversarial is None and (args.adv_eps is not None or args.adv_steps is not None):
+        raise UsageError("--adv-eps and --adv-steps need --adversarial pgd|fgsm-rs")
+    role = ("adversarial" if config.adversarial else
+            "baseline" if config.temperature == 1.0 else "trained_at_T")  # fmt: skip
     config = replace(config, seed=role_seed(args.seed, role, config.temperature))
     with exclusive(args.out):
         check_out(args)  # again: another run may have finished into --out meanwhile

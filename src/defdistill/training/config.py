@@ -12,7 +12,8 @@ from typing import Any
 
 from defdistill.temperature import check_temperature
 
-ROLES = ("baseline", "teacher", "student", "trained_at_T")
+ROLES = ("baseline", "teacher", "student", "trained_at_T", "adversarial")
+ADVERSARIAL_METHODS = ("pgd", "fgsm-rs")
 
 
 MAX_TRAINING_TEMPERATURE = 1e4
@@ -43,6 +44,11 @@ class TrainConfig:
             float32). About 3.5x faster on a CPU with bfloat16 units; see docs/training.md
             for its accuracy. Recorded in :meth:`to_dict` only when on, so models trained
             before the option existed stay reusable.
+        adversarial: adversarial training (:mod:`defdistill.training.adversarial`):
+            ``"pgd"`` (Madry et al. 2018) or ``"fgsm-rs"`` (Wong et al. 2020); ``None``
+            (default) trains on clean inputs. Recorded in :meth:`to_dict` only when on.
+        adversarial_eps: its L∞ budget (MNIST's standard 0.3).
+        adversarial_steps: PGD steps per batch (``pgd`` only; Madry et al.: 40).
     """
 
     epochs: int = 50
@@ -57,9 +63,18 @@ class TrainConfig:
     seed: int = 0
     min_accuracy: float | None = None
     amp: bool = False
+    adversarial: str | None = None
+    adversarial_eps: float = 0.3
+    adversarial_steps: int = 40
 
     def __post_init__(self) -> None:
         check_temperature(self.temperature)
+        if self.adversarial is not None and self.adversarial not in ADVERSARIAL_METHODS:
+            raise ValueError(f"adversarial must be one of {', '.join(ADVERSARIAL_METHODS)}, "
+                             f"got {self.adversarial!r}")  # fmt: skip
+        if not 0 <= self.adversarial_eps <= 1 or self.adversarial_steps < 1:
+            raise ValueError(f"adversarial_eps must be in [0, 1] (inputs are in [0, 1]) and "
+                             f"adversarial_steps >= 1, got {self.adversarial_eps}, {self.adversarial_steps}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.temperature > MAX_TRAINING_TEMPERATURE:
@@ -83,6 +98,11 @@ class TrainConfig:
         values = asdict(self)
         if not self.amp:
             del values["amp"]
+        if self.adversarial is None:  # configurations from before the option stay reusable
+            for key in ("adversarial", "adversarial_eps", "adversarial_steps"):
+                del values[key]
+        elif self.adversarial != "pgd":
+            del values["adversarial_steps"]
         return values
 
 

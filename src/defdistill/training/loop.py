@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,8 @@ from tqdm.auto import tqdm
 from defdistill.inference import predict_logits
 from defdistill.models import output_layer
 from defdistill.temperature import softmax_at, temperature_loss
-from defdistill.training.config import TrainConfig
+from defdistill.training.adversarial import RobustnessMonitor, adversarial_batch
+from defdistill.training.config import TrainConfig, role_seed
 from defdistill.training.devices import resolve_device
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,7 @@ def train(
         scale_head(model, config.temperature)
     memory_format = _prepare(model, config, dev)
     optimizer = make_optimizer(model, config)
+    perturb, monitor = _adversarial(config, targets, x_test, y_test)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     history: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -148,7 +151,10 @@ def train(
                 group["lr"] = group["base_lr"] * decay
             order = torch.randperm(len(x_train), generator=generator)
             record = _epoch(model, optimizer, x_train, targets, order, config, dev, memory_format,
-                            bar if progress else None, epoch)  # fmt: skip
+                            bar if progress else None, epoch, perturb)  # fmt: skip
+            if monitor is not None:
+                monitor(model, record, desc)
+                model.train()
             history.append(record)
             log.info("%s epoch %d/%d loss %.4f train acc %.4f", desc, epoch + 1, config.epochs,
                      record["loss"], record["train_accuracy"])  # fmt: skip
@@ -183,11 +189,13 @@ def _prepare(model: nn.Module, config: TrainConfig, dev: torch.device) -> torch.
 def _epoch(
     model: nn.Module, optimizer: torch.optim.Optimizer, x_train: torch.Tensor, targets: torch.Tensor,
     order: torch.Tensor, config: TrainConfig, dev: torch.device, memory_format: torch.memory_format,
-    bar: tqdm | None, epoch: int,
+    bar: tqdm | None, epoch: int, perturb: Perturb | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """One pass over ``x_train`` in the order ``order``: loss at T, backward, optimiser step.
 
-    Returns the epoch's mean loss and training accuracy (against the soft labels' argmax).
+    ``perturb(model, x, y)`` replaces each batch by adversarial examples (adversarial
+    training). Returns the epoch's mean loss and training accuracy (against the soft
+    labels' argmax; on the adversarial examples when ``perturb`` is given).
     """
     labels = targets if targets.dim() == 1 else targets.argmax(1)
     n = len(x_train)
@@ -196,6 +204,8 @@ def _epoch(
     for step in range(math.ceil(n / config.batch_size)):
         idx = order[step * config.batch_size : (step + 1) * config.batch_size]
         xb, tb = x_train[idx].to(dev, non_blocking=True), targets[idx].to(dev, non_blocking=True)
+        if perturb is not None:
+            xb = perturb(model, xb, tb)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.amp):
             logits = model(xb.contiguous(memory_format=memory_format) if xb.dim() == 4 else xb)
         loss = temperature_loss(logits.float(), tb, config.temperature)
@@ -210,6 +220,26 @@ def _epoch(
             if step % 20 == 0:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
     return {"epoch": epoch + 1, "loss": float(loss_sum) / n, "train_accuracy": int(correct) / n}
+
+
+Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _adversarial(
+    config: TrainConfig, targets: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor
+) -> tuple[Perturb | None, RobustnessMonitor | None]:
+    """The batch perturbation and the robustness monitor of adversarial training, if on."""
+    if config.adversarial is None:
+        return None, None
+    if targets.dim() != 1:
+        raise ValueError("adversarial training needs hard labels, not soft labels")
+    generator = torch.Generator().manual_seed(role_seed(config.seed, "adversarial"))
+
+    def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return adversarial_batch(model, x, y, config.adversarial, config.adversarial_eps,
+                                 config.adversarial_steps, generator)  # fmt: skip
+
+    return perturb, RobustnessMonitor(config, x_test, y_test)
 
 
 def _refuse_untrained(model: nn.Module, accuracy: float, config: TrainConfig, desc: str) -> None:
