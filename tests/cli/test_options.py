@@ -44,7 +44,7 @@ TRAINING_OPTIONS = [
     (["--lr", "1e300"], "lr <= 3.4e+38"),
     (["--temperature", "1e30"], "too large to train at"),
     (["--temperature", "1e4", "--lr", "1e31", "--head-scaling"], "head scaling multiplies lr by T^2"),
-    (["--adv-eps", "0.1"], "--adv-eps and --adv-steps need --adversarial pgd|fgsm-rs"),
+    (["--adv-eps", "0.1"], "--adv-eps, --adv-steps and --adv-warmup need --adversarial"),
     (["--adversarial", "trades"], "argument --adversarial: invalid choice: 'trades'"),
     (["--adversarial", "pgd", "--adv-eps", "2"], "adversarial_eps must be in [0, 1]"),
 ]

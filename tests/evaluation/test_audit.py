@@ -10,7 +10,7 @@ def test_audit_verdicts(trained, masked):
     model, ds = trained
     # 64 features: gamma 0.5 lets JSMA draw another class's square
     kwargs = {"samples": 30, "jsma_samples": 5, "jsma_gamma": 0.5, "cw_iterations": 200,
-              "cw_search_steps": 5}  # fmt: skip
+              "cw_search_steps": 5, "apgd_steps": 30, "square_queries": 300}  # fmt: skip
     plain = audit(model, ds.x_test, ds.y_test, **kwargs)
     assert not plain.verdict.masking, plain.verdict.text
     report = audit(masked, ds.x_test, ds.y_test, temperature=1000.0, reference=model, **kwargs)
@@ -46,5 +46,6 @@ def test_audit_and_reproduce_give_the_same_verdict(trained, masked):
         _, reproduced = assess(sweep.evidence(row))
         audited = audit(candidate, ds.x_test, ds.y_test, temperature=temperature or 1.0,
                         reference=model if temperature else None, samples=30, jsma_samples=5,
-                        cw_iterations=100, cw_search_steps=3).verdict  # fmt: skip
+                        cw_iterations=100, cw_search_steps=3, apgd_steps=30,
+                        square_queries=300).verdict  # fmt: skip
         assert reproduced.masking is audited.masking is expected, (reproduced.text, audited.text)

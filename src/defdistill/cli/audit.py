@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="C&W Adam steps per binary-search step (default 1000)")
     p.add_argument("--cw-search-steps", type=positive_int, default=6,
                    help="C&W binary-search steps over the constant (default 6)")
+    p.add_argument("--apgd-steps", type=positive_int, default=100,
+                   help="APGD iterations (default 100, as AutoAttack)")
+    p.add_argument("--square-queries", type=positive_int, default=5000,
+                   help="Square's query budget per image (default 5000)")
     p.add_argument("--json", type=Path, default=None, help="write the audit as JSON")
     add_data(p, for_model=True)
     add_common(p)
@@ -50,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     report = audit(
         model, ds.x_test.to(device), ds.y_test.to(device), temperature=temperature,
         reference=reference, samples=args.samples, jsma_samples=args.jsma_samples,
-        cw_iterations=args.cw_iterations, cw_search_steps=args.cw_search_steps, seed=args.seed,
+        cw_iterations=args.cw_iterations, cw_search_steps=args.cw_search_steps,
+        apgd_steps=args.apgd_steps, square_queries=args.square_queries, seed=args.seed,
     )  # fmt: skip
     print(f"audit of {args.model} ({meta.get('role')}, trained at T={temperature:g}) on "
           f"{report.config['samples']} correctly classified test images")
@@ -59,10 +64,13 @@ def run(args: argparse.Namespace) -> int:
     for f in report.findings:
         print(f"{f.check:<22} {f.severity.value:<9} {f.message}")
     print()
-    print(f"{'attack':<38} {'accuracy':>9}  success")
+    print(f"{'attack':<44} {'accuracy':>9}  success")
     for name, acc, succ in report.table():
-        print(f"{name:<38} {acc:>9}  {succ}")
+        print(f"{name:<44} {acc:>9}  {succ}")
     print()
+    worst = report.worst_case
+    print(f"robust accuracy (worst case per image over {len(worst['attacks'])} L-inf attacks at "
+          f"eps {worst['eps']:.3g}): {100 * worst['robust_accuracy']:.1f}%")
     print(f"verdict: {report.verdict.text}")
     if args.json:
         atomic_write_json(args.json, {"model": str(args.model), **report.to_dict()})

@@ -152,6 +152,7 @@ def training_config(args: argparse.Namespace) -> TrainConfig:
         head_scaling=args.head_scaling, seed=args.seed, amp=args.amp,
         adversarial=getattr(args, "adversarial", None), adversarial_eps=getattr(args, "adv_eps", None),
         adversarial_steps=getattr(args, "adv_steps", None),
+        adversarial_warmup=getattr(args, "adv_warmup", None),
     )  # fmt: skip
 
 

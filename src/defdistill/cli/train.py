@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="L-inf budget of adversarial training (default 0.3)")
     p.add_argument("--adv-steps", type=positive_int, default=None,
                    help="PGD steps per batch with --adversarial pgd (default 40)")
+    p.add_argument("--adv-warmup", type=positive_int, default=None,
+                   help="epochs over which eps grows linearly to --adv-eps (default: none)")
     p.set_defaults(func=run_train)
     p = sub.add_parser("distill", help="teacher at T -> soft labels -> student at T, deployed at 1")
     add_training(p, default_temperature=100.0)
@@ -40,8 +42,9 @@ def run_train(args: argparse.Namespace) -> int:
     config = training_config(args)
     check_out(args)
     ds = load_dataset(args.dataset, args.data_dir, args.limit_train, args.limit_test)
-    if config.adversarial is None and (args.adv_eps is not None or args.adv_steps is not None):
-        raise UsageError("--adv-eps and --adv-steps need --adversarial pgd|fgsm-rs")
+    if config.adversarial is None and any(v is not None for v in (args.adv_eps, args.adv_steps,
+                                                                   args.adv_warmup)):  # fmt: skip
+        raise UsageError("--adv-eps, --adv-steps and --adv-warmup need --adversarial pgd|fgsm-rs")
     role = ("adversarial" if config.adversarial else
             "baseline" if config.temperature == 1.0 else "trained_at_T")  # fmt: skip
     config = replace(config, seed=role_seed(args.seed, role, config.temperature))

@@ -1,12 +1,22 @@
 """``defdistill audit``: is this model robust, or does it only mask gradients?
 
-Runs the gradient-masking checks (:mod:`.checks`) and a fixed battery of attacks at the
-standard budgets (:mod:`.battery`, :mod:`.threats`), then gives the verdict of the one
-masking rule (:func:`.checks.assess`, which ``reproduce`` uses too). The battery pairs
-each attack on the softmax with its adaptive counterpart on the logits, as Carlini &
-Wagner did to show that defensive distillation is not robust (arXiv:1607.04311):
-JSMA on F vs on Z, PGD on the cross-entropy vs on the logits divided by the training
-temperature, plus Carlini & Wagner L2 and, given a reference model, a transfer attack.
+For any model that returns logits; the training temperature, when known, adds the
+adaptive attacks on distillation. At the standard budgets (:mod:`.threats`) it runs
+
+* the attacks robustness evaluations are judged by: APGD with cross-entropy and APGD-T
+  with the targeted DLR loss on the top classes (Croce & Hein 2020, arXiv:2003.01690),
+  and Square, which never differentiates the model (Andriushchenko et al. 2020,
+  arXiv:1912.00049);
+* the pairs that showed defensive distillation is not robust (Carlini & Wagner,
+  arXiv:1607.04311): JSMA on F vs on Z, PGD cross-entropy on F vs on Z / T and with the
+  logit margin, Carlini & Wagner L2, and transfer from a reference model when given;
+* the checks of Carlini et al., "On Evaluating Adversarial Robustness" (arXiv:1902.06705)
+  that apply: a gradient-free attack beating the gradient ones, accuracy that does not
+  fall to ~0 as ε grows (APGD at ε = 1), more steps and restarts still helping;
+
+then gives the verdict of the one masking rule (:func:`.checks.assess`, which
+``reproduce`` uses too). Robust accuracy is AutoAttack's: the fraction of samples that no
+L∞ attack at the standard budget fools, reported beside each attack's own accuracy.
 """
 
 from __future__ import annotations
@@ -17,13 +27,25 @@ from typing import Any
 import torch
 from torch import nn
 
+from defdistill.attacks import APGD, PGD, Square
 from defdistill.evaluation import checks
-from defdistill.evaluation.battery import run_cw, run_jsma, run_pgd, run_transfer
+from defdistill.evaluation.battery import (
+    run_apgd_targeted,
+    run_cw,
+    run_jsma,
+    run_pgd,
+    run_transfer,
+    run_untargeted,
+)
 from defdistill.evaluation.checks import Finding, Verdict
 from defdistill.evaluation.gradients import zero_gradient_fraction
 from defdistill.evaluation.samples import first_correct
 from defdistill.evaluation.threats import Norm, standard_budgets
+from defdistill.inference import predict_logits
 from defdistill.training.loop import evaluate
+
+UNBOUNDED_EPS = 1.0  # L∞ over inputs in [0, 1]: any image can be turned into any other
+EFFORT = 2  # the convergence check runs APGD with EFFORT x the steps and EFFORT x the restarts
 
 
 @dataclass
@@ -34,11 +56,13 @@ class AuditReport:
     attacks: dict[str, dict[str, Any]]
     verdict: Verdict
     config: dict[str, Any] = field(default_factory=dict)
+    worst_case: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": self.config,
             "verdict": self.verdict.to_dict(),
+            "robust_accuracy": self.worst_case,
             "findings": [f.to_dict() for f in self.findings],
             "attacks": self.attacks,
         }
@@ -58,70 +82,102 @@ class AuditReport:
 
 
 def audit(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, temperature: float | None = None,
     reference: nn.Module | None = None, samples: int = 100, jsma_samples: int = 20,
-    jsma_gamma: float = 0.145,
-    cw_iterations: int = 1000, cw_search_steps: int = 6, seed: int = 0,
+    jsma_gamma: float = 0.145, cw_iterations: int = 1000, cw_search_steps: int = 6,
+    apgd_steps: int = 100, apgd_targets: int = 3, square_queries: int = 5000, seed: int = 0,
 ) -> AuditReport:  # fmt: skip
     """Audit ``model`` on the first ``samples`` correctly classified ``(x, y)``.
 
     Args:
-        temperature: the training (distillation) temperature, used by the adaptive PGD on
-            ``logits / temperature``; 1 for an undistilled model.
+        temperature: the training (distillation) temperature, if known: adds PGD and JSMA
+            on ``softmax(Z / T)``. ``None`` or 1: no such attack (any defence).
         reference: an undefended model of the same task (transfer attack source).
         jsma_samples: samples attacked by JSMA toward every other class.
         jsma_gamma: JSMA's maximum fraction of features changed (the paper's 14.5 %).
+        apgd_steps, apgd_targets: APGD's iterations; the number of target classes of APGD-T.
+        square_queries: Square's query budget per sample.
     """
     xs, ys = first_correct(model, x, y, samples)
     budgets = standard_budgets(x)
+    eps = budgets.primary.eps
+    hot = temperature is not None and temperature != 1.0
     attacks: dict[str, dict[str, Any]] = {}
-    strongest = budgets.primary.eps
-    for eps in budgets.linf:
-        attacks[f"PGD Linf {eps:.3g} on F"] = run_pgd(model, xs, ys, eps=eps, seed=seed)
-        attacks[f"PGD Linf {eps:.3g} on Z/T"] = run_pgd(
-            model, xs, ys, eps=eps, temperature=temperature, seed=seed
-        )
-    attacks[f"PGD Linf {strongest:.3g} margin on Z"] = run_pgd(
-        model, xs, ys, eps=strongest, loss="margin", seed=seed
-    )
+    fooled: dict[str, torch.Tensor] = {}  # per sample, the L∞ attacks at the primary budget
+
+    def untargeted(name: str, attack: Any, **fields: Any) -> dict[str, Any]:
+        attacks[name], mask = run_untargeted(model, attack, xs, ys, **fields)
+        return attacks[name] | {"fooled": mask}
+
+    linf = f"Linf {eps:.3g}"
+    for e in budgets.linf:
+        for on, t in (("F", 1.0), ("Z/T", temperature)) if hot else (("F", 1.0),):
+            run = untargeted(f"PGD Linf {e:.3g} on {on}", PGD(eps=e, temperature=t, seed=seed),
+                             eps=e, norm="linf", steps=40, loss="ce", temperature=t)  # fmt: skip
+            if e == eps:
+                fooled[f"PGD {linf} on {on}"] = run["fooled"]
+    fooled[f"PGD {linf} margin on Z"] = untargeted(
+        f"PGD {linf} margin on Z", PGD(eps=eps, loss="margin", seed=seed), eps=eps, loss="margin"
+    )["fooled"]
+    apgd = {"eps": eps, "norm": Norm.LINF, "steps": apgd_steps, "seed": seed}
+    fooled[f"APGD-CE {linf}"] = untargeted(f"APGD-CE {linf}", APGD(**apgd), **apgd, loss="ce")["fooled"]
+    if predict_logits(model, xs[:1]).shape[1] >= 4:  # the targeted DLR loss needs 4 classes
+        name = f"APGD-T (DLR, top {apgd_targets}) {linf}"
+        attacks[name], fooled[name] = run_apgd_targeted(model, xs, ys, eps, steps=apgd_steps,
+                                                        targets=apgd_targets, seed=seed)  # fmt: skip
+    square = f"Square {linf} ({square_queries} queries)"
+    fooled[square] = untargeted(square, Square(eps=eps, queries=square_queries, seed=seed), eps=eps,
+                                queries=square_queries)["fooled"]  # fmt: skip
+    strong = {**apgd, "steps": EFFORT * apgd_steps, "restarts": EFFORT}
+    effort = untargeted(f"APGD-CE {linf}, {EFFORT * EFFORT}x effort", APGD(**strong), **strong)
+    fooled[f"APGD-CE {linf}, {EFFORT * EFFORT}x effort"] = effort["fooled"]
+    wide = {**apgd, "eps": UNBOUNDED_EPS}
+    unbounded = untargeted(f"APGD-CE Linf {UNBOUNDED_EPS:g} (unbounded)", APGD(**wide), **wide)
     l2 = budgets.l2
-    attacks[f"PGD L2 {l2:g} on Z/T"] = run_pgd(
-        model, xs, ys, eps=l2, norm=Norm.L2, temperature=temperature, seed=seed
+    untargeted(f"APGD-CE L2 {l2:g}", APGD(eps=l2, norm=Norm.L2, steps=apgd_steps, seed=seed),
+               eps=l2, norm=Norm.L2, steps=apgd_steps)  # fmt: skip
+    attacks[f"PGD L2 {l2:g} on Z/T" if hot else f"PGD L2 {l2:g}"] = run_pgd(
+        model, xs, ys, eps=l2, norm=Norm.L2, temperature=temperature if hot else 1.0, seed=seed
     )
     jsma = {"samples": jsma_samples, "targets": "all", "gamma": jsma_gamma, "seed": seed}
     jsma_f, jsma_z, jsma_t = (f"JSMA on {on} (gamma {100 * jsma_gamma:.3g}%)"
                               for on in ("F", "Z", "softmax(Z/T)"))  # fmt: skip
     attacks[jsma_f] = run_jsma(model, xs, ys, on="probs", **jsma)
     attacks[jsma_z] = run_jsma(model, xs, ys, on="logits", **jsma)
-    if temperature != 1.0:
+    if hot:
         attacks[jsma_t] = run_jsma(model, xs, ys, on="probs", temperature=temperature, **jsma)
     attacks["C&W L2 (minimum L2)"] = run_cw(
         model, xs, ys, iterations=cw_iterations, search_steps=cw_search_steps
     )
     for res in attacks.values():
         res.pop("example", None)
-
-    strong = f"PGD Linf {strongest:.3g}"
     transfer = None
     if reference is not None:
-        transfer = run_transfer(reference, model, xs, ys, eps=strongest, seed=seed)
-        attacks[f"transfer {strong} from reference"] = transfer
-    robust = min(
-        (r["accuracy"] for r in attacks.values() if r.get("accuracy") is not None), default=None
-    )
+        name = f"transfer PGD {linf} from reference"
+        transfer, fooled[name] = run_transfer(reference, model, xs, ys, eps=eps, seed=seed)
+        attacks[name] = transfer
+    worst = torch.stack(list(fooled.values())).any(0) if len(xs) else torch.zeros(0, dtype=torch.bool)
+    robust = 1 - float(worst.float().mean()) if len(xs) else None
+    gradient_names = [k for k in fooled if not k.startswith(("Square", "transfer"))]
+    gradient_best = max(attacks[k]["success_rate"] for k in gradient_names if k in attacks)
     evidence = checks.Evidence(
         jsma_f=attacks[jsma_f]["success_rate"], jsma_z=attacks[jsma_z]["success_rate"],
-        jsma_t=attacks[jsma_t]["success_rate"] if jsma_t in attacks else None,
-        pgd_f=attacks[f"{strong} on F"]["success_rate"],
-        pgd_zt=attacks[f"{strong} on Z/T"]["success_rate"] if temperature != 1.0 else None,
-        pgd_margin=attacks[f"{strong} margin on Z"]["success_rate"],
+        jsma_t=attacks[jsma_t]["success_rate"] if hot else None,
+        pgd_f=attacks[f"PGD {linf} on F"]["success_rate"],
+        pgd_zt=attacks[f"PGD {linf} on Z/T"]["success_rate"] if hot else None,
+        pgd_margin=attacks[f"PGD {linf} margin on Z"]["success_rate"],
         transfer=None if transfer is None else transfer["success_rate"],
         zero_gradient_fraction=zero_gradient_fraction(model, xs),
         saturated_fraction=evaluate(model, xs, ys)["saturated_fraction"],
         outputs_are_logits=checks.check_outputs_are_logits(model, xs),
+        gradient_free=attacks[square]["success_rate"], gradient=gradient_best,
+        accuracy_unbounded=unbounded["accuracy"], unbounded_eps=UNBOUNDED_EPS,
+        effort_gain=attacks[f"APGD-CE {linf}"]["accuracy"] - effort["accuracy"],
         robust_accuracy=robust,
     )  # fmt: skip
     findings, decision = checks.assess(evidence)
     config = {"samples": len(xs), "jsma_samples": jsma_samples, "temperature": temperature,
-              "budgets": budgets.to_dict(), "seed": seed}  # fmt: skip
-    return AuditReport(findings, attacks, decision, config)
+              "budgets": budgets.to_dict(), "seed": seed, "apgd_steps": apgd_steps,
+              "square_queries": square_queries}  # fmt: skip
+    worst_case = {"robust_accuracy": robust, "eps": eps, "norm": "linf", "attacks": sorted(fooled)}
+    return AuditReport(findings, attacks, decision, config, worst_case)

@@ -3,7 +3,6 @@
 Shared by the reproduction sweep and ``defdistill audit`` so that both measure the same
 thing the same way:
 
-* :func:`common_correct` — the samples every model of a comparison classifies correctly;
 * :func:`run_jsma` — the paper's protocol (Papernot et al. 2016, arXiv:1511.04508): JSMA
   toward every other class on correctly classified samples, on the probabilities ``F``
   (the paper's attack) or on the logits ``Z`` (the adaptive variant);
@@ -11,7 +10,10 @@ thing the same way:
   logits divided by a temperature (the adaptive attack on distillation);
 * :func:`run_cw` — Carlini & Wagner L2 (arXiv:1608.04644): success and minimum L2;
 * :func:`run_transfer` — examples crafted on a source model, evaluated on a target;
-* :func:`gradient_stats` — amplitude of the deployed softmax's Jacobian.
+* :func:`run_untargeted` — accuracy under any untargeted attack (APGD, Square, ...), with
+  the per-sample outcome the worst case over attacks needs;
+* :func:`run_apgd_targeted` — APGD with the targeted DLR loss on the top classes
+  (AutoAttack's APGD-T, Croce & Hein 2020, arXiv:2003.01690).
 """
 from __future__ import annotations
 
@@ -22,12 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from defdistill.attacks import JSMA, PGD, CarliniWagnerL2
+from defdistill.attacks import APGD, JSMA, PGD, Attack, CarliniWagnerL2
 from defdistill.evaluation.distances import l2 as l2_norm
 from defdistill.evaluation.distances import summary_stats
 from defdistill.evaluation.protocol import paper_success_rate
 from defdistill.evaluation.samples import first_correct
-from defdistill.inference import accuracy, correct_mask
+from defdistill.inference import accuracy, correct_mask, predict_logits
 
 EXAMPLE_DECIMALS = 4
 
@@ -115,10 +117,51 @@ def run_cw(
 def run_transfer(
     source: nn.Module, target: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.3,
     steps: int = 40, seed: int = 0,
-) -> dict[str, Any]:  # fmt: skip
+) -> tuple[dict[str, Any], torch.Tensor]:  # fmt: skip
     """PGD L∞ examples crafted on ``source`` (all steps, no early stop, so they lie deep in
-    the source's adversarial region); success = misclassified by ``target``."""
+    the source's adversarial region); success = misclassified by ``target``. Returns the
+    summary and ``(N,)`` bool: which samples fooled ``target``."""
     adv = PGD(eps=eps, steps=steps, seed=seed, early_stop=False)(source, x, y).x_adv
-    fooled = ~correct_mask(target, adv, y)
+    fooled = ~correct_mask(target, adv, y).cpu()
     return {"eps": eps, "steps": steps, "samples": len(x),
-            "success_rate": float(fooled.float().mean()) if len(x) else math.nan}  # fmt: skip
+            "success_rate": float(fooled.float().mean()) if len(x) else math.nan}, fooled  # fmt: skip
+
+
+def run_untargeted(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor,
+                   **fields: Any) -> tuple[dict[str, Any], torch.Tensor]:  # fmt: skip
+    """Accuracy under one untargeted ``attack`` on correctly classified ``x``, summarised,
+    and ``(N,)`` bool: which samples it fooled (for the per-sample worst case)."""
+    start = time.perf_counter()
+    x_adv = attack(model, x, y).x_adv
+    fooled = ~correct_mask(model, x_adv, y).cpu()
+    return _accuracy_summary(fooled, start, fields), fooled
+
+
+def run_apgd_targeted(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "linf",
+    steps: int = 100, targets: int = 3, seed: int = 0,
+) -> tuple[dict[str, Any], torch.Tensor]:  # fmt: skip
+    """APGD with the targeted DLR loss toward each of the ``targets`` most likely other
+    classes in turn, on the samples not yet fooled (AutoAttack's APGD-T, Croce & Hein
+    2020, arXiv:2003.01690, with fewer target classes). Needs >= 4 classes."""
+    start = time.perf_counter()
+    with torch.no_grad():
+        ranked = predict_logits(model, x).argsort(dim=1, descending=True).to(y.device)
+    others = ranked[ranked != y[:, None]].view(len(x), -1)
+    fooled = torch.zeros(len(x), dtype=torch.bool)
+    attack = APGD(eps=eps, norm=norm, loss="dlr", steps=steps, seed=seed)
+    for k in range(min(targets, others.shape[1])):
+        todo = (~fooled).nonzero().flatten()
+        if not len(todo):
+            break
+        x_adv = attack(model, x[todo], y[todo], others[todo, k]).x_adv
+        fooled[todo] |= ~correct_mask(model, x_adv, y[todo]).cpu()
+    fields = {"eps": eps, "norm": norm, "steps": steps, "targets": targets, "loss": "dlr-targeted"}
+    return _accuracy_summary(fooled, start, fields), fooled
+
+
+def _accuracy_summary(fooled: torch.Tensor, start: float, fields: dict[str, Any]) -> dict[str, Any]:
+    n = len(fooled)
+    rate = float(fooled.float().mean()) if n else math.nan
+    return {**fields, "samples": n, "accuracy": 1 - rate, "success_rate": rate,
+            "seconds": time.perf_counter() - start}  # fmt: skip

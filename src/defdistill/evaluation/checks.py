@@ -128,6 +128,49 @@ def check_transfer_vs_whitebox(
     return Finding("transfer_vs_whitebox", Severity.OK, gap, f"{text}.")
 
 
+def check_gradient_free_vs_gradient(
+    gradient_free_success: float, gradient_success: float, min_gap: float = 0.1
+) -> Finding:
+    """Flags a gradient-free attack (Square) beating every gradient attack at the same budget
+    (Carlini et al. 2019, arXiv:1902.06705, Section 5: gradient-free attacks as a sanity check)."""
+    gap = gradient_free_success - gradient_success
+    text = f"gradient-free {gradient_free_success:.1%} vs best gradient attack {gradient_success:.1%}"
+    if gap >= min_gap:
+        return Finding(
+            "gradient_free_vs_gradient", Severity.CRITICAL, gap,
+            f"{text}: an attack that never differentiates the model succeeds more often than "
+            "those that follow its gradients, which are therefore uninformative (masked).",
+        )  # fmt: skip
+    return Finding("gradient_free_vs_gradient", Severity.OK, gap, f"{text}.")
+
+
+def check_accuracy_falls_with_eps(accuracy: float, eps: float, max_accuracy: float = 0.1) -> Finding:
+    """Flags accuracy that does not reach ~0 under an attack with an unbounded budget
+    (Carlini et al. 2019, Section 5: with ε covering the whole input range, any input can be
+    turned into any other, so a sound attack must succeed)."""
+    text = f"accuracy {accuracy:.1%} under APGD at L∞ ε = {eps:g}"
+    if accuracy > max_accuracy:
+        return Finding(
+            "accuracy_vs_eps", Severity.CRITICAL, accuracy,
+            f"{text}: an attack allowed to change every pixel arbitrarily should reach ~0 %; "
+            "if it does not, its gradients lead nowhere (masked), whatever it reports at small ε.",
+        )  # fmt: skip
+    return Finding("accuracy_vs_eps", Severity.OK, accuracy, f"{text}: falls to ~0 as ε grows.")
+
+
+def check_more_effort(gain: float, max_gain: float = 0.05) -> Finding:
+    """Warns when a stronger run of the same attack (more steps and restarts) still lowers the
+    accuracy (Carlini et al. 2019, Section 5: report attacks run to convergence)."""
+    text = f"4x the APGD effort lowers accuracy by {gain:.1%}"
+    if gain > max_gain:
+        return Finding(
+            "more_effort", Severity.WARNING, gain,
+            f"{text}: the attacks had not converged; the robust accuracy is an upper bound "
+            "that more steps or restarts would lower further.",
+        )  # fmt: skip
+    return Finding("more_effort", Severity.OK, gain, f"{text}: converged.")
+
+
 @dataclass(frozen=True)
 class Verdict:
     """Overall conclusion of an audit."""
@@ -146,8 +189,8 @@ def verdict(findings: list[Finding], robust_accuracy: float | None = None) -> Ve
         reasons = "; ".join(f.message.split(":")[0] for f in critical)
         return Verdict(True, f"apparent robustness is gradient masking: {reasons}")
     if robust_accuracy is not None:
-        return Verdict(False, f"no sign of gradient masking; accuracy under the strongest "
-                              f"attack at the standard budget: {robust_accuracy:.1%}")  # fmt: skip
+        return Verdict(False, "no sign of gradient masking; robust accuracy at the standard budget "
+                              f"(worst case per sample over the attacks): {robust_accuracy:.1%}")  # fmt: skip
     return Verdict(False, "no sign of gradient masking")
 
 
@@ -167,7 +210,12 @@ class Evidence:
         zero_gradient_fraction: :func:`zero_gradient_fraction`.
         saturated_fraction: inputs whose deployed softmax has a probability of exactly 1.
         outputs_are_logits: :func:`check_outputs_are_logits`'s finding, when it was run.
-        robust_accuracy: accuracy under the strongest attack at the standard budget.
+        gradient_free: success of a gradient-free attack (Square) at the standard budget;
+            compared with ``gradient``, the best success of the gradient attacks there.
+        accuracy_unbounded, unbounded_eps: accuracy under APGD at an ε covering the input range.
+        effort_gain: accuracy lost when APGD runs with 4x the steps and restarts.
+        robust_accuracy: accuracy under the worst case per sample over the attacks at the
+            standard budget (or, where per-sample outcomes are not kept, the strongest one).
     """
 
     jsma_f: float | None = None
@@ -180,6 +228,11 @@ class Evidence:
     zero_gradient_fraction: float | None = None
     saturated_fraction: float | None = None
     outputs_are_logits: Finding | None = None
+    gradient_free: float | None = None
+    gradient: float | None = None
+    accuracy_unbounded: float | None = None
+    unbounded_eps: float | None = None
+    effort_gain: float | None = None
     robust_accuracy: float | None = None
 
 
@@ -206,4 +259,10 @@ def assess(evidence: Evidence) -> tuple[list[Finding], Verdict]:
             findings.append(check_probs_vs_logits(on_probs, on_logits, attack, adaptive=adaptive))
     if e.transfer is not None and e.pgd_f is not None:
         findings.append(check_transfer_vs_whitebox(e.transfer, e.pgd_f))
+    if e.gradient_free is not None and e.gradient is not None:
+        findings.append(check_gradient_free_vs_gradient(e.gradient_free, e.gradient))
+    if e.accuracy_unbounded is not None and e.unbounded_eps is not None:
+        findings.append(check_accuracy_falls_with_eps(e.accuracy_unbounded, e.unbounded_eps))
+    if e.effort_gain is not None:
+        findings.append(check_more_effort(e.effort_gain))
     return findings, verdict(findings, e.robust_accuracy)

@@ -202,7 +202,7 @@ def measure(
         "cw_l2": run_cw(
             model, xs, ys, iterations=profile.cw_iterations, search_steps=profile.cw_search_steps
         ),
-        "transfer": run_transfer(baseline, model, xs, ys, eps=eps, seed=seed),
+        "transfer": run_transfer(baseline, model, xs, ys, eps=eps, seed=seed)[0],
     }
     return {
         "jsma_probs": on_f,

@@ -49,6 +49,8 @@ class TrainConfig:
             (default) trains on clean inputs. Recorded in :meth:`to_dict` only when on.
         adversarial_eps: its L∞ budget (MNIST's standard 0.3).
         adversarial_steps: PGD steps per batch (``pgd`` only; Madry et al.: 40).
+        adversarial_warmup: epochs over which ε grows linearly from ε/warmup to ε
+            (0, default: the full ε from the first batch, as both papers).
     """
 
     epochs: int = 50
@@ -66,13 +68,14 @@ class TrainConfig:
     adversarial: str | None = None
     adversarial_eps: float = 0.3
     adversarial_steps: int = 40
+    adversarial_warmup: int = 0
 
     def __post_init__(self) -> None:
         check_temperature(self.temperature)
         if self.adversarial is not None and self.adversarial not in ADVERSARIAL_METHODS:
             raise ValueError(f"adversarial must be one of {', '.join(ADVERSARIAL_METHODS)}, "
                              f"got {self.adversarial!r}")  # fmt: skip
-        if not 0 <= self.adversarial_eps <= 1 or self.adversarial_steps < 1:
+        if not 0 <= self.adversarial_eps <= 1 or self.adversarial_steps < 1 or self.adversarial_warmup < 0:
             raise ValueError(f"adversarial_eps must be in [0, 1] (inputs are in [0, 1]) and "
                              f"adversarial_steps >= 1, got {self.adversarial_eps}, {self.adversarial_steps}")
         if self.epochs < 1 or self.batch_size < 1:
@@ -99,7 +102,7 @@ class TrainConfig:
         if not self.amp:
             del values["amp"]
         if self.adversarial is None:  # configurations from before the option stay reusable
-            for key in ("adversarial", "adversarial_eps", "adversarial_steps"):
+            for key in ("adversarial", "adversarial_eps", "adversarial_steps", "adversarial_warmup"):
                 del values[key]
         elif self.adversarial != "pgd":
             del values["adversarial_steps"]

@@ -193,7 +193,7 @@ def _epoch(
 ) -> dict[str, float]:  # fmt: skip
     """One pass over ``x_train`` in the order ``order``: loss at T, backward, optimiser step.
 
-    ``perturb(model, x, y)`` replaces each batch by adversarial examples (adversarial
+    ``perturb(model, x, y, epoch)`` replaces each batch by adversarial examples (adversarial
     training). Returns the epoch's mean loss and training accuracy (against the soft
     labels' argmax; on the adversarial examples when ``perturb`` is given).
     """
@@ -205,7 +205,7 @@ def _epoch(
         idx = order[step * config.batch_size : (step + 1) * config.batch_size]
         xb, tb = x_train[idx].to(dev, non_blocking=True), targets[idx].to(dev, non_blocking=True)
         if perturb is not None:
-            xb = perturb(model, xb, tb)
+            xb = perturb(model, xb, tb, epoch)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.amp):
             logits = model(xb.contiguous(memory_format=memory_format) if xb.dim() == 4 else xb)
         loss = temperature_loss(logits.float(), tb, config.temperature)
@@ -222,7 +222,7 @@ def _epoch(
     return {"epoch": epoch + 1, "loss": float(loss_sum) / n, "train_accuracy": int(correct) / n}
 
 
-Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 def _adversarial(
@@ -235,9 +235,11 @@ def _adversarial(
         raise ValueError("adversarial training needs hard labels, not soft labels")
     generator = torch.Generator().manual_seed(role_seed(config.seed, "adversarial"))
 
-    def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return adversarial_batch(model, x, y, config.adversarial, config.adversarial_eps,
-                                 config.adversarial_steps, generator)  # fmt: skip
+    def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
+        warmup = config.adversarial_warmup
+        eps = config.adversarial_eps * (min(1.0, (epoch + 1) / warmup) if warmup else 1.0)
+        return adversarial_batch(model, x, y, config.adversarial, eps, config.adversarial_steps,
+                                 generator)  # fmt: skip
 
     return perturb, RobustnessMonitor(config, x_test, y_test)
 
