@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from defdistill.attacks.base import (
+    NORMS,
     Attack,
-    Norm,
     check_choice,
     check_nonnegative,
     check_positive_int,
@@ -28,13 +28,13 @@ from defdistill.attacks.base import (
     is_adversarial,
     other_max,
     per_sample_norm,
+    project,
     view_per_sample,
 )
 from defdistill.temperature import check_temperature
 
 logger = logging.getLogger(__name__)
 
-NORMS: tuple[str, ...] = tuple(n.value for n in Norm)
 APGD_LOSSES: tuple[str, ...] = ("ce", "dlr")
 MOMENTUM = 0.75  # α of the paper (fixed there, not a parameter)
 INITIAL_STEP = 2.0  # η⁽⁰⁾ = 2ε (paper for L∞; the reference uses 2ε for L2 too)
@@ -237,14 +237,7 @@ class APGD(Attack):
             )
 
     def _project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        delta = x_adv - x
-        if self.norm == "linf":
-            delta = delta.clamp(-self.eps, self.eps)
-        else:
-            norm = per_sample_norm(delta)
-            factor = torch.where(norm > self.eps, self.eps / norm.clamp_min(1e-12), 1.0)
-            delta = delta * view_per_sample(factor, delta)
-        return (x + delta).clamp_(0.0, 1.0)
+        return project(x, x_adv, self.eps, self.norm)
 
     def _direction(self, grad: torch.Tensor) -> torch.Tensor:
         if self.norm == "linf":

@@ -46,6 +46,9 @@ class Norm(StrEnum):
     L2 = "l2"
 
 
+NORMS: tuple[str, ...] = tuple(n.value for n in Norm)
+
+
 @dataclass
 class AttackResult:
     """What an attack returns.
@@ -182,6 +185,18 @@ def is_adversarial(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor |
 def per_sample_norm(v: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     """Norm of each sample of ``v`` (``(N, ...)``) over its flattened features, ``(N,)``."""
     return torch.linalg.vector_norm(v.flatten(1), ord=p, dim=1)
+
+
+def project(x: torch.Tensor, x_adv: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """``x_adv`` moved onto the ``norm`` ball of radius ``eps`` around ``x``, then into [0, 1]."""
+    delta = x_adv - x
+    if norm == Norm.LINF:
+        delta = delta.clamp(-eps, eps)
+    else:
+        length = per_sample_norm(delta)
+        factor = torch.where(length > eps, eps / length.clamp_min(1e-12), 1.0)
+        delta = delta * view_per_sample(factor, delta)
+    return (x + delta).clamp_(0.0, 1.0)
 
 
 def view_per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,8 @@ from torch import nn
 
 from defdistill.attacks.base import (
     LOSSES,
+    NORMS,
     Attack,
-    Norm,
     attack_objective,
     check_choice,
     check_nonnegative,
@@ -21,11 +21,10 @@ from defdistill.attacks.base import (
     input_gradient,
     is_adversarial,
     per_sample_norm,
+    project,
     view_per_sample,
 )
 from defdistill.temperature import check_temperature
-
-NORMS: tuple[str, ...] = tuple(n.value for n in Norm)
 
 
 class PGD(Attack):
@@ -108,14 +107,7 @@ class PGD(Attack):
         self.temperature = check_temperature(temperature)
 
     def _project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        delta = x_adv - x
-        if self.norm == "linf":
-            delta = delta.clamp(-self.eps, self.eps)
-        else:
-            norm = per_sample_norm(delta)
-            factor = torch.where(norm > self.eps, self.eps / norm.clamp_min(1e-12), 1.0)
-            delta = delta * view_per_sample(factor, delta)
-        return (x + delta).clamp_(0.0, 1.0)
+        return project(x, x_adv, self.eps, self.norm)
 
     def _random_start(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.norm == "linf":

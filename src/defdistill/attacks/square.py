@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from defdistill.attacks.base import (
+    NORMS,
     Attack,
-    Norm,
     check_choice,
     check_nonnegative,
     check_positive_int,
@@ -26,7 +26,6 @@ from defdistill.attacks.base import (
 
 logger = logging.getLogger(__name__)
 
-NORMS: tuple[str, ...] = tuple(n.value for n in Norm)
 
 # Iterations (out of 10,000) after which the fraction p of pixels changed per step is halved.
 _HALVINGS: tuple[int, ...] = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)

@@ -93,6 +93,13 @@ def check_outputs_are_logits(model: nn.Module, x: torch.Tensor) -> Finding:
     return Finding("outputs_are_logits", Severity.OK, 0.0, "the model outputs logits.")
 
 
+def _gap(check: str, gap: float, min_gap: float, text: str, meaning: str, ok: str = ".") -> Finding:
+    """A critical finding when one attack beats another by ``min_gap`` or more."""
+    if gap >= min_gap:
+        return Finding(check, Severity.CRITICAL, gap, f"{text}: {meaning}")
+    return Finding(check, Severity.OK, gap, f"{text}{ok}")
+
+
 def check_probs_vs_logits(
     success_on_probs: float, success_on_logits: float, attack: str = "JSMA", min_gap: float = 0.3,
     adaptive: str | None = None,
@@ -101,31 +108,25 @@ def check_probs_vs_logits(
 
     ``adaptive`` names the logit-based variant (default ``"<attack> on Z"``).
     """
-    gap = success_on_logits - success_on_probs
     adaptive = adaptive or f"{attack} on Z"
-    text = f"{attack} on F {success_on_probs:.1%} vs {adaptive} {success_on_logits:.1%}"
-    if gap >= min_gap:
-        return Finding(
-            "probs_vs_logits", Severity.CRITICAL, gap,
-            f"{text}: the same attack succeeds once it differentiates the logits instead of "
-            "the softmax; the apparent robustness is gradient masking.",
-        )  # fmt: skip
-    return Finding("probs_vs_logits", Severity.OK, gap, f"{text}: no gap.")
+    return _gap(
+        "probs_vs_logits", success_on_logits - success_on_probs, min_gap,
+        f"{attack} on F {success_on_probs:.1%} vs {adaptive} {success_on_logits:.1%}",
+        "the same attack succeeds once it differentiates the logits instead of the softmax; the "
+        "apparent robustness is gradient masking.", ok=": no gap.",
+    )  # fmt: skip
 
 
 def check_transfer_vs_whitebox(
     transfer_success: float, whitebox_success: float, min_gap: float = 0.1
 ) -> Finding:
     """Flags a black-box (transfer) attack that beats the white-box attack at the same budget."""
-    gap = transfer_success - whitebox_success
-    text = f"transfer {transfer_success:.1%} vs white-box {whitebox_success:.1%}"
-    if gap >= min_gap:
-        return Finding(
-            "transfer_vs_whitebox", Severity.CRITICAL, gap,
-            f"{text}: examples crafted on another model fool this one more often than "
-            "attacks using its own gradients, which therefore are uninformative (masked).",
-        )  # fmt: skip
-    return Finding("transfer_vs_whitebox", Severity.OK, gap, f"{text}.")
+    return _gap(
+        "transfer_vs_whitebox", transfer_success - whitebox_success, min_gap,
+        f"transfer {transfer_success:.1%} vs white-box {whitebox_success:.1%}",
+        "examples crafted on another model fool this one more often than attacks using its own "
+        "gradients, which therefore are uninformative (masked).",
+    )  # fmt: skip
 
 
 def check_gradient_free_vs_gradient(
@@ -133,15 +134,12 @@ def check_gradient_free_vs_gradient(
 ) -> Finding:
     """Flags a gradient-free attack (Square) beating every gradient attack at the same budget
     (Carlini et al. 2019, arXiv:1902.06705, Section 5: gradient-free attacks as a sanity check)."""
-    gap = gradient_free_success - gradient_success
-    text = f"gradient-free {gradient_free_success:.1%} vs best gradient attack {gradient_success:.1%}"
-    if gap >= min_gap:
-        return Finding(
-            "gradient_free_vs_gradient", Severity.CRITICAL, gap,
-            f"{text}: an attack that never differentiates the model succeeds more often than "
-            "those that follow its gradients, which are therefore uninformative (masked).",
-        )  # fmt: skip
-    return Finding("gradient_free_vs_gradient", Severity.OK, gap, f"{text}.")
+    return _gap(
+        "gradient_free_vs_gradient", gradient_free_success - gradient_success, min_gap,
+        f"gradient-free {gradient_free_success:.1%} vs best gradient attack {gradient_success:.1%}",
+        "an attack that never differentiates the model succeeds more often than those that "
+        "follow its gradients, which are therefore uninformative (masked).",
+    )  # fmt: skip
 
 
 def check_accuracy_falls_with_eps(accuracy: float, eps: float, max_accuracy: float = 0.1) -> Finding:
