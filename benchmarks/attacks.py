@@ -16,6 +16,8 @@ images. The "equal work" ratio adds that success check (one forward pass, what o
   ``max_iter``/``binary_search_steps``/learning rate/initial constant, confidence 0.
   Goal: >= 1x the samples/s and equal or higher success rate. Run on the baseline and,
   with ``--distilled DIR``, on a T = 100 distilled student.
+* APGD-CE, APGD-DLR, APGD-T and Square (L-inf) vs torchattacks, untargeted, same eps, steps
+  and queries; goal: success within 2 pp of theirs or better, samples/s at least theirs.
 * FGSM and PGD (L-inf, random start) vs torchattacks, untargeted, same eps/alpha/steps;
   PGD with our default early stop (each sample stops at its first adversarial iterate)
   and once with ``early_stop=False``. Goal: our time <= 1.2x torchattacks' time (samples/s
@@ -45,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defdistill.attacks import FGSM, JSMA, PGD, CarliniWagnerL2
+from defdistill.attacks import APGD, FGSM, JSMA, PGD, CarliniWagnerL2, Square
 from defdistill.checkpoint import load_model
 from defdistill.data.mnist import load_mnist
 from defdistill.evaluation.distances import l0_fraction, l2
@@ -236,6 +238,67 @@ def gradient_rows(
     return rows
 
 
+def auto_rows(
+    model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace
+) -> list[Row]:
+    """APGD-CE, APGD-DLR, APGD-T and Square against torchattacks, untargeted L-inf.
+
+    Goal (issue #14): success within 2 pp of the peer's or better, samples/s at least the
+    peer's. Each side's success is measured with the model, the same way.
+    """
+    import torchattacks
+
+    eps, steps, queries = args.auto_eps, args.apgd_steps, args.square_queries
+    targets = 9  # torchattacks' APGDT default: every other class of 10
+    configs = [
+        (f"APGD-CE eps={eps:g} {steps} steps", lambda: APGD(eps=eps, loss="ce", steps=steps).perturb,
+         torchattacks.APGD(model, eps=eps, steps=steps, loss="ce"), "torchattacks.APGD (ce)"),
+        (f"APGD-DLR eps={eps:g} {steps} steps", lambda: APGD(eps=eps, loss="dlr", steps=steps).perturb,
+         torchattacks.APGD(model, eps=eps, steps=steps, loss="dlr"), "torchattacks.APGD (dlr)"),
+        (f"Square eps={eps:g} {queries} queries", lambda: Square(eps=eps, queries=queries).perturb,
+         torchattacks.Square(model, eps=eps, n_queries=queries), "torchattacks.Square"),
+    ]  # fmt: skip
+    rows = []
+    for label, make, peer, peer_name in configs:
+        ours_fn = make()
+        t_ours, adv_ours, t_ta, adv_ta = best_times(lambda f=ours_fn: f(model, x, y), lambda p=peer: p(x, y),
+                                                    args.repeats)  # fmt: skip
+        rows.append(_auto_row(model, name, x, y, label, peer_name, t_ours, adv_ours, t_ta, adv_ta))
+    peer = torchattacks.APGDT(model, eps=eps, steps=steps, n_classes=10)
+    t_ours, adv_ours, t_ta, adv_ta = best_times(
+        lambda: _apgd_targeted(model, x, y, eps, steps, targets), lambda: peer(x, y), args.repeats
+    )
+    rows.append(_auto_row(model, name, x, y, f"APGD-T (DLR, {targets} targets) eps={eps:g} {steps} steps",
+                          "torchattacks.APGDT", t_ours, adv_ours, t_ta, adv_ta))  # fmt: skip
+    return rows
+
+
+def _apgd_targeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+                   targets: int) -> torch.Tensor:  # fmt: skip
+    """Ours as the audit runs it: APGD-DLR toward each most likely other class in turn."""
+    with torch.no_grad():
+        ranked = model(x).argsort(dim=1, descending=True)
+    others = ranked[ranked != y[:, None]].view(len(x), -1)
+    x_adv, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool)
+    attack = APGD(eps=eps, loss="dlr", steps=steps)
+    for k in range(targets):
+        todo = (~fooled).nonzero().flatten()
+        if not len(todo):
+            break
+        x_adv[todo] = attack.perturb(model, x[todo], y[todo], others[todo, k])
+        fooled = predict(model, x_adv) != y
+    return x_adv
+
+
+def _auto_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, label: str, peer: str,
+              t_ours: float, adv_ours: torch.Tensor, t_ta: float, adv_ta: torch.Tensor) -> Row:  # fmt: skip
+    s_o, d_o = quality(model, x, adv_ours, y, None, l2)
+    s_t, d_t = quality(model, x, adv_ta, y, None, l2)
+    met = s_o >= s_t - 0.02 and t_ours <= t_ta
+    return Row(label, name, len(x), "L2", Side(t_ours, s_o, d_o), Side(t_ta, s_t, d_t), peer,
+               "succ >= -2 pp, time <= 1x", met, check_time(model, x, 1))  # fmt: skip
+
+
 def first_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
     idx = correct_mask(model, x, y).nonzero().flatten()[:n]
     if len(idx) < n:
@@ -304,8 +367,12 @@ def main() -> int:
     parser.add_argument("--pgd-eps", type=float, nargs="+", default=[0.3, 0.1])
     parser.add_argument("--pgd-alpha", type=float, default=0.01)
     parser.add_argument("--pgd-steps", type=int, default=40)
-    parser.add_argument("--only", nargs="+", choices=("jsma", "cw", "gradient"),
-                        default=["jsma", "cw", "gradient"])  # fmt: skip
+    parser.add_argument("--auto-samples", type=int, default=200, help="APGD/Square samples (default 200)")
+    parser.add_argument("--auto-eps", type=float, default=0.3, help="APGD/Square L-inf eps (default 0.3)")
+    parser.add_argument("--apgd-steps", type=int, default=100, help="APGD steps (default 100)")
+    parser.add_argument("--square-queries", type=int, default=1000, help="Square queries (default 1000)")
+    parser.add_argument("--only", nargs="+", choices=("jsma", "cw", "gradient", "auto"),
+                        default=["jsma", "cw", "gradient", "auto"])  # fmt: skip
     args = parser.parse_args()
     try:
         import art
@@ -316,7 +383,7 @@ def main() -> int:
     with thread_limit(args.threads), tempfile.TemporaryDirectory() as tmp:
         model, name = load_or_train(args.model, tmp)
         ds = load_mnist(limit_train=1)
-        n_max = max(args.samples, args.cw_samples, args.gradient_samples)
+        n_max = max(args.samples, args.cw_samples, args.gradient_samples, args.auto_samples)
         x, y = ds.x_test, ds.y_test
         rows: list[Row] = []
         if "jsma" in args.only:
@@ -328,6 +395,8 @@ def main() -> int:
                 rows.append(cw_row(student, sname, *first_correct(student, x, y, args.cw_samples), args))
         if "gradient" in args.only:
             rows += gradient_rows(model, name, *first_correct(model, x, y, args.gradient_samples), args)
+        if "auto" in args.only:
+            rows += auto_rows(model, name, *first_correct(model, x, y, args.auto_samples), args)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), ART {art.__version__}, "
               f"torchattacks {torchattacks.__version__}, best of {args.repeats}, "
               f"up to {n_max} samples")  # fmt: skip
