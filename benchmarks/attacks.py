@@ -122,6 +122,7 @@ def quality(
     distance: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[float, float]:
     """Success rate (measured with the model) and mean distance over successful samples."""
+    x_adv = x_adv.detach()  # some peers return tensors that still require grad
     pred = predict(model, x_adv)
     success = pred != y if target is None else pred == target
     dist = distance(x_adv - x)[success]
