@@ -50,6 +50,7 @@ from torch import nn
 from defdistill.attacks import APGD, FGSM, JSMA, PGD, CarliniWagnerL2, Square
 from defdistill.checkpoint import load_model
 from defdistill.data.mnist import load_mnist
+from defdistill.evaluation.battery import apgd_targeted
 from defdistill.evaluation.distances import l0_fraction, l2
 from defdistill.evaluation.protocol import all_targets
 from defdistill.inference import correct_mask, predict
@@ -267,28 +268,12 @@ def auto_rows(
         rows.append(_auto_row(model, name, x, y, label, peer_name, t_ours, adv_ours, t_ta, adv_ta))
     peer = torchattacks.APGDT(model, eps=eps, steps=steps, n_classes=10)
     t_ours, adv_ours, t_ta, adv_ta = best_times(
-        lambda: _apgd_targeted(model, x, y, eps, steps, targets), lambda: peer(x, y), args.repeats
+        lambda: apgd_targeted(model, x, y, eps, steps=steps, targets=targets), lambda: peer(x, y),
+        args.repeats,
     )
     rows.append(_auto_row(model, name, x, y, f"APGD-T (DLR, {targets} targets) eps={eps:g} {steps} steps",
                           "torchattacks.APGDT", t_ours, adv_ours, t_ta, adv_ta))  # fmt: skip
     return rows
-
-
-def _apgd_targeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-                   targets: int) -> torch.Tensor:  # fmt: skip
-    """Ours as the audit runs it: APGD-DLR toward each most likely other class in turn."""
-    with torch.no_grad():
-        ranked = model(x).argsort(dim=1, descending=True)
-    others = ranked[ranked != y[:, None]].view(len(x), -1)
-    x_adv, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool)
-    attack = APGD(eps=eps, loss="dlr", steps=steps)
-    for k in range(targets):
-        todo = (~fooled).nonzero().flatten()
-        if not len(todo):
-            break
-        x_adv[todo] = attack.perturb(model, x[todo], y[todo], others[todo, k])
-        fooled = predict(model, x_adv) != y
-    return x_adv
 
 
 def _auto_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, label: str, peer: str,

@@ -137,25 +137,35 @@ def run_untargeted(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.T
     return _accuracy_summary(fooled, start, fields), fooled
 
 
-def run_apgd_targeted(
+def apgd_targeted(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "linf",
     steps: int = 100, targets: int = 3, seed: int = 0,
-) -> tuple[dict[str, Any], torch.Tensor]:  # fmt: skip
-    """APGD with the targeted DLR loss toward each of the ``targets`` most likely other
-    classes in turn, on the samples not yet fooled (AutoAttack's APGD-T, Croce & Hein
-    2020, arXiv:2003.01690, with fewer target classes). Needs >= 4 classes."""
-    start = time.perf_counter()
+) -> torch.Tensor:  # fmt: skip
+    """Adversarial examples of APGD with the targeted DLR loss toward each of the ``targets``
+    most likely other classes in turn, on the samples not yet fooled (AutoAttack's APGD-T,
+    Croce & Hein 2020, arXiv:2003.01690, with fewer target classes). Needs >= 4 classes."""
     with torch.no_grad():
         ranked = predict_logits(model, x).argsort(dim=1, descending=True).to(y.device)
     others = ranked[ranked != y[:, None]].view(len(x), -1)
-    fooled = torch.zeros(len(x), dtype=torch.bool)
+    x_adv, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
     attack = APGD(eps=eps, norm=norm, loss="dlr", steps=steps, seed=seed)
     for k in range(min(targets, others.shape[1])):
         todo = (~fooled).nonzero().flatten()
         if not len(todo):
             break
-        x_adv = attack(model, x[todo], y[todo], others[todo, k]).x_adv
-        fooled[todo] |= ~correct_mask(model, x_adv, y[todo]).cpu()
+        x_adv[todo] = attack.perturb(model, x[todo], y[todo], others[todo, k])
+        fooled = ~correct_mask(model, x_adv, y)
+    return x_adv
+
+
+def run_apgd_targeted(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "linf",
+    steps: int = 100, targets: int = 3, seed: int = 0,
+) -> tuple[dict[str, Any], torch.Tensor]:  # fmt: skip
+    """Accuracy under :func:`apgd_targeted`, summarised, and which samples it fooled."""
+    start = time.perf_counter()
+    x_adv = apgd_targeted(model, x, y, eps, norm, steps, targets, seed)
+    fooled = ~correct_mask(model, x_adv, y).cpu()
     fields = {"eps": eps, "norm": norm, "steps": steps, "targets": targets, "loss": "dlr-targeted"}
     return _accuracy_summary(fooled, start, fields), fooled
 

@@ -153,8 +153,7 @@ def train(
             record = _epoch(model, optimizer, x_train, targets, order, config, dev, memory_format,
                             bar if progress else None, epoch, perturb)  # fmt: skip
             if monitor is not None:
-                monitor(model, record, desc)
-                model.train()
+                monitor(model, record, desc)  # in eval mode, restored to train mode after
             history.append(record)
             log.info("%s epoch %d/%d loss %.4f train acc %.4f", desc, epoch + 1, config.epochs,
                      record["loss"], record["train_accuracy"])  # fmt: skip
