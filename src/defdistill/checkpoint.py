@@ -179,3 +179,51 @@ def load_reusable(
     if any(meta.get(k) != v for k, v in wanted.items()):
         raise CheckpointError(f"{path} was trained with another configuration")
     return load_model(path, device)
+
+
+def load_factory_model(factory: str, weights: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """A model the user brings: ``factory`` ``"module:callable"`` and a safetensors file.
+
+    The contract: ``module`` is importable (the current directory is searched first, so a
+    local ``my_net.py`` works as ``my_net:build``); ``callable()`` takes no argument and
+    returns an ``nn.Module`` mapping ``(N, C, H, W)`` floats in [0, 1] to logits ``(N, K)``
+    (no final softmax: the audit flags probabilities); ``weights`` is a safetensors file
+    of that module's ``state_dict()``, loaded with ``strict=True``. No pickle is loaded.
+    Returns the module on ``device``, in eval mode.
+
+    Raises:
+        CheckpointError: a malformed spec, a module or callable that cannot be found, a
+            callable that does not return an ``nn.Module``, or weights that are missing,
+            not safetensors, or do not fit the module.
+    """
+    import importlib
+    import sys
+
+    module_name, sep, attr = factory.partition(":")
+    if not sep or not module_name or not attr:
+        raise CheckpointError(f"--factory {factory!r}: expected module:callable, e.g. my_net:build")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        build = importlib.import_module(module_name)
+        for part in attr.split("."):
+            build = getattr(build, part)
+    except (ImportError, AttributeError) as err:
+        raise CheckpointError(f"--factory {factory!r}: {err}; check the module path and name") from None
+    if not callable(build):
+        raise CheckpointError(f"--factory {factory!r}: {attr} is not callable")
+    try:
+        model = build()
+    except Exception as err:  # user code: report it in one line
+        raise CheckpointError(f"--factory {factory!r} raised {type(err).__name__}: {err}"[:300]) from None
+    if not isinstance(model, nn.Module):
+        raise CheckpointError(f"--factory {factory!r} returned {type(model).__name__}, not an nn.Module")
+    path = Path(weights)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found; give the safetensors file of the model's state_dict")
+    try:
+        model.load_state_dict(load_safetensors(path.read_bytes()), strict=True)
+    except (SafetensorError, RuntimeError, ValueError) as err:
+        detail = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"{path}: does not hold {factory}'s weights ({detail})") from err
+    return model.to(device).eval()

@@ -23,7 +23,8 @@ from defdistill.temperature import check_temperature
 
 logger = logging.getLogger(__name__)
 
-ON: tuple[str, ...] = ("probs", "logits")
+ON: tuple[str, ...] = ("probs", "logits", "target_logit")
+TOP_PAIR = ("probs", "target_logit")  # beta = -alpha: the best pair is a top-2
 
 
 def select_pairs(
@@ -183,8 +184,11 @@ class JSMA(Attack):
     :func:`select_pairs`), sets both to the bound (1 for ``theta = +1``, 0 for
     ``theta = -1``) and removes them from the search domain. ``F = softmax(logits / T)``
     (``on="probs"``, the paper's setting, ``T`` = deploy temperature) or ``F = logits``
-    (``on="logits"``, the adaptive variant that defeats distillation's saturation).
-    On logits the two derivatives take two backward passes. On probabilities
+    (``on="logits"``, the adaptive variant that defeats distillation's saturation), or the
+    saliency of the target logit alone (``on="target_logit"``: ``alpha = dZ_t/dx`` and
+    ``beta = -alpha``, the variant of ART's ``SaliencyMapMethod`` on a logit model, often
+    stronger than the pairwise map on Z because it does not require the other logits to
+    fall). On logits the two derivatives take two backward passes; on the target logit, one. On probabilities
     ``sum_{j != t} F_j = 1 - F_t``, so its derivative is exactly minus that of ``F_t``; both
     come from one backward pass of a closed-form logit cotangent (``s_t s_c / T`` for
     ``c != t``, ``-s_t sum_{j != t} s_j / T`` for ``c = t``), which stays accurate whether
@@ -207,7 +211,7 @@ class JSMA(Attack):
         theta: +1.0 (increase features, default) or -1.0 (decrease them).
         gamma: maximum fraction of features changed, in (0, 1]. Default 0.145 (the
             paper's 14.5 %).
-        on: ``"probs"`` (default) or ``"logits"``.
+        on: ``"probs"`` (default), ``"logits"`` or ``"target_logit"``.
         temperature: ``T`` of ``softmax(logits / T)`` for ``on="probs"``. Default 1.0.
         pair_chunk: maximum number of pair scores held in memory at once (``on="logits"``;
             on probabilities the pair is a top-2). Default 2**24.
@@ -266,6 +270,9 @@ class JSMA(Attack):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dF_t/dx, d(sum_{j != t} F_j)/dx)``, each ``(B, n)``."""
         is_t = F.one_hot(t, logits.shape[1]).bool()
+        if self.on == "target_logit":
+            (alpha,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), xa)
+            return alpha, -alpha
         if self.on == "logits":
             (alpha,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), xa, retain_graph=True)
             (beta,) = torch.autograd.grad(logits.masked_fill(is_t, 0.0).sum(), xa)
@@ -316,7 +323,7 @@ class JSMA(Attack):
             active, alpha, beta = active[todo], alpha[todo], beta[todo]
             if not active.numel():
                 break
-            if self.on == "probs":  # beta == -alpha exactly: the best pair is a top-2
+            if self.on in TOP_PAIR:
                 p, q, found = top_pair(alpha, domain[active], self.theta)
             else:
                 p, q, found = select_pairs(alpha, beta, domain[active], self.theta, self.pair_chunk)

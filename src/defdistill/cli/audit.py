@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from defdistill.cli.options import (
+    UsageError,
     add_common,
     add_data,
     load_for_data,
@@ -17,7 +18,13 @@ from defdistill.cli.options import (
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="gradient-masking checks, attack battery and a verdict")
-    p.add_argument("--model", type=Path, required=True, help="model directory to audit")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", type=Path, help="model directory to audit (defdistill's own)")
+    which.add_argument("--factory", metavar="MODULE:CALLABLE",
+                       help="a model you bring: CALLABLE() returns an nn.Module from (N, C, H, W) "
+                            "in [0, 1] to logits; needs --weights and --dataset (docs/audit.md)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="with --factory: safetensors file of the module's state_dict")
     p.add_argument("--reference", type=Path, default=None,
                    help="undefended model of the same task (source of the transfer attack)")
     p.add_argument("--temperature", type=positive_float, default=None,
@@ -45,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from defdistill.inference import correct_mask
     from defdistill.io import atomic_write_json
 
-    model, meta, ds = load_for_data(args.model, args)
+    model, meta, ds = load_brought(args) if args.factory else load_for_data(args.model, args)
     reference = load_for_data(args.reference, args, ds.name)[0] if args.reference else None
     temperature = args.temperature or float(meta.get("temperature", 1.0))
     device = next(model.parameters()).device
@@ -57,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         cw_iterations=args.cw_iterations, cw_search_steps=args.cw_search_steps,
         apgd_steps=args.apgd_steps, square_queries=args.square_queries, seed=args.seed,
     )  # fmt: skip
-    print(f"audit of {args.model} ({meta.get('role')}, trained at T={temperature:g}) on "
+    print(f"audit of {args.model or args.factory} ({meta.get('role')}, trained at T={temperature:g}) on "
           f"{report.config['samples']} correctly classified test images")
     print()
     print(f"{'check':<22} {'status':<9} finding")
@@ -73,5 +80,32 @@ def run(args: argparse.Namespace) -> int:
           f"eps {worst['eps']:.3g}): {100 * worst['robust_accuracy']:.1f}%")
     print(f"verdict: {report.verdict.text}")
     if args.json:
-        atomic_write_json(args.json, {"model": str(args.model), **report.to_dict()})
+        atomic_write_json(args.json, {"model": str(args.model or args.factory), **report.to_dict()})
     return 0
+
+
+def load_brought(args: argparse.Namespace):
+    """``(model, meta, dataset)`` for ``--factory`` and ``--weights``, checked on one test image."""
+    import torch
+
+    from defdistill.checkpoint import load_factory_model
+    from defdistill.data import load_dataset
+    from defdistill.training.devices import resolve_device
+
+    if args.weights is None:
+        raise UsageError("--factory needs --weights, the safetensors file of the model's state_dict")
+    if args.dataset is None:
+        raise UsageError("--factory needs --dataset: the data set the model was trained on")
+    model = load_factory_model(args.factory, args.weights, resolve_device(args.device))
+    ds = load_dataset(args.dataset, args.data_dir, args.limit_train, args.limit_test)
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            out = model(ds.x_test[:2].to(device))
+    except Exception as err:  # any failure of user code on our inputs
+        raise UsageError(f"--factory {args.factory}: the model fails on {ds.name} inputs "
+                         f"{list(ds.x_test.shape[1:])} ({type(err).__name__}: {err})"[:300]) from None
+    if out.ndim != 2 or out.shape[1] != ds.num_classes:
+        raise UsageError(f"--factory {args.factory}: outputs of shape {list(out.shape)}, expected "
+                         f"(N, {ds.num_classes}) logits for {ds.name}")  # fmt: skip
+    return model, {"role": "user model", "temperature": 1.0}, ds

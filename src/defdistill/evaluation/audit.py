@@ -33,6 +33,7 @@ from defdistill.evaluation.battery import (
     run_apgd_targeted,
     run_cw,
     run_jsma,
+    run_jsma_on_logits,
     run_pgd,
     run_transfer,
     run_untargeted,
@@ -143,7 +144,7 @@ def audit(
     jsma_f, jsma_z, jsma_t = (f"JSMA on {on} (gamma {100 * jsma_gamma:.3g}%)"
                               for on in ("F", "Z", "softmax(Z/T)"))  # fmt: skip
     attacks[jsma_f] = run_jsma(model, xs, ys, on="probs", **jsma)
-    attacks[jsma_z] = run_jsma(model, xs, ys, on="logits", **jsma)
+    attacks[jsma_z] = run_jsma_on_logits(model, xs, ys, **jsma)
     if hot:
         attacks[jsma_t] = run_jsma(model, xs, ys, on="probs", temperature=temperature, **jsma)
     attacks["C&W L2 (minimum L2)"] = run_cw(

@@ -6,6 +6,8 @@ thing the same way:
 * :func:`run_jsma` — the paper's protocol (Papernot et al. 2016, arXiv:1511.04508): JSMA
   toward every other class on correctly classified samples, on the probabilities ``F``
   (the paper's attack) or on the logits ``Z`` (the adaptive variant);
+* :func:`run_jsma_on_logits` — the stronger of the two saliency maps on the logits (the
+  pairwise one of the paper on ``Z``, and the target logit alone, as ART's);
 * :func:`run_pgd` — accuracy under PGD (Madry et al., arXiv:1706.06083), optionally on the
   logits divided by a temperature (the adaptive attack on distillation);
 * :func:`run_cw` — Carlini & Wagner L2 (arXiv:1608.04644): success and minimum L2;
@@ -78,6 +80,23 @@ def run_jsma(
         i = int(hit[0])
         summary["example"] = _example(report.x[i], report.x_adv[i], int(report.target[i]))
     return summary
+
+
+LOGIT_SALIENCIES = ("logits", "target_logit")
+
+
+def run_jsma_on_logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int,
+                       **fields: Any) -> dict[str, Any]:  # fmt: skip
+    """JSMA on Z, the strongest variant: :func:`run_jsma` with each saliency map of
+    ``LOGIT_SALIENCIES`` on the same samples and targets, and the summary of the one with
+    the higher success rate (ties: the paper's pairwise map), with every variant's rate
+    under ``"variants"``. On a 2-epoch T = 100 MNIST student the target-logit saliency
+    succeeds more often than the pairwise one (issue #14: 81.7 % vs 72.8 %); on other
+    models the order can flip, so both are run.
+    """
+    runs = {on: run_jsma(model, x, y, samples, on=on, **fields) for on in LOGIT_SALIENCIES}
+    best = max(runs.values(), key=lambda r: r["success_rate"])  # first maximum: "logits"
+    return best | {"variants": {on: r["success_rate"] for on, r in runs.items()}}
 
 
 def run_pgd(

@@ -200,7 +200,8 @@ class Evidence:
     (MNIST 0.3, colour 8/255). ``None`` means not measured, and its check is skipped.
 
     Attributes:
-        jsma_f, jsma_z, jsma_t: JSMA on the softmax F, on the logits Z, and on
+        jsma_f, jsma_z, jsma_t: JSMA on the softmax F, on the logits Z (the stronger of
+            the two logit saliencies, :func:`.battery.run_jsma_on_logits`), and on
             softmax(Z / T) with the training temperature (distilled models only).
         pgd_f, pgd_zt, pgd_margin: PGD with cross-entropy on F, with cross-entropy on
             Z / T, and with the logit margin.

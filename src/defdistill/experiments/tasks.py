@@ -24,7 +24,13 @@ from torch import nn
 
 from defdistill.checkpoint import CheckpointError, load_model, load_reusable
 from defdistill.data import Dataset
-from defdistill.evaluation.battery import run_cw, run_jsma, run_pgd, run_transfer
+from defdistill.evaluation.battery import (
+    run_cw,
+    run_jsma,
+    run_jsma_on_logits,
+    run_pgd,
+    run_transfer,
+)
 from defdistill.evaluation.gradients import gradient_stats
 from defdistill.evaluation.samples import first_correct
 from defdistill.evaluation.threats import standard_budgets
@@ -39,7 +45,7 @@ from defdistill.training.runs import train_model
 log = logging.getLogger(__name__)
 
 # Bump when what a measurement unit computes changes: stored units are then recomputed.
-MEASUREMENT_VERSION = 5
+MEASUREMENT_VERSION = 6  # 6: JSMA on Z takes the stronger of two logit saliencies
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,7 @@ def measure(
     xs, ys = first_correct(model, x_att, y_att, profile.adaptive_samples)
     eps = standard_budgets(x).primary.eps  # MNIST: Madry et al.'s 0.3; colour: 8/255
     adaptive = {
-        "jsma_logits": run_jsma(model, x_att, y_att, on="logits", **jsma),
+        "jsma_logits": run_jsma_on_logits(model, x_att, y_att, **jsma),
         # JSMA on softmax(Z / T_train): at T = 1 this is the paper's attack itself
         "jsma_temperature": on_f if temperature in (None, 1.0) else run_jsma(
             model, x_att, y_att, on="probs", temperature=temperature, **jsma
