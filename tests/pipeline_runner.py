@@ -16,6 +16,7 @@ from defdistill.experiments.profiles import Profile
 TINY = Profile(
     "tiny", (5.0, 50.0), epochs=2, batch_size=16, attack_samples=4, gradient_samples=16,
     adaptive_samples=4, cw_iterations=30, cw_search_steps=2,
+    adversarial={"adversarial": "pgd", "adversarial_steps": 2, "optimizer": "adam", "lr": 1e-3},
 )
 
 

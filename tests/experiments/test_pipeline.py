@@ -45,7 +45,12 @@ def test_every_output_file_and_the_json_schema(tiny_run):
     assert result["config"]["seed"] == 0 and "seeds" not in result["config"]
     assert result["config"]["profile"]["temperatures"] == [5.0, 50.0]
     rows = result["models"]
-    assert [r["name"] for r in rows] == ["baseline", "distilled-T5", "distilled-T50"]
+    assert [r["name"] for r in rows] == ["baseline", "distilled-T5", "distilled-T50", "adversarial-pgd"]
+    assert [r["role"] for r in rows] == ["baseline", "student", "student", "adversarial"]
+    adversarial = rows[3]
+    assert not adversarial["distilled"] and adversarial["temperature"] is None
+    # plumbing only (2 epochs on 320 images): that it resists is tests/evaluation/test_positive_control.py
+    assert adversarial["train_seed"] not in {r["train_seed"] for r in rows[:3]}
     for row in rows:
         assert row["test_accuracy"] > 0.9  # every model learned
         jsma = row["jsma_probs"]
@@ -55,13 +60,14 @@ def test_every_output_file_and_the_json_schema(tiny_run):
         assert set(row["adaptive"]) >= {"jsma_logits", "pgd_temperature", "pgd_plain", "cw_l2",
                                         "transfer"}  # fmt: skip
     # distillation saturates the deployed softmax: gradients shrink by orders of magnitude
-    logs = [r["gradients"]["median_log10"] for r in rows]
+    logs = [r["gradients"]["median_log10"] for r in rows[:3]]
     assert logs[2] < logs[1] - 5 and logs[1] < logs[0]
 
     csv_lines = (out / "results.csv").read_text().splitlines()
-    assert csv_lines[0].split(",") == CSV_COLUMNS and len(csv_lines) == 4
+    assert csv_lines[0].split(",") == CSV_COLUMNS and len(csv_lines) == 5
     md = (out / "report.md").read_text()
     assert "## Is defensive distillation robust?" in md and "| distilled-T50 |" in md
+    assert "| adversarial-pgd | – |" in md and "The positive control, `adversarial-pgd`" in md
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(figures)
     assert "<table>" in html
@@ -73,7 +79,7 @@ def test_rerun_reuses_every_unit(tiny_run):
     reproduce_on(tiny_dataset(), TINY, out, progress=False)
     result = json.loads((out / "synthetic" / "results.json").read_text())
     assert result["config"]["units_computed"] == []  # no model retrained, nothing re-measured
-    assert len(result["config"]["units_reused"]) == 6  # 3 models + 3 evaluations
+    assert len(result["config"]["units_reused"]) == 8  # 4 models + 4 evaluations
     assert time.perf_counter() - start < first_seconds
 
 
@@ -85,7 +91,7 @@ def test_changed_configuration_recomputes(tiny_run, tmp_path):
     reproduce_on(tiny_dataset(), changed, out, progress=False)
     new = json.loads((out / "synthetic" / "results.json").read_text())
     assert sorted(new["config"]["units_computed"]) == [
-        "eval-baseline", "eval-distilled-T5", "eval-distilled-T50"]  # models are reused
+        "eval-adversarial-pgd", "eval-baseline", "eval-distilled-T5", "eval-distilled-T50"]  # models reused
     assert new["models"][0]["jsma_probs"]["attempts"] == 3 * 2
     assert result["models"][0]["weights_sha256"] == new["models"][0]["weights_sha256"]
 
@@ -98,7 +104,7 @@ def test_force_retrains_every_model_and_remeasures(tiny_run, tmp_path):
     reproduce_on(tiny_dataset(), TINY, out, force=True, progress=False)
     new = json.loads((out / "synthetic" / "results.json").read_text())
     assert new["config"]["units_reused"] == []
-    assert len(new["config"]["units_computed"]) == 6  # 3 models (teachers too) + 3 evaluations
+    assert len(new["config"]["units_computed"]) == 8  # 4 models (teachers too) + 4 evaluations
     assert teacher.stat().st_mtime_ns != before
     assert stable(new) == stable(tiny_run[3])  # same seeds: the same models and numbers
 

@@ -71,8 +71,8 @@ def test_two_seeds_reuse_seed_0_and_store_every_seed(two_seeds, tiny_run):
     config = result["config"]
     assert config["seeds"] == [0, 1] and "seed" not in config
     # seed 0 is the single-seed run's directory: nothing of it is recomputed
-    assert [u.split("/")[0] for u in config["units_reused"]] == ["seed-0"] * 6
-    assert [u.split("/")[0] for u in config["units_computed"]] == ["seed-1"] * 6
+    assert [u.split("/")[0] for u in config["units_reused"]] == ["seed-0"] * 8
+    assert [u.split("/")[0] for u in config["units_computed"]] == ["seed-1"] * 8
     assert (out / "synthetic" / "seed-1" / "models" / "distilled-T50" / "meta.json").is_file()
     assert [run["seed"] for run in result["per_seed"]] == [0, 1]
     assert result["per_seed"][0]["models"] == tiny_run[3]["models"]

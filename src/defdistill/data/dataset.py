@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("mnist", "cifar10")
+DATASETS = ("mnist", "cifar10", "cifar10-subset")
+
+# What each data set is, for reports and tables (a name not listed describes itself).
+DESCRIPTIONS: dict[str, str] = {
+    "mnist": "MNIST",
+    "cifar10": "CIFAR-10",
+    "cifar10-subset": "CIFAR-10 subset (5,085 train / 1,017 test)",
+}
 
 
 class DataError(Exception):
@@ -31,6 +38,11 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     classes: tuple[str, ...]
+
+    @property
+    def description(self) -> str:
+        """A human-readable name, e.g. ``"CIFAR-10 subset (5,085 train / 1,017 test)"``."""
+        return DESCRIPTIONS.get(self.name, self.name)
 
     @property
     def num_classes(self) -> int:

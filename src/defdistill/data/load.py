@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from defdistill.data.cifar10 import CIFAR10_URL, load_cifar10
+from defdistill.data.cifar10_subset import load_cifar10_subset
 from defdistill.data.dataset import DATASETS, DataError, Dataset
 from defdistill.data.mnist import load_mnist
 
@@ -15,14 +16,23 @@ def load_dataset(
     limit_train: int | None = None,
     limit_test: int | None = None,
 ) -> Dataset:
-    """Load ``"mnist"`` (embedded by default) or ``"cifar10"`` (needs ``data_dir``)."""
+    """Load ``"mnist"`` (embedded by default), ``"cifar10"`` (needs ``data_dir``) or
+    ``"cifar10-subset"`` (embedded, no ``data_dir``: 5,085 + 1,017 real CIFAR-10 images)."""
     if name == "mnist":
         return load_mnist(data_dir, limit_train, limit_test)
     if name == "cifar10":
         if data_dir is None:
             raise DataError(
                 f"CIFAR-10 is not embedded: download the python version from {CIFAR10_URL}, "
-                "unpack it (or keep the .tar.gz) and pass --data-dir DIR"
+                "unpack it (or keep the .tar.gz) and pass --data-dir DIR; offline, "
+                "--dataset cifar10-subset uses the embedded real subset (5,085 + 1,017 images)"
             )
         return load_cifar10(data_dir, limit_train, limit_test)
+    if name == "cifar10-subset":
+        if data_dir is not None:
+            raise DataError(
+                f"--data-dir {data_dir}: cifar10-subset is embedded in the package and reads no "
+                "directory; for the full set use --dataset cifar10 --data-dir DIR"
+            )
+        return load_cifar10_subset(limit_train, limit_test)
     raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

@@ -44,7 +44,7 @@ from defdistill.experiments.tasks import (
 )
 from defdistill.inference import predict_logits
 from defdistill.models import paper_architecture
-from defdistill.training.config import paper_config, role_seed
+from defdistill.training.config import PAPER_CONFIGS, TrainConfig, paper_config, role_seed
 from defdistill.training.devices import resolve_device
 from defdistill.training.distill import role_configs
 from defdistill.training.runs import dataset_signature
@@ -76,6 +76,11 @@ def model_name(temperature: float | None) -> str:
     return "baseline" if temperature is None else f"distilled-T{temperature:g}"
 
 
+def adversarial_name(method: str) -> str:
+    """``adversarial-<method>``: the adversarially trained model of a run."""
+    return f"adversarial-{method}"
+
+
 def seed_dir(root: str | Path, seed: int) -> Path:
     """Where seed ``seed``'s models and units live under a data set's directory ``root``."""
     return Path(root) if seed == 0 else Path(root) / f"seed-{seed}"
@@ -105,6 +110,9 @@ def run_sweeps(
         for s in seeds
         for t in temperatures
     ]
+    if profile.adversarial:
+        train_tasks += [_adversarial_task(task, profile.adversarial) for task in train_tasks
+                        if task.name == model_name(None)]  # fmt: skip
     reused: dict[int, list[str]] = {s: [] for s in seeds}
     computed: dict[int, list[str]] = {s: [] for s in seeds}
     bar = tqdm(total=2 * len(train_tasks), desc=f"{ds.name} sweep", unit="unit", disable=not progress,
@@ -161,7 +169,7 @@ def _train_task(
 ) -> TrainTask:  # fmt: skip
     """The training task of one deployed model (see :func:`.tasks.train_unit`)."""
     config = paper_config(
-        dataset if dataset in ("mnist", "cifar10") else "mnist", epochs=profile.epochs,
+        dataset if dataset in PAPER_CONFIGS else "mnist", epochs=profile.epochs,
         batch_size=profile.batch_size, seed=seed, temperature=temperature or 1.0, amp=profile.amp,
     )  # fmt: skip
     # the deployed model: the baseline itself, or the student; each from a seed of its own
@@ -174,6 +182,16 @@ def _train_task(
         config=config.to_dict(), deployed_config=deployed.to_dict(), device=device,
         progress=progress, force=force,
     )  # fmt: skip
+
+
+def _adversarial_task(baseline: TrainTask, overrides: dict[str, Any]) -> TrainTask:
+    """The positive control beside ``baseline``: the same network and data, adversarially
+    trained with ``overrides`` (:attr:`Profile.adversarial`) from a seed of its own."""
+    seed = role_seed(baseline.seed, "adversarial")
+    deployed = TrainConfig(**{**baseline.deployed_config, **overrides, "seed": seed}).to_dict()
+    name = adversarial_name(deployed["adversarial"])
+    return replace(baseline, name=name, path=str(Path(baseline.root) / "models" / name),
+                   config=deployed, deployed_config=deployed)  # fmt: skip
 
 
 def compare_models(

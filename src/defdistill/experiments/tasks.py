@@ -53,9 +53,9 @@ class TrainTask:
     """One deployed model of the sweep to train (or reuse).
 
     Attributes:
-        name: ``baseline`` or ``distilled-T<T>``.
+        name: ``baseline``, ``distilled-T<T>`` or ``adversarial-<method>``.
         seed: the run's seed.
-        temperature: the distillation temperature; None for the baseline.
+        temperature: the distillation temperature; None for the others.
         root: the seed's directory (where ``models/`` and ``units/`` live).
         path: the deployed model's directory.
         architecture: registered model name.
@@ -132,7 +132,8 @@ def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
         meta = distill(ds, task.architecture, config, path, device=task.device,
                        progress=task.progress, reuse_teacher=not task.force)  # fmt: skip
     else:
-        _, meta = train_model(ds, task.architecture, TrainConfig(**deployed), path, "baseline",
+        role = "adversarial" if deployed.get("adversarial") else "baseline"
+        _, meta = train_model(ds, task.architecture, TrainConfig(**deployed), path, role,
                               device=task.device, progress=task.progress)  # fmt: skip
     return {"name": task.name, "meta": meta, "reused": False}
 

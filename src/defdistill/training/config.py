@@ -116,6 +116,8 @@ PAPER_CONFIGS: dict[str, dict[str, Any]] = {
         "lr_decay": 0.95, "lr_decay_every": 10,
     },
 }  # fmt: skip
+# the embedded real subset of CIFAR-10 (defdistill.data.cifar10_subset): the same images and network
+PAPER_CONFIGS["cifar10-subset"] = PAPER_CONFIGS["cifar10"]
 
 
 def paper_config(dataset: str, **overrides: Any) -> TrainConfig:

@@ -35,11 +35,16 @@ def distilled(rows: list[dict]) -> list[dict]:
 
 
 def baseline(rows: list[dict]) -> dict:
-    return next(r for r in rows if not r["distilled"])
+    return next(r for r in rows if r["name"] == "baseline")
+
+
+def adversarial(rows: list[dict]) -> list[dict]:
+    """The adversarially trained models (the positive control), if the run has any."""
+    return [r for r in rows if r.get("role") == "adversarial"]
 
 
 def in_order(rows: list[dict]) -> list[dict]:
-    """The baseline, then the distilled models by temperature: the order of every table."""
+    """The baseline, then the distilled models by temperature: the order of the tables of T."""
     return [baseline(rows), *distilled(rows)]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from defdistill.experiments.report.data import fmt, in_order, stat, verdict
+from defdistill.experiments.report.data import adversarial, fmt, in_order, stat, verdict
 
 
 def _pct(value: float | None) -> float | None:
@@ -107,7 +107,7 @@ def robustness_table(result: dict) -> list[str]:
         "| transfer success % | masking checks |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in in_order(result["models"]):
+    for row in [*in_order(result["models"]), *adversarial(result["models"])]:
         name = row["name"]
         cells = [_cell(result, name, get, ".1f") for get in _ROBUSTNESS_COLUMNS]
         mean_l2 = _cell(result, name, lambda r: r["adaptive"]["cw_l2"]["mean_l2"], ".2f")
@@ -115,7 +115,7 @@ def robustness_table(result: dict) -> list[str]:
         lines.append(
             f"| {name} | {fmt(row['temperature'], 'g') if row['temperature'] else '–'} "
             f"| {' | '.join(cells[:6])} | {cells[6]} ({mean_l2}) "
-            f"| {transfer if row['distilled'] else '–'} | {_verdict_cell(row)} |"
+            f"| {transfer if name != 'baseline' else '–'} | {_verdict_cell(row)} |"
         )
     return lines
 
