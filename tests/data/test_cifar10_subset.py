@@ -177,3 +177,17 @@ def test_the_sweep_trains_the_subset_with_cifar10s_configuration(tmp_path):
         architecture="cifar10_cnn", signature={}, device="cpu", progress=False, force=False,
     )  # fmt: skip
     assert task.config["lr"] == 0.01 and task.config["momentum"] == 0.9 and task.config["lr_decay"] == 0.95
+
+
+def test_the_subset_is_not_downloaded(tmp_path):
+    from defdistill.data.download import download
+
+    with pytest.raises(DataError, match="embedded in the package: nothing to download"):
+        download("cifar10-subset", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reports_name_the_subset_with_its_size():
+    from defdistill.experiments.report.data import DATASET_TITLES
+
+    assert DATASET_TITLES["cifar10-subset"] == "CIFAR-10 subset (5,085 train / 1,017 test)"

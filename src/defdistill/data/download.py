@@ -35,6 +35,9 @@ def download(name: str, dest: str | Path, timeout: float = 60.0) -> Path:
         raise DataError(f"--data-dir {dest} is a file; give a directory to download into")
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name == "cifar10-subset":
+        raise DataError("cifar10-subset is embedded in the package: nothing to download; "
+                        "`download cifar10` fetches the full set")  # fmt: skip
     if name == "mnist":
         for stem, md5 in MNIST_FILES.values():
             target = dest / f"{stem}.gz"

@@ -150,6 +150,7 @@ def run_sweeps(
     for seed in seeds:
         config = {
             "dataset": ds.name,
+            "dataset_description": ds.description,
             "dataset_signature": signature,
             "architecture": architecture,
             "profile": profile.to_dict(),

@@ -11,9 +11,10 @@ import math
 from importlib import resources
 from typing import Any
 
+from defdistill.data.dataset import DESCRIPTIONS
 from defdistill.experiments.results import mean_std, seed_runs
 
-DATASET_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "synthetic": "synthetic"}
+DATASET_TITLES = {**DESCRIPTIONS, "synthetic": "synthetic"}  # the subset's names its size
 
 
 def paper_values() -> dict[str, Any]:
