@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -118,3 +119,48 @@ def test_rho_adv_ignores_and_counts_failed_samples() -> None:
     assert censored.value == pytest.approx((1.0 + 14.5 + 3.0) / 3)
     assert censored.samples_without_success == 1
     assert math.isnan(rho_adv(torch.tensor([float("nan")])).value)
+
+
+class Unmoved(Attack):
+    """A targeted attack that never changes anything: no attempt succeeds."""
+
+    requires_target = True
+
+    def _run(self, model, x, y, target, generator):
+        return x.clone(), {}
+
+
+def test_no_success_is_logged_and_written_without_nan(caplog) -> None:
+    """'mean L0 – (no success)' in the log, not 'nan %'; JSON null, not NaN."""
+    from defdistill.evaluation.battery import run_jsma
+    from defdistill.io import json_bytes
+
+    model = Lookup(5)
+    x = torch.zeros(4, 10)
+    y = predict(model, x)
+    with caplog.at_level(logging.INFO, logger="defdistill.evaluation.protocol"):
+        report = paper_success_rate(model, Unmoved(), x, y)
+    assert report.attempts == 16 and report.successes == 0
+    assert caplog.messages == ["Unmoved: 0/16 attempts successful (0.0 %), mean L0 – (no success)"]
+    assert "nan" not in report.describe()
+    # a model whose output ignores its input: JSMA finds nothing to change
+    constant = nn.Sequential(nn.Flatten(), nn.Linear(10, 3))
+    with torch.no_grad():
+        constant[1].weight.zero_()
+        constant[1].bias.copy_(torch.tensor([5.0, 0.0, 0.0]))
+    summary = run_jsma(constant, torch.rand(3, 1, 2, 5), torch.zeros(3, dtype=torch.long), 3)
+    assert summary["attempts"] == 6 and summary["successes"] == 0
+    assert summary["mean_l0_percent"] is None and summary["rho_adv_successful_percent"] is None
+    written = json_bytes(summary).decode()
+    assert "NaN" not in written and '"mean_l0_percent": null' in written
+
+
+def test_describe_with_successes_and_without_attempts() -> None:
+    model = Lookup(5)
+    x = torch.zeros(7, 10)
+    y = predict(model, x)
+    report = paper_success_rate(model, FakeAttack(), x, y, targets="next")
+    assert report.describe() == "7/7 attempts successful (100.0 %), mean L0 20.00 %"
+    y_wrong = (y + 1) % 5
+    none = paper_success_rate(model, FakeAttack(), x, y_wrong, num_classes=5)
+    assert none.attempts == 0 and "nan" not in none.describe()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -38,9 +39,13 @@ def test_soft_labels_are_teacher_softmax_at_t():
     assert stats["mean_entropy"] == pytest.approx(stats["max_entropy"])
 
 
-def test_distillation_end_to_end_and_teacher_reuse(synthetic, tmp_path):
+def test_distillation_end_to_end_and_teacher_reuse(synthetic, tmp_path, caplog):
     cfg = TrainConfig(epochs=2, batch_size=32, temperature=20.0, lr=0.05)
-    meta = distill(synthetic, "mnist_cnn", cfg, tmp_path / "d", progress=False)
+    with caplog.at_level(logging.INFO, logger="defdistill.training.distill"):
+        meta = distill(synthetic, "mnist_cnn", cfg, tmp_path / "d", progress=False)
+    # a first run: no teacher yet is the normal case, said plainly (no checkpoint error)
+    assert f"no teacher at {tmp_path / 'd' / 'teacher'}: training it" in caplog.messages
+    assert not any("not found" in m or "model directory" in m for m in caplog.messages), caplog.messages
     assert meta["role"] == "student" and meta["temperature"] == 20.0
     assert meta["teacher"]["test_accuracy"] > 0.9 and meta["test_accuracy"] > 0.9
     assert 1 / 3 < meta["soft_labels"]["mean_max_probability"] < 1.0
@@ -53,7 +58,11 @@ def test_distillation_end_to_end_and_teacher_reuse(synthetic, tmp_path):
     # a second run with the same teacher configuration reuses teacher and soft labels
     labels_before = (tmp_path / "d" / SOFT_LABELS).stat().st_mtime_ns
     teacher_before = (tmp_path / "d" / "teacher" / "meta.json").read_text()
-    meta2 = distill(synthetic, "mnist_cnn", cfg, tmp_path / "d", progress=False)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="defdistill.training.distill"):
+        meta2 = distill(synthetic, "mnist_cnn", cfg, tmp_path / "d", progress=False)
+    assert f"reusing teacher {tmp_path / 'd' / 'teacher'}" in caplog.text
+    assert not any("training it" in m or "training the teacher" in m for m in caplog.messages)
     assert (tmp_path / "d" / "teacher" / "meta.json").read_text() == teacher_before
     assert (tmp_path / "d" / SOFT_LABELS).stat().st_mtime_ns == labels_before
     assert meta2["weights_sha256"] == meta["weights_sha256"]  # deterministic student
@@ -160,7 +169,7 @@ def test_truncated_soft_labels_are_recomputed(tiny, reference, tmp_path):
     assert_matches_reference(out, reference)
 
 
-def test_teacher_whose_weights_do_not_match_its_meta_is_retrained(tiny, reference, tmp_path):
+def test_teacher_whose_weights_do_not_match_its_meta_is_retrained(tiny, reference, tmp_path, caplog):
     """A crash while replacing a teacher (same configuration) leaves other weights."""
     out = tmp_path / "d"
     shutil.copytree(reference["dir"], out)
@@ -170,8 +179,12 @@ def test_teacher_whose_weights_do_not_match_its_meta_is_retrained(tiny, referenc
     shutil.copy(tmp_path / "x" / WEIGHTS, out / "teacher" / WEIGHTS)
     with pytest.raises(CheckpointError):
         load_model(out / "teacher")
-    run_distill(tiny, out)
+    with caplog.at_level(logging.INFO, logger="defdistill.training.distill"):
+        run_distill(tiny, out)
     assert_matches_reference(out, reference)
+    # a teacher directory that cannot be reused: the log says why
+    assert any(m.startswith(f"{out / 'teacher' / WEIGHTS}") and m.endswith("; training the teacher")
+               for m in caplog.messages), caplog.messages  # fmt: skip
 
 
 @pytest.mark.slow

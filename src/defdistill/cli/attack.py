@@ -6,12 +6,9 @@ import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from defdistill.attacks import FGSM, JSMA, PGD, Attack, CarliniWagnerL2
+from defdistill.cli.choices import NORMS, TARGET_MODES
 from defdistill.cli.options import (
     add_common,
     add_data,
@@ -20,14 +17,15 @@ from defdistill.cli.options import (
     positive_float,
     positive_int,
 )
-from defdistill.evaluation.distances import l0_fraction, l2, linf, summary_stats
-from defdistill.evaluation.protocol import paper_success_rate
-from defdistill.evaluation.samples import first_correct
-from defdistill.evaluation.threats import Norm, TargetMode
-from defdistill.inference import correct_mask
-from defdistill.io import atomic_write_bytes, atomic_write_json
+
+if TYPE_CHECKING:  # imported where used: parsing stays torch-free
+    import torch
+    from torch import nn
+
+    from defdistill.attacks import Attack
 
 UNTARGETED = "none"
+ALL_TARGETS = "all"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,10 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attack", required=True, choices=["jsma", "fgsm", "pgd", "cw"])
     p.add_argument("--samples", type=positive_int, default=100,
                    help="first N correctly classified test images (default 100)")
-    p.add_argument("--targets", choices=[UNTARGETED, *(m.value for m in TargetMode)], default=None,
+    p.add_argument("--targets", choices=[UNTARGETED, *TARGET_MODES], default=None,
                    help="targeted attempts per sample (default: all for jsma, none otherwise)")
     p.add_argument("--eps", type=float, default=0.3, help="FGSM/PGD budget (default 0.3)")
-    p.add_argument("--norm", choices=[n.value for n in Norm], default=Norm.LINF.value, help="PGD norm")
+    p.add_argument("--norm", choices=NORMS, default=NORMS[0], help="PGD norm")
     p.add_argument("--steps", type=positive_int, default=40, help="PGD steps (default 40)")
     p.add_argument("--loss", choices=["ce", "margin"], default="ce", help="FGSM/PGD loss")
     p.add_argument("--temperature", type=positive_float, default=1.0,
@@ -62,9 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from defdistill.io import atomic_write_json
+
     attack = build_attack(args)
     model, meta, ds = load_for_data(args.model, args)
-    targets = args.targets or (TargetMode.ALL.value if args.attack == "jsma" else UNTARGETED)
+    targets = args.targets or (ALL_TARGETS if args.attack == "jsma" else UNTARGETED)
     device = next(model.parameters()).device
     run = run_attack(model, attack, ds.x_test.to(device), ds.y_test.to(device), args.samples,
                      targets, seed=args.seed)  # fmt: skip
@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
 def build_attack(args: argparse.Namespace) -> Attack:
     """The attack object for the command-line options (raises ValueError on bad values)."""
+    from defdistill.attacks import FGSM, JSMA, PGD, CarliniWagnerL2
+
     batch = {"batch_size": args.batch_size}
     if args.attack == "fgsm":
         return FGSM(eps=args.eps, loss=args.loss, temperature=args.temperature, **batch)
@@ -116,6 +118,8 @@ class AttackRun:
     summary: dict[str, Any]
 
     def per_attempt(self) -> list[dict[str, Any]]:
+        from defdistill.evaluation.distances import l0_fraction, l2, linf
+
         delta = self.x_adv - self.x
         l0s, l2s, linfs = 100 * l0_fraction(delta), l2(delta), linf(delta)
         return [
@@ -143,19 +147,21 @@ def run_attack(
 
     ``targets="none"`` runs the attack untargeted; ``all``/``next``/``random`` run targeted
     attempts with the paper's protocol (:func:`defdistill.evaluation.paper_success_rate`).
+    The test set is predicted only until ``samples`` correct images are found.
     """
+    from defdistill.evaluation.distances import l0_fraction, l2, linf, summary_stats
+    from defdistill.evaluation.protocol import paper_success_rate
+    from defdistill.evaluation.samples import first_correct_indices
+
     start = time.perf_counter()
+    correct = first_correct_indices(model, x, y, samples)
+    if not len(correct):
+        raise nothing_to_attack(len(x))
+    xs, ys = x[correct], y[correct]
     if targets == UNTARGETED:
-        correct = correct_mask(model, x, y).nonzero().flatten()[:samples]
-        if not len(correct):
-            raise nothing_to_attack(len(x))
-        xs, ys = x[correct], y[correct]
         result = attack(model, xs, ys)
         run = AttackRun(xs, result.x_adv, ys, None, result.success, correct, {})
     else:
-        xs, ys = first_correct(model, x, y, samples)
-        if not len(xs):
-            raise nothing_to_attack(len(x))
         report = paper_success_rate(model, attack, xs, ys, targets=targets, seed=seed)
         run = AttackRun(report.x, report.x_adv, ys[report.sample_index], report.target,
                         report.success, report.sample_index, {})  # fmt: skip
@@ -179,6 +185,7 @@ def run_attack(
 def save_examples(path: str | Path, run: AttackRun, count: int = 8) -> None:
     """PNG grid of the first ``count`` successful attempts (original, adversarial, change)."""
     from defdistill.experiments.report import examples_grid
+    from defdistill.io import atomic_write_bytes
 
     hits = run.success.nonzero().flatten()[:count]
     panels = {

@@ -49,14 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from defdistill.evaluation.audit import audit
-    from defdistill.inference import correct_mask
+    from defdistill.evaluation.samples import first_correct_indices
     from defdistill.io import atomic_write_json
 
     model, meta, ds = load_brought(args) if args.factory else load_for_data(args.model, args)
     reference = load_for_data(args.reference, args, ds.name)[0] if args.reference else None
     temperature = args.temperature or float(meta.get("temperature", 1.0))
     device = next(model.parameters()).device
-    if not bool(correct_mask(model, ds.x_test.to(device), ds.y_test.to(device), 500).any()):
+    if not len(first_correct_indices(model, ds.x_test.to(device), ds.y_test.to(device), 1)):
         raise nothing_to_attack(len(ds.x_test))
     report = audit(
         model, ds.x_test.to(device), ds.y_test.to(device), temperature=temperature,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from defdistill.cli.choices import DATASETS
 from defdistill.cli.options import add_common
-from defdistill.data import DATASETS
-from defdistill.data.download import download
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from defdistill.data.download import download
+
     path = download(args.dataset, args.data_dir)
     print(f"{args.dataset} verified in {path}")
     return 0

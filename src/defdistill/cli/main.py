@@ -1,4 +1,9 @@
-"""The entry point: parse, run the sub-command, turn expected failures into one line."""
+"""The entry point: parse, run the sub-command, turn expected failures into one line.
+
+Parsing imports no torch (``defdistill --help`` answers at once): each sub-command module
+imports what it runs inside its ``run``, and the errors that are the user's to fix are
+resolved only when a command fails.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,26 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from defdistill.checkpoint import CheckpointError
 from defdistill.cli import attack, audit, download, evaluate, reproduce, train
 from defdistill.cli.options import Parser, UsageError
-from defdistill.data import DataError
-from defdistill.experiments.executors import ExecutorError
-from defdistill.io import OutputError
-from defdistill.training.loop import TrainingError
 
-USER_ERRORS = (DataError, CheckpointError, TrainingError, OutputError, ExecutorError, ValueError,
-               UsageError)  # fmt: skip
 COMMANDS = (train, evaluate, download, attack, audit, reproduce)  # in the order of --help
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that are the user's to fix: reported as one line and exit code 2.
+
+    Imported when a command fails, not at start-up: they live beside the code that raises
+    them, which imports torch (and by then the failed command has imported it).
+    """
+    from defdistill.checkpoint import CheckpointError
+    from defdistill.data import DataError
+    from defdistill.experiments.executors import ExecutorError
+    from defdistill.io import OutputError
+    from defdistill.training.loop import TrainingError
+
+    return (DataError, CheckpointError, TrainingError, OutputError, ExecutorError, ValueError,
+            UsageError)  # fmt: skip
 
 
 def build_parser() -> Parser:
@@ -38,10 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as err:
-        message = " ".join(str(err).split())  # always one line
-        print(f"defdistill: error: {message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("defdistill: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if not isinstance(err, user_errors()):
+            raise
+        message = " ".join(str(err).split())  # always one line
+        print(f"defdistill: error: {message}", file=sys.stderr)
+        return 2

@@ -1,16 +1,30 @@
-"""Options and argument types shared by the sub-commands, and the loading they share."""
+"""Options and argument types shared by the sub-commands, and the loading they share.
+
+Parsing imports nothing that imports torch (``defdistill --help`` stays fast): the
+choices come from :mod:`.choices`, and what runs a command is imported when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from defdistill.checkpoint import META
-from defdistill.data import DATASETS, load_dataset
-from defdistill.models import available_models
-from defdistill.training.config import TrainConfig, paper_config
+from defdistill.cli.choices import ARCHITECTURES, DATASETS, META
+
+if TYPE_CHECKING:
+    from defdistill.data import Dataset
+    from defdistill.training.config import TrainConfig
+
+
+def load_dataset(
+    name: str, data_dir: Path | None = None, limit_train: int | None = None, limit_test: int | None = None
+) -> Dataset:
+    """:func:`defdistill.data.load_dataset`, imported when a command first loads data."""
+    from defdistill.data import load_dataset as load
+
+    return load(name, data_dir, limit_train, limit_test)
 
 
 class UsageError(Exception):
@@ -121,7 +135,7 @@ def add_amp(parser: argparse.ArgumentParser) -> None:
 def add_training(parser: argparse.ArgumentParser, default_temperature: float) -> None:
     """Hyper-parameters; unset ones take the paper's value for the data set."""
     parser.add_argument("--out", type=Path, required=True, help="output model directory")
-    parser.add_argument("--arch", choices=available_models(), default=None,
+    parser.add_argument("--arch", choices=ARCHITECTURES, default=None,
                         help="architecture (default: the paper's network for the data set)")
     parser.add_argument("--temperature", type=positive_float, default=default_temperature,
                         help=f"softmax temperature T of training (default {default_temperature:g})")
@@ -146,6 +160,8 @@ def add_training(parser: argparse.ArgumentParser, default_temperature: float) ->
 
 def training_config(args: argparse.Namespace) -> TrainConfig:
     """The paper's configuration for ``--dataset`` with the options given."""
+    from defdistill.training.config import paper_config
+
     return paper_config(
         args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         momentum=args.momentum, optimizer=args.optimizer, temperature=args.temperature,

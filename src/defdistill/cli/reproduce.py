@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from defdistill.cli.choices import EXECUTORS
 from defdistill.cli.options import (
     UsageError,
     add_amp,
@@ -15,7 +16,6 @@ from defdistill.cli.options import (
     seed_list,
     temperature_list,
 )
-from defdistill.experiments.executors import EXECUTORS
 
 RAY_ONLY = (("address", None), ("cpus_per_task", 1), ("max_retries", 2))  # option, its default
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from defdistill.cli.choices import ADVERSARIAL_METHODS
 from defdistill.cli.options import (
     UsageError,
     add_training,
     check_out,
+    load_dataset,
     non_negative_float,
     positive_int,
     training_config,
 )
-from defdistill.data import load_dataset
-from defdistill.io import exclusive, remove_temporaries
-from defdistill.models import paper_architecture
-from defdistill.training.config import ADVERSARIAL_METHODS, role_seed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from defdistill.io import exclusive, remove_temporaries
+    from defdistill.models import paper_architecture
+    from defdistill.training.config import role_seed
     from defdistill.training.runs import train_model
 
     config = training_config(args)
@@ -61,6 +62,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_distill(args: argparse.Namespace) -> int:
+    from defdistill.io import exclusive, remove_temporaries
+    from defdistill.models import paper_architecture
     from defdistill.training.distill import distill
 
     config = training_config(args)

@@ -14,15 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("mnist", "cifar10", "cifar10-subset")
+from defdistill.data.names import DATASETS, DESCRIPTIONS
 
-# What each data set is, for reports and tables (a name not listed describes itself).
-DESCRIPTIONS: dict[str, str] = {
-    "mnist": "MNIST",
-    "cifar10": "CIFAR-10",
-    "cifar10-subset": "CIFAR-10 subset (5,085 train / 1,017 test)",
-}
-
+__all__ = ["DATASETS", "DESCRIPTIONS", "DataError", "Dataset"]
 
 class DataError(Exception):
     """A data file is missing, truncated, corrupt or of the wrong format."""

@@ -44,6 +44,10 @@ def _example(x: torch.Tensor, x_adv: torch.Tensor, target: int) -> dict[str, Any
     }
 
 
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def run_jsma(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int, on: str = "probs",
     temperature: float = 1.0, gamma: float = 0.145, theta: float = 1.0, targets: str = "all",
@@ -63,9 +67,10 @@ def run_jsma(
         "attempts": report.attempts,
         "successes": report.successes,
         "success_rate": report.success_rate,
-        "mean_l0_percent": report.mean_l0_percent,
+        # None (JSON null), not NaN, when no attempt succeeded: there is no L0 to average
+        "mean_l0_percent": _finite_or_none(report.mean_l0_percent),
         "rho_adv_percent": report.rho_adv_percent,
-        "rho_adv_successful_percent": report.rho_adv_successful_percent,
+        "rho_adv_successful_percent": _finite_or_none(report.rho_adv_successful_percent),
         # never-broken samples, counted in rho_adv_percent at the attack's cap: when > 0,
         # rho_adv_percent is a lower bound (reported with ">=")
         "samples_without_success": report.samples_without_success,

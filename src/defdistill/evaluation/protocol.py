@@ -153,6 +153,14 @@ class SuccessRateReport:
         return rho_adv(100 * self.min_l0_fraction.double(),
                        None if budget is None else 100 * budget)  # fmt: skip
 
+    def describe(self) -> str:
+        """One line for a log: attempts, successes and their mean L0 (``–`` without success)."""
+        if not self.attempts:
+            return "no attempt (no sample classified correctly)"
+        l0 = f"{self.mean_l0_percent:.2f} %" if self.successes else "– (no success)"
+        return (f"{self.successes}/{self.attempts} attempts successful "
+                f"({100 * self.success_rate:.1f} %), mean L0 {l0}")  # fmt: skip
+
     @property
     def rho_adv_percent(self) -> float:
         """``rho_adv`` (%) with never-broken samples counted at the attack's cap (if known)."""
@@ -272,12 +280,5 @@ def paper_success_rate(
         min_l0_fraction=min_frac,
         budget_fraction=_max_fraction(attack, x[0].numel()),
     )
-    logger.info(
-        "%s: %d/%d attempts successful (%.1f %%), mean L0 %.2f %%",
-        type(attack).__name__,
-        report.successes,
-        report.attempts,
-        100 * report.success_rate if report.attempts else math.nan,
-        report.mean_l0_percent,
-    )
+    logger.info("%s: %s", type(attack).__name__, report.describe())
     return report

@@ -97,12 +97,14 @@ def distill(
     teacher_dir = out / "teacher"
     wanted = {"config": config.to_dict(), "dataset": signature, "architecture": architecture}
     reused = None
-    try:  # no teacher, another configuration, or weights not matching meta.json
-        if reuse_teacher:
+    if reuse_teacher and not teacher_dir.exists():  # the normal case of a first run
+        log.info("no teacher at %s: training it", teacher_dir)
+    elif reuse_teacher:
+        try:  # an unfinished teacher, another configuration, or weights not matching meta.json
             reused = load_reusable(teacher_dir, wanted, dev)
             log.info("reusing teacher %s (accuracy %.4f)", teacher_dir, reused[1]["test_accuracy"])
-    except CheckpointError as err:
-        log.info("%s; training the teacher", err)
+        except CheckpointError as err:
+            log.info("%s; training the teacher", err)
     if reused is not None:
         teacher, teacher_meta = reused
     else:
