@@ -23,6 +23,7 @@ _EXPORTS = {
     "load_dataset": "defdistill.data",
     "build_model": "defdistill.models",
     "register_model": "defdistill.models",
+    "load_pretrained": "defdistill.pretrained",
     "softmax_at": "defdistill.temperature",
     "temperature_loss": "defdistill.temperature",
 }
@@ -37,6 +38,7 @@ __all__ = [
     "build_model",
     "load_dataset",
     "load_model",
+    "load_pretrained",
     "register_model",
     "save_model",
     "softmax_at",
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from defdistill.checkpoint import CheckpointError, load_model, save_model
     from defdistill.data import DataError, Dataset, load_dataset
     from defdistill.models import build_model, register_model
+    from defdistill.pretrained import load_pretrained
     from defdistill.temperature import softmax_at, temperature_loss
 
 

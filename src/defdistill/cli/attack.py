@@ -30,7 +30,8 @@ ALL_TARGETS = "all"
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("attack", help="attack a model and report success and distortions")
-    p.add_argument("--model", type=Path, required=True, help="model directory")
+    p.add_argument("--model", type=Path, required=True,
+                   help="model directory or shipped name (defdistill models)")
     p.add_argument("--attack", required=True, choices=["jsma", "fgsm", "pgd", "cw"])
     p.add_argument("--samples", type=positive_int, default=100,
                    help="first N correctly classified test images (default 100)")

@@ -19,14 +19,17 @@ from defdistill.cli.options import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="gradient-masking checks, attack battery and a verdict")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", type=Path, help="model directory to audit (defdistill's own)")
+    which.add_argument("--model", type=Path,
+                       help="model to audit (defdistill's own): model directory or shipped name "
+                            "(defdistill models)")
     which.add_argument("--factory", metavar="MODULE:CALLABLE",
                        help="a model you bring: CALLABLE() returns an nn.Module from (N, C, H, W) "
                             "in [0, 1] to logits; needs --weights and --dataset (docs/audit.md)")
     p.add_argument("--weights", type=Path, default=None,
                    help="with --factory: safetensors file of the module's state_dict")
     p.add_argument("--reference", type=Path, default=None,
-                   help="undefended model of the same task (source of the transfer attack)")
+                   help="undefended model of the same task (source of the transfer attack): model "
+                        "directory or shipped name (defdistill models)")
     p.add_argument("--temperature", type=positive_float, default=None,
                    help="training temperature for the adaptive PGD (default: from meta.json)")
     p.add_argument("--samples", type=positive_int, default=100,

@@ -10,7 +10,8 @@ from defdistill.cli.options import add_common, add_data, load_for_data
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="test accuracy and softmax saturation of a model")
-    p.add_argument("--model", type=Path, required=True, help="model directory")
+    p.add_argument("--model", type=Path, required=True,
+                   help="model directory or shipped name (defdistill models)")
     add_data(p, for_model=True)
     add_common(p)
     p.set_defaults(func=run)

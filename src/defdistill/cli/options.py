@@ -190,13 +190,17 @@ def model_dataset(path: Path, args: argparse.Namespace, meta: dict) -> str:
 
 
 def load_for_data(path: Path, args: argparse.Namespace, dataset: str | None = None):
-    """Load a model and the test set it was trained for (``dataset``: the one it must match)."""
+    """Load a model and the test set it was trained for (``dataset``: the one it must match).
+
+    ``path`` is a model directory or the name of a shipped model (``defdistill models``).
+    """
     from defdistill.checkpoint import load_model
+    from defdistill.pretrained import resolve_model
     from defdistill.training.devices import resolve_device
 
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} is a file; give a model directory (with meta.json)")
-    model, meta = load_model(path, resolve_device(args.device))
+    model, meta = load_model(resolve_model(path), resolve_device(args.device))
     name = model_dataset(path, args, meta)
     if dataset is not None and name != dataset:
         raise UsageError(f"{path} was trained on {name}, the audited model on {dataset}; "
