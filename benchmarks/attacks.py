@@ -9,7 +9,8 @@ images. The "equal work" ratio adds that success check (one forward pass, what o
 ``attack(model, x, y)`` also returns) to both times.
 
 * JSMA vs ART ``SaliencyMapMethod`` (theta = +1, gamma = 0.145), targeted toward the next
-  class ``(y + 1) mod 10`` (``--targets next``) or every other class (``--targets all``).
+  class ``(y + 1) mod 10`` (``--targets next``) or every other class (``--targets all``):
+  ours on the softmax (the paper's) and on the target logit (ART's map on a logit model).
   Goal: >= 10x the samples/s, equal or better success rate and L0 (mean fraction of
   pixels changed over the successful attempts).
 * C&W L2 vs ART ``CarliniL2Method``, targeted toward the next class, same
@@ -158,14 +159,17 @@ def one_hot(t: torch.Tensor) -> np.ndarray:
     return F.one_hot(t, NUM_CLASSES).numpy().astype(np.float32)
 
 
-def jsma_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> Row:
+def jsma_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace,
+             on: str = "probs") -> Row:  # fmt: skip
+    """``on="probs"``: the paper's saliency on F vs ART's on the model's outputs (here logits:
+    another map); ``on="target_logit"``: the same map as ART's, success and L0 should agree."""
     from art.attacks.evasion import SaliencyMapMethod
 
     if args.targets == "all":
         x, y, target = all_targets(x, y, NUM_CLASSES)
     else:
         target = (y + 1) % NUM_CLASSES
-    ours_attack = JSMA(theta=1.0, gamma=0.145)
+    ours_attack = JSMA(theta=1.0, gamma=0.145, on=on)
     art = SaliencyMapMethod(art_classifier(model, tuple(x.shape[1:])), theta=1.0, gamma=0.145,
                             batch_size=len(x), verbose=False)  # fmt: skip
     x_np, t_np = x.numpy(), one_hot(target)
@@ -178,7 +182,7 @@ def jsma_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args
     s_a, d_a = quality(model, x, adv_art, y, target, l0_fraction)
     ours, theirs = Side(t_ours, s_o, d_o), Side(t_art, s_a, d_a)
     met = t_art / t_ours >= 10 and s_o >= s_a and d_o <= d_a
-    return Row(f"JSMA θ=+1 γ=0.145 ({args.targets})", name, len(x), "L0 %", ours, theirs,
+    return Row(f"JSMA on {on} θ=+1 γ=0.145 ({args.targets})", name, len(x), "L0 %", ours, theirs,
                "ART SaliencyMapMethod", ">= 10x, succ >=, L0 <=", met,
                check_time(model, x, args.repeats))  # fmt: skip
 
@@ -373,7 +377,8 @@ def main() -> int:
         x, y = ds.x_test, ds.y_test
         rows: list[Row] = []
         if "jsma" in args.only:
-            rows.append(jsma_row(model, name, *first_correct(model, x, y, args.samples), args))
+            for on in ("probs", "target_logit"):
+                rows.append(jsma_row(model, name, *first_correct(model, x, y, args.samples), args, on))
         if "cw" in args.only:
             rows.append(cw_row(model, name, *first_correct(model, x, y, args.cw_samples), args))
             if args.distilled:

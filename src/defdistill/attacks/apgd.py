@@ -181,7 +181,7 @@ class APGD(Attack):
         or ``eps = 0``); ``info["loss"]``: ``(N,)`` highest ``f`` reached (at ``x`` for
         ``eps = 0``).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> from defdistill.attacks import APGD

@@ -65,7 +65,7 @@ class CarliniWagnerL2(Attack):
         ``info["const"]``: ``(N,)`` smallest ``c`` with which a step succeeded, or, where
         none did, the largest ``c`` tried.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> from defdistill.attacks import CarliniWagnerL2

@@ -37,7 +37,7 @@ class FGSM(Attack):
         ``x``: ``(N, ...)`` float in [0, 1]; ``y``, ``target``: ``(N,)`` int64;
         ``AttackResult.x_adv``: ``(N, ...)``; ``AttackResult.success``: ``(N,)`` bool.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> from defdistill.attacks import FGSM

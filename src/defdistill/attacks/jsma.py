@@ -222,7 +222,7 @@ class JSMA(Attack):
         ``x_adv``: ``(N, ...)``; ``success``: ``(N,)`` bool;
         ``info["features_changed"]``, ``info["iterations"]``: ``(N,)`` int64.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> from defdistill.attacks import JSMA

@@ -64,7 +64,7 @@ class PGD(Attack):
         ``x``: ``(N, ...)`` float in [0, 1]; ``y``, ``target``: ``(N,)`` int64;
         ``x_adv``: ``(N, ...)``; ``success``: ``(N,)`` bool; ``info["iterations"]``: ``(N,)``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> from defdistill.attacks import PGD

@@ -163,7 +163,7 @@ class Square(Attack):
     Raises:
         ValueError: invalid parameters; inputs that are not ``(N, C, H, W)`` images.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> from defdistill.attacks import Square

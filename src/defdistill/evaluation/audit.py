@@ -91,13 +91,24 @@ def audit(
     """Audit ``model`` on the first ``samples`` correctly classified ``(x, y)``.
 
     Args:
+        model: the network to audit, returning logits.
+        x: test inputs in [0, 1], ``(N, C, H, W)``; the budgets follow from their channels.
+        y: their labels, ``(N,)``.
         temperature: the training (distillation) temperature, if known: adds PGD and JSMA
             on ``softmax(Z / T)``. ``None`` or 1: no such attack (any defence).
         reference: an undefended model of the same task (transfer attack source).
-        jsma_samples: samples attacked by JSMA toward every other class.
+        samples: correctly classified inputs attacked (the first ones).
+        jsma_samples: of which attacked by JSMA toward every other class.
         jsma_gamma: JSMA's maximum fraction of features changed (the paper's 14.5 %).
-        apgd_steps, apgd_targets: APGD's iterations; the number of target classes of APGD-T.
+        cw_iterations: Carlini & Wagner's Adam steps per binary-search step.
+        cw_search_steps: its binary-search steps over the constant.
+        apgd_steps: APGD's iterations.
+        apgd_targets: the number of target classes of APGD-T (the most likely other ones).
         square_queries: Square's query budget per sample.
+        seed: seeds every randomised attack.
+
+    Returns:
+        The findings, every attack's summary, the verdict and the worst-case robust accuracy.
     """
     xs, ys = first_correct(model, x, y, samples)
     budgets = standard_budgets(x)

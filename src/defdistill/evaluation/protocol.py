@@ -35,7 +35,7 @@ def all_targets(
     the attempts of sample ``i`` are rows ``i*(K-1) .. (i+1)*(K-1) - 1`` with targets
     ``y_i + 1, y_i + 2, ... (mod K)``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> _, yr, t = all_targets(torch.zeros(2, 1), torch.tensor([0, 2]), 3)
         >>> yr.tolist(), t.tolist()

@@ -109,7 +109,7 @@ PROFILES: dict[str, dict[str, Profile]] = {
         # baseline (97.00 % vs 98.70 %), outside the 1.5 pp tolerance (docs/training.md)
         "quick": Profile("quick", (5.0, 20.0, 100.0), epochs=4, limit_test=2000,
                          attack_samples=50, gradient_samples=200, adaptive_samples=50,
-                         adversarial={**ADVERSARIAL_MNIST, "epochs": 4, "adversarial_warmup": 1}),
+                         adversarial={**ADVERSARIAL_MNIST, "epochs": 4, "adversarial_warmup": 2}),
         "paper": Profile("paper", PAPER_TEMPERATURES, epochs=50, attack_samples=300,
                          gradient_samples=1000, adaptive_samples=200, cw_iterations=1000,
                          cw_search_steps=9,

@@ -134,7 +134,7 @@ def role_seed(run_seed: int, role: str, temperature: float = 1.0) -> int:
     same run seed always gives the same networks (``defdistill train --seed 0`` trains
     the baseline that ``defdistill reproduce --seed 0`` trains).
 
-    Example:
+    Examples:
         >>> role_seed(0, "teacher", 20.0) != role_seed(0, "teacher", 100.0) != role_seed(0, "baseline")
         True
     """
