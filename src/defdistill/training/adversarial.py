@@ -92,7 +92,7 @@ class RobustnessMonitor:
                  int(record["epoch"]), MONITOR_STEPS, eps, len(self.x), acc)  # fmt: skip
         if self.best - acc > COLLAPSE:
             advice = ("use --adversarial pgd or a smaller eps" if self.config.adversarial == "fgsm-rs"
-                      else "lower --lr or eps")  # fmt: skip
+                      else "use more --adv-steps (smaller steps), a lower --lr or a smaller eps")  # fmt: skip
             log.warning("%s: PGD accuracy fell from %.2f to %.2f in epoch %d: catastrophic "
                         "overfitting (Wong et al. 2020); %s", desc, self.best, acc,
                         int(record["epoch"]), advice)  # fmt: skip
