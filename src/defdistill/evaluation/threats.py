@@ -1,9 +1,15 @@
 """Threat models and target modes, each defined once.
 
 A threat model is a norm and a budget ε (RobustBench's convention). The standard budgets
-of the field, for inputs in [0, 1]: MNIST-like greyscale images L∞ 0.3 (Madry et al.
-2018, arXiv:1706.06083; 0.1 as a second point) and L2 2.0; colour images (CIFAR-10)
-L∞ 8/255 (2/255 as a second point) and L2 0.5.
+of the field, for inputs in [0, 1]:
+
+* MNIST-like greyscale images: L∞ 0.3, the budget of Madry et al. 2018 (arXiv:1706.06083)
+  and of the MNIST evaluations of AutoAttack (Croce & Hein 2020, arXiv:2003.01690), with
+  0.1 as a second point; L2 2.0, among the L2 radii MNIST evaluations report (FAB, Croce &
+  Hein 2019, arXiv:1907.02044, 1 to 2.5), not a leaderboard's standard.
+* colour images (CIFAR-10): L∞ 8/255 (Madry et al. 2018; RobustBench's CIFAR-10 L∞
+  leaderboard, Croce et al. 2021, arXiv:2010.09670), 2/255 as a second point; L2 0.5
+  (RobustBench's CIFAR-10 L2 leaderboard, AutoAttack).
 """
 
 from __future__ import annotations
