@@ -50,11 +50,12 @@ from torch import nn
 
 from defdistill.attacks import APGD, FGSM, JSMA, PGD, CarliniWagnerL2, Square
 from defdistill.checkpoint import load_model
-from defdistill.data.mnist import load_mnist
+from defdistill.data import load_dataset
 from defdistill.evaluation.battery import apgd_targeted
 from defdistill.evaluation.distances import l0_fraction, l2
 from defdistill.evaluation.protocol import all_targets
 from defdistill.inference import correct_mask, predict
+from defdistill.models import paper_architecture
 from defdistill.training.config import paper_config
 from defdistill.training.runs import train_model
 
@@ -328,19 +329,22 @@ def thread_limit(threads: int) -> Iterator[None]:
         yield
 
 
-def load_or_train(path: str | None, tmp: str) -> tuple[nn.Module, str]:
+def load_or_train(path: str | None, tmp: str, dataset: str = "mnist") -> tuple[nn.Module, str]:
     if path:
         model, meta = load_model(path)
         return model, f"{path} (T={meta.get('temperature', 1)})"
-    print("no --model given: training the paper's MNIST network for 1 epoch ...", file=sys.stderr)
-    ds = load_mnist()
-    model, _ = train_model(ds, "mnist_cnn", paper_config("mnist", epochs=1), tmp, "baseline", progress=False)
-    return model.eval(), "baseline, 1 epoch (trained now)"
+    print(f"no --model given: training the paper's {dataset} network for 1 epoch ...", file=sys.stderr)
+    ds = load_dataset(dataset)
+    arch = paper_architecture(ds.input_shape[0])
+    model, _ = train_model(ds, arch, paper_config(dataset, epochs=1), tmp, "baseline", progress=False)
+    return model.eval(), f"{dataset} baseline, 1 epoch (trained now)"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="defdistill model directory (default: train 1 epoch now)")
+    parser.add_argument("--dataset", default="mnist", choices=("mnist", "cifar10-subset"),
+                        help="test images (and the network trained without --model); default mnist")
     parser.add_argument("--distilled", help="a distilled (e.g. T=100) model directory for a 2nd C&W row")
     parser.add_argument("--samples", type=int, default=100, help="JSMA samples (default 100)")
     parser.add_argument("--cw-samples", type=int, default=30, help="C&W samples (default 30)")
@@ -371,8 +375,8 @@ def main() -> int:
         print(INSTALL_HINT, file=sys.stderr)
         return 2
     with thread_limit(args.threads), tempfile.TemporaryDirectory() as tmp:
-        model, name = load_or_train(args.model, tmp)
-        ds = load_mnist(limit_train=1)
+        model, name = load_or_train(args.model, tmp, args.dataset)
+        ds = load_dataset(args.dataset, limit_train=1)
         n_max = max(args.samples, args.cw_samples, args.gradient_samples, args.auto_samples)
         x, y = ds.x_test, ds.y_test
         rows: list[Row] = []
@@ -382,7 +386,7 @@ def main() -> int:
         if "cw" in args.only:
             rows.append(cw_row(model, name, *first_correct(model, x, y, args.cw_samples), args))
             if args.distilled:
-                student, sname = load_or_train(args.distilled, tmp)
+                student, sname = load_or_train(args.distilled, tmp, args.dataset)
                 rows.append(cw_row(student, sname, *first_correct(student, x, y, args.cw_samples), args))
         if "gradient" in args.only:
             rows += gradient_rows(model, name, *first_correct(model, x, y, args.gradient_samples), args)
