@@ -33,7 +33,7 @@ def _mnist_full() -> Dataset:
 def cached_mnist(monkeypatch):
     """The CLI's data loader with the embedded MNIST read once per session (speed only)."""
 
-    def load(name, data_dir=None, limit_train=None, limit_test=None):
+    def load(name, data_dir=None, limit_train=None, limit_test=None, train=True):
         assert name == "mnist" and data_dir is None
         return subset(_mnist_full(), limit_train, limit_test)
 

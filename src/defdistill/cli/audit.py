@@ -100,7 +100,7 @@ def load_brought(args: argparse.Namespace):
     if args.dataset is None:
         raise UsageError("--factory needs --dataset: the data set the model was trained on")
     model = load_factory_model(args.factory, args.weights, resolve_device(args.device))
-    ds = load_dataset(args.dataset, args.data_dir, args.limit_train, args.limit_test)
+    ds = load_dataset(args.dataset, args.data_dir, args.limit_train, args.limit_test, train=False)
     device = next(model.parameters()).device
     try:
         with torch.no_grad():

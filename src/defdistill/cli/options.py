@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 
 
 def load_dataset(
-    name: str, data_dir: Path | None = None, limit_train: int | None = None, limit_test: int | None = None
+    name: str, data_dir: Path | None = None, limit_train: int | None = None, limit_test: int | None = None,
+    train: bool = True,
 ) -> Dataset:
     """:func:`defdistill.data.load_dataset`, imported when a command first loads data."""
     from defdistill.data import load_dataset as load
 
-    return load(name, data_dir, limit_train, limit_test)
+    return load(name, data_dir, limit_train, limit_test, train=train)
 
 
 class UsageError(Exception):
@@ -205,7 +206,7 @@ def load_for_data(path: Path, args: argparse.Namespace, dataset: str | None = No
     if dataset is not None and name != dataset:
         raise UsageError(f"{path} was trained on {name}, the audited model on {dataset}; "
                          "give a reference model of the same data set")  # fmt: skip
-    ds = load_dataset(name, args.data_dir, args.limit_train, args.limit_test)
+    ds = load_dataset(name, args.data_dir, args.limit_train, args.limit_test, train=False)  # test only
     if list(ds.input_shape) != meta["input_shape"]:
         raise UsageError(f"{path} expects inputs {meta['input_shape']}, "
                          f"the data has {list(ds.input_shape)}")  # fmt: skip

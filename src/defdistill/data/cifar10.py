@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from defdistill.data.dataset import MAX_FILE_BYTES, DataError, Dataset, read_file_bytes, subset, to_tensors
+from defdistill.data.dataset import (
+    MAX_FILE_BYTES,
+    DataError,
+    Dataset,
+    empty_like_split,
+    read_file_bytes,
+    subset,
+    to_tensors,
+)
 from defdistill.data.safe_pickle import safe_unpickle
 
 log = logging.getLogger(__name__)
@@ -114,10 +122,16 @@ def _cifar_reader(root: Path) -> Callable[[str], tuple[bytes, str]]:
     )
 
 
+def concatenate_batches(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of several parsed batches, in order."""
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 def load_cifar10(
-    root: str | Path, limit_train: int | None = None, limit_test: int | None = None
+    root: str | Path, limit_train: int | None = None, limit_test: int | None = None, train: bool = True
 ) -> Dataset:
-    """Load CIFAR-10 from a directory of python batches or ``cifar-10-python.tar.gz``."""
+    """Load CIFAR-10 from a directory of python batches or ``cifar-10-python.tar.gz``
+    (``train=False``: the test batch only, the training split empty)."""
     root = Path(root)
     if not root.exists():
         raise DataError(
@@ -125,10 +139,9 @@ def load_cifar10(
             "and pass its directory with --data-dir"
         )
     read = _cifar_reader(root)
-    parts = [parse_cifar_batch(*read(name)) for name in CIFAR10_TRAIN_BATCHES]
-    x_tr = np.concatenate([p[0] for p in parts])
-    y_tr = np.concatenate([p[1] for p in parts])
     x_te, y_te = parse_cifar_batch(*read(CIFAR10_TEST_BATCH))
+    x_tr, y_tr = concatenate_batches([parse_cifar_batch(*read(name)) for name in CIFAR10_TRAIN_BATCHES]
+                                     if train else [empty_like_split(x_te, y_te)])  # fmt: skip
     classes = CIFAR10_CLASSES
     try:
         meta_bytes, meta_src = read(CIFAR10_META)

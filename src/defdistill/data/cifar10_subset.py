@@ -19,9 +19,18 @@ from defdistill.data.cifar10 import (
     CIFAR10_CLASSES,
     CIFAR10_TEST_BATCH,
     CIFAR10_TRAIN_BATCHES,
+    concatenate_batches,
     parse_cifar_batch,
 )
-from defdistill.data.dataset import DESCRIPTIONS, DataError, Dataset, read_file_bytes, subset, to_tensors
+from defdistill.data.dataset import (
+    DESCRIPTIONS,
+    DataError,
+    Dataset,
+    empty_like_split,
+    read_file_bytes,
+    subset,
+    to_tensors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +76,12 @@ def read_verified(root: Path, name: str, sums: dict[str, str]) -> bytes:
     return data
 
 
-def load_cifar10_subset(limit_train: int | None = None, limit_test: int | None = None) -> Dataset:
+def load_cifar10_subset(limit_train: int | None = None, limit_test: int | None = None,
+                        train: bool = True) -> Dataset:  # fmt: skip
     """The embedded CIFAR-10 subset as a :class:`Dataset` named ``"cifar10-subset"``.
 
-    ``limit_train``/``limit_test`` keep the first N samples of each split (deterministic).
+    ``limit_train``/``limit_test`` keep the first N samples of each split (deterministic);
+    ``train=False`` reads the test batch only (the training split is then empty).
     The class names are CIFAR-10's (those of the embedded ``batches.meta``, which the
     tests compare).
 
@@ -83,9 +94,9 @@ def load_cifar10_subset(limit_train: int | None = None, limit_test: int | None =
     def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
         return parse_cifar_batch(read_verified(root, name, sums), str(root / f"{name}.gz"))
 
-    parts = [batch(name) for name in CIFAR10_TRAIN_BATCHES]
-    x_tr, y_tr = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     x_te, y_te = batch(CIFAR10_TEST_BATCH)
+    x_tr, y_tr = concatenate_batches([batch(name) for name in CIFAR10_TRAIN_BATCHES] if train
+                                     else [empty_like_split(x_te, y_te)])  # fmt: skip
     log.debug("%s: %d train + %d test images from %s", NAME, len(x_tr), len(x_te), root)
     ds = Dataset(NAME, *to_tensors(x_tr, y_tr), *to_tensors(x_te, y_te), CIFAR10_CLASSES)
     return subset(ds, limit_train, limit_test)

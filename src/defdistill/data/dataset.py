@@ -84,6 +84,12 @@ def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, to
     return x.contiguous(), torch.from_numpy(labels.astype(np.int64))
 
 
+def empty_like_split(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A split of no samples shaped like ``(images, labels)``: the training split of a data
+    set loaded for evaluation only (``train=False``), which then reads no training file."""
+    return images[:0].copy(), labels[:0].copy()
+
+
 def _limit(n: int | None, name: str) -> int | None:
     if n is not None and n <= 0:
         raise DataError(f"--{name} must be a positive number of samples, got {n}")

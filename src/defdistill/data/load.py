@@ -15,11 +15,16 @@ def load_dataset(
     data_dir: str | Path | None = None,
     limit_train: int | None = None,
     limit_test: int | None = None,
+    train: bool = True,
 ) -> Dataset:
     """Load ``"mnist"`` (embedded by default), ``"cifar10"`` (needs ``data_dir``) or
-    ``"cifar10-subset"`` (embedded, no ``data_dir``: 5,085 + 1,017 real CIFAR-10 images)."""
+    ``"cifar10-subset"`` (embedded, no ``data_dir``: 5,085 + 1,017 real CIFAR-10 images).
+
+    ``train=False`` reads the test split only (evaluation, attacks, audits): the returned
+    training split is empty, and no training file is read.
+    """
     if name == "mnist":
-        return load_mnist(data_dir, limit_train, limit_test)
+        return load_mnist(data_dir, limit_train, limit_test, train=train)
     if name == "cifar10":
         if data_dir is None:
             raise DataError(
@@ -27,12 +32,12 @@ def load_dataset(
                 "unpack it (or keep the .tar.gz) and pass --data-dir DIR; offline, "
                 "--dataset cifar10-subset uses the embedded real subset (5,085 + 1,017 images)"
             )
-        return load_cifar10(data_dir, limit_train, limit_test)
+        return load_cifar10(data_dir, limit_train, limit_test, train=train)
     if name == "cifar10-subset":
         if data_dir is not None:
             raise DataError(
                 f"--data-dir {data_dir}: cifar10-subset is embedded in the package and reads no "
                 "directory; for the full set use --dataset cifar10 --data-dir DIR"
             )
-        return load_cifar10_subset(limit_train, limit_test)
+        return load_cifar10_subset(limit_train, limit_test, train=train)
     raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

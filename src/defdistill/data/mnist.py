@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from defdistill.data.dataset import DataError, Dataset, read_file_bytes, subset, to_tensors
+from defdistill.data.dataset import DataError, Dataset, empty_like_split, read_file_bytes, subset, to_tensors
 
 EMBEDDED_MNIST = Path(__file__).parent / "embedded" / "mnist"
 
@@ -98,15 +98,19 @@ def load_mnist(
     limit_train: int | None = None,
     limit_test: int | None = None,
     verify: bool = True,
+    train: bool = True,
 ) -> Dataset:
     """Load MNIST; ``root=None`` uses the copy embedded in the package.
 
-    ``limit_train``/``limit_test`` keep the first N samples of each split (deterministic).
+    ``limit_train``/``limit_test`` keep the first N samples of each split (deterministic);
+    ``train=False`` reads no training file (the training split is then empty).
     """
     root = Path(root) if root is not None else EMBEDDED_MNIST
     if not root.is_dir():
         raise DataError(f"{root}: directory not found; give an existing --data-dir")
-    x_tr, y_tr = to_tensors(*read_mnist_split(root, "train", verify))
-    x_te, y_te = to_tensors(*read_mnist_split(root, "test", verify))
+    training = read_mnist_split(root, "train", verify) if train else None  # train first: its errors first
+    test = read_mnist_split(root, "test", verify)
+    x_tr, y_tr = to_tensors(*(training or empty_like_split(*test)))
+    x_te, y_te = to_tensors(*test)
     return subset(Dataset("mnist", x_tr, y_tr, x_te, y_te, tuple(map(str, range(10)))),
                    limit_train, limit_test)
