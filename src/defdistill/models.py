@@ -108,6 +108,8 @@ class PaperCNN(nn.Module):
         The output layer uses the linear gain.
         """
         layers = [m for m in self.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+        if layers[0].weight.is_meta:  # built for its shapes only (checkpoint._check_shapes): no values
+            return  # (and initialising on "meta" would import torch's compiler: 1.4 s at start)
         for layer in layers:
             last = layer is layers[-1]
             nn.init.kaiming_normal_(layer.weight, nonlinearity="linear" if last else "relu")
