@@ -110,7 +110,7 @@ def load_mnist(
         raise DataError(f"{root}: directory not found; give an existing --data-dir")
     training = read_mnist_split(root, "train", verify) if train else None  # train first: its errors first
     test = read_mnist_split(root, "test", verify)
-    x_tr, y_tr = to_tensors(*(training or empty_like_split(*test)))
+    x_tr, y_tr = to_tensors(*(empty_like_split(*test) if training is None else training))
     x_te, y_te = to_tensors(*test)
     return subset(Dataset("mnist", x_tr, y_tr, x_te, y_te, tuple(map(str, range(10)))),
                    limit_train, limit_test)
