@@ -126,13 +126,15 @@ PROFILES: dict[str, dict[str, Profile]] = {
     },
 }  # fmt: skip
 # The embedded real CIFAR-10 subset (5,085 train / 1,017 test images; --dataset cifar10-subset).
-# PROVISIONAL: chosen, not yet measured on this subset; to be tuned from measured runs.
-# quick: all of the (small) test set, more epochs over the 10 x smaller training set;
-# paper: CIFAR-10's paper profile with 30 epochs.
+# quick: the MNIST quick profile's temperatures, all of the (small) test set and 20 epochs over
+# the 10x smaller training set. Measured here (AMD EPYC, one thread): the paper's network reaches
+# 44.74 % after 10 epochs (229 s) and 51.72 % after 20 (454 s), above the 45 % the comparison
+# needs (chance is 10 %). Accuracy on 1,017 test images carries a sampling error of about
+# 1.6 pp, so distilled models are flagged beyond 3 pp. paper: CIFAR-10's profile, 30 epochs.
 PROFILES["cifar10-subset"] = {
-    "quick": Profile("quick", (20.0, 100.0), epochs=20, limit_test=None, attack_samples=20,
-                     gradient_samples=100, adaptive_samples=20),
-    "paper": replace(PROFILES["cifar10"]["paper"], epochs=30),
+    "quick": Profile("quick", (5.0, 20.0, 100.0), epochs=20, limit_test=None, attack_samples=20,
+                     gradient_samples=100, adaptive_samples=20, max_accuracy_drop=3.0),
+    "paper": replace(PROFILES["cifar10"]["paper"], epochs=30, max_accuracy_drop=3.0),
 }  # fmt: skip
 
 

@@ -17,10 +17,19 @@ from defdistill.experiments.results import mean_std, seed_runs
 DATASET_TITLES = {**DESCRIPTIONS, "synthetic": "synthetic"}  # the subset's names its size
 
 
+# The paper's numbers a data set is compared with: the subset's images are CIFAR-10's own.
+PAPER_DATASET = {"cifar10-subset": "cifar10"}
+
+
 def paper_values() -> dict[str, Any]:
     """The paper's published numbers shipped with the package."""
     text = resources.files("defdistill.experiments").joinpath("paper_values.json").read_text()
     return json.loads(text)
+
+
+def paper_entry(paper: dict, dataset: str, key: str) -> dict[str, Any]:
+    """The paper's entry ``key`` (e.g. ``rho_adv_by_temperature``) for ``dataset``, or ``{}``."""
+    return paper.get("datasets", {}).get(PAPER_DATASET.get(dataset, dataset), {}).get(key) or {}
 
 
 def stat(result: dict, name: str, get: Any) -> tuple[float | None, float | None]:

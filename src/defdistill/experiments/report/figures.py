@@ -7,7 +7,14 @@ import itertools
 import math
 from typing import Any
 
-from defdistill.experiments.report.data import DATASET_TITLES, baseline, distilled, in_order, stat
+from defdistill.experiments.report.data import (
+    DATASET_TITLES,
+    baseline,
+    distilled,
+    in_order,
+    paper_entry,
+    stat,
+)
 from defdistill.experiments.results import seed_runs, seeds_of
 
 
@@ -23,7 +30,7 @@ def _seed_note(result: dict) -> str:
 
 
 def _paper_series(paper: dict, dataset: str, key: str) -> tuple[list[float], list[float], bool]:
-    entry = paper.get("datasets", {}).get(dataset, {}).get(key) or {}
+    entry = paper_entry(paper, dataset, key)
     values = {t: v for t, v in (entry.get("values") or {}).items() if t != "baseline"}
     ts = sorted(values, key=float)
     return [float(t) for t in ts], [float(values[t]) for t in ts], bool(entry.get("confirmed"))

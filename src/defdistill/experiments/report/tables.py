@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from defdistill.experiments.report.data import adversarial, fmt, in_order, stat, verdict
+from defdistill.experiments.report.data import adversarial, fmt, in_order, paper_entry, stat, verdict
 
 
 def _pct(value: float | None) -> float | None:
@@ -20,7 +20,7 @@ def _cell(result: dict, name: str, get: Any, spec: str, suffix: str = "") -> str
 
 
 def _paper_value(paper: dict, dataset: str, key: str, temperature: float | None) -> str:
-    entry = paper.get("datasets", {}).get(dataset, {}).get(key) or {}
+    entry = paper_entry(paper, dataset, key)
     values = entry.get("values") or {}
     t = "baseline" if temperature is None else f"{temperature:g}"
     if t not in values:
