@@ -13,6 +13,16 @@ images. The "equal work" ratio adds that success check (one forward pass, what o
   ours on the softmax (the paper's) and on the target logit (ART's map on a logit model).
   Goal: >= 10x the samples/s, equal or better success rate and L0 (mean fraction of
   pixels changed over the successful attempts).
+* JSMA, the whole process (``--only process``): the command a user runs, ``defdistill
+  attack --model M --attack jsma --samples N --targets T --json FILE``, timed as a
+  subprocess from its start until it has written its JSON and exited (start-up and
+  imports, model and data loading, the sample search, the attack, the summary, the
+  write), against ART's ``generate`` on the same attempts (the same images and targets;
+  the subprocess gets ``OMP_NUM_THREADS`` etc. = ``--threads``). The in-process JSMA row on
+  the softmax is timed in the same alternation, so the table shows the whole-process
+  ratio beside the attack-only one against the same ART times. The subprocess' success
+  rate and L0 come from its JSON, whose per-attempt labels, targets and outcomes must equal
+  the in-process run's (same images). Goal: >= 8x.
 * C&W L2 vs ART ``CarliniL2Method``, targeted toward the next class, same
   ``max_iter``/``binary_search_steps``/learning rate/initial constant, confidence 0.
   Goal: >= 1x the samples/s and equal or higher success rate. Run on the baseline and,
@@ -24,24 +34,30 @@ images. The "equal work" ratio adds that success check (one forward pass, what o
   and once with ``early_stop=False``. Goal: our time <= 1.2x torchattacks' time (samples/s
   ratio >= 0.83).
 
-    python benchmarks/attacks.py [--model DIR] [--distilled DIR] [--samples 100]
-        [--repeats 3] [--threads 1] [--targets next|all]
+    python benchmarks/attacks.py [--model DIR|NAME] [--distilled DIR|NAME] [--samples 100]
+        [--repeats 3] [--threads 1] [--targets next|all] [--only jsma process ...]
 
-Without ``--model`` the paper's MNIST network is trained for one epoch in a temporary
-directory. Needs the peers (``make bench``, or ``pip install -c constraints.txt
-adversarial-robustness-toolbox`` and ``pip install --no-deps torchattacks``).
+``--model`` is a model directory or a shipped model's name (``defdistill models``). Without
+it the paper's MNIST network is trained for one epoch in a temporary directory. Needs the
+peers (``make bench``, or ``pip install -c constraints.txt adversarial-robustness-toolbox``
+and ``pip install --no-deps torchattacks``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -49,17 +65,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from defdistill.attacks import APGD, FGSM, JSMA, PGD, CarliniWagnerL2, Square
-from defdistill.checkpoint import load_model
+from defdistill.checkpoint import CheckpointError, load_model
 from defdistill.data import load_dataset
 from defdistill.evaluation.battery import apgd_targeted
 from defdistill.evaluation.distances import l0_fraction, l2
 from defdistill.evaluation.protocol import all_targets
-from defdistill.inference import correct_mask, predict
+from defdistill.evaluation.samples import first_correct_indices
+from defdistill.inference import predict
 from defdistill.models import paper_architecture
+from defdistill.pretrained import resolve_model
 from defdistill.training.config import paper_config
 from defdistill.training.runs import train_model
 
 NUM_CLASSES = 10
+PROCESS_GOAL = 8.0  # whole-process JSMA: at least this many times ART's generate samples/s
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+T = TypeVar("T")
 INSTALL_HINT = (
     "benchmarks/attacks.py compares against adversarial-robustness-toolbox (ART) and torchattacks, "
     "and one of them is not installed.\nInstall both with `make bench`, or:\n"
@@ -101,19 +122,25 @@ class Row:
         return (self.theirs.seconds + self.check_seconds) / (self.ours.seconds + self.check_seconds)
 
 
-def best_times(
-    ours: Callable[[], torch.Tensor], theirs: Callable[[], torch.Tensor], repeats: int
-) -> tuple[float, torch.Tensor, float, torch.Tensor]:
-    """Best wall time and last output of each side, alternating which side runs first."""
-    times: dict[str, list[float]] = {"ours": [], "theirs": []}
-    outputs: dict[str, torch.Tensor] = {}
+def best_of(sides: dict[str, Callable[[], T]], repeats: int) -> dict[str, tuple[float, T]]:
+    """Best wall time and last output of each side; every other repeat runs them in reverse order."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    outputs: dict[str, T] = {}
+    order = list(sides.items())
     for r in range(repeats):
-        order = [("ours", ours), ("theirs", theirs)]
         for name, fn in order if r % 2 == 0 else order[::-1]:
             start = time.perf_counter()
             outputs[name] = fn()
             times[name].append(time.perf_counter() - start)
-    return min(times["ours"]), outputs["ours"], min(times["theirs"]), outputs["theirs"]
+    return {name: (min(times[name]), outputs[name]) for name in sides}
+
+
+def best_times(
+    ours: Callable[[], torch.Tensor], theirs: Callable[[], torch.Tensor], repeats: int
+) -> tuple[float, torch.Tensor, float, torch.Tensor]:
+    """Best wall time and last output of each side, alternating which side runs first."""
+    best = best_of({"ours": ours, "theirs": theirs}, repeats)
+    return (*best["ours"], *best["theirs"])
 
 
 def quality(
@@ -160,10 +187,21 @@ def one_hot(t: torch.Tensor) -> np.ndarray:
     return F.one_hot(t, NUM_CLASSES).numpy().astype(np.float32)
 
 
-def jsma_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace,
-             on: str = "probs") -> Row:  # fmt: skip
-    """``on="probs"``: the paper's saliency on F vs ART's on the model's outputs (here logits:
-    another map); ``on="target_logit"``: the same map as ART's, success and L0 should agree."""
+@dataclass
+class JsmaCase:
+    """The attempts of a JSMA row (one per sample and target) and the two sides to time."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor
+    ours: Callable[[], torch.Tensor]
+    theirs: Callable[[], torch.Tensor]
+
+
+def jsma_case(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace,
+              on: str = "probs") -> JsmaCase:  # fmt: skip
+    """Expand the samples to the ``--targets`` attempts (``all``: the 9 other classes, sample-major
+    as ``defdistill attack --targets all`` orders them; ``next``: ``(y + 1) mod 10``)."""
     from art.attacks.evasion import SaliencyMapMethod
 
     if args.targets == "all":
@@ -174,11 +212,24 @@ def jsma_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args
     art = SaliencyMapMethod(art_classifier(model, tuple(x.shape[1:])), theta=1.0, gamma=0.145,
                             batch_size=len(x), verbose=False)  # fmt: skip
     x_np, t_np = x.numpy(), one_hot(target)
-    t_ours, adv_ours, t_art, adv_art = best_times(
-        lambda: ours_attack.perturb(model, x, y, target),
-        lambda: torch.from_numpy(art.generate(x_np, y=t_np)),
-        args.repeats,
-    )
+    return JsmaCase(x, y, target, lambda: ours_attack.perturb(model, x, y, target),
+                    lambda: torch.from_numpy(art.generate(x_np, y=t_np)))  # fmt: skip
+
+
+def jsma_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace,
+             on: str = "probs") -> Row:  # fmt: skip
+    """``on="probs"``: the paper's saliency on F vs ART's on the model's outputs (here logits:
+    another map); ``on="target_logit"``: the same map as ART's, success and L0 should agree."""
+    case = jsma_case(model, x, y, args, on)
+    t_ours, adv_ours, t_art, adv_art = best_times(case.ours, case.theirs, args.repeats)
+    return jsma_result(model, name, case, args, on, t_ours, adv_ours, t_art, adv_art)
+
+
+def jsma_result(
+    model: nn.Module, name: str, case: JsmaCase, args: argparse.Namespace, on: str,
+    t_ours: float, adv_ours: torch.Tensor, t_art: float, adv_art: torch.Tensor,
+) -> Row:  # fmt: skip
+    x, y, target = case.x, case.y, case.target
     s_o, d_o = quality(model, x, adv_ours, y, target, l0_fraction)
     s_a, d_a = quality(model, x, adv_art, y, target, l0_fraction)
     ours, theirs = Side(t_ours, s_o, d_o), Side(t_art, s_a, d_a)
@@ -186,6 +237,108 @@ def jsma_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args
     return Row(f"JSMA on {on} θ=+1 γ=0.145 ({args.targets})", name, len(x), "L0 %", ours, theirs,
                "ART SaliencyMapMethod", ">= 10x, succ >=, L0 <=", met,
                check_time(model, x, args.repeats))  # fmt: skip
+
+
+@dataclass
+class ProcessRow:
+    """The whole ``defdistill attack`` process against ART's ``generate`` on the same attempts."""
+
+    model: str
+    samples: int  # images; attempts = samples x targets per image
+    targets: str
+    seconds: float  # best wall time of the subprocess, start to exit (its JSON written)
+    run_seconds: float  # the CLI's own timer (sample search, attack, summary) in the fastest run
+    success: float  # the subprocess' success rate, from its JSON
+    distance: float  # its mean L0 fraction over successful attempts, from its JSON
+    same_attempts: bool  # its per-attempt labels, targets, outcomes, L0 equal the in-process run's
+    attack_only: Row  # the in-process JSMA on F, timed in the same alternation (same ART times)
+    load: tuple[float, float]  # 1-minute load average before and after the row
+
+    @property
+    def ratio(self) -> float:
+        """ART's generate time over the whole process' time."""
+        return self.attack_only.theirs.seconds / self.seconds
+
+    @property
+    def met(self) -> bool:
+        return self.ratio >= PROCESS_GOAL
+
+
+def defdistill_executable() -> Path:
+    """The ``defdistill`` entry point of this interpreter's environment."""
+    exe = Path(sys.executable).parent / ("defdistill.exe" if os.name == "nt" else "defdistill")
+    if not exe.is_file():
+        raise SystemExit(f"{exe}: not found; install defdistill in this environment (pip install -e .)")
+    return exe
+
+
+def cli_jsma(
+    model_dir: Path, samples: int, args: argparse.Namespace, out: Path
+) -> tuple[list[str], Callable[[], bytes]]:
+    """The ``defdistill attack`` command line and a function that runs it once, returning its JSON.
+
+    The subprocess gets the in-process side's thread count through the environment. Its
+    exit code is checked; the JSON is removed before each run so a stale one cannot count.
+    The JSON is read back inside the timing (well under a millisecond for a few hundred
+    attempts) so that each run's own can be kept.
+    """
+    cmd = [str(defdistill_executable()), "attack", "--model", str(model_dir), "--attack", "jsma",
+           "--samples", str(samples), "--targets", args.targets, "--dataset", args.dataset,
+           "--device", "cpu", "--json", str(out)]  # fmt: skip
+    env = {**os.environ, **dict.fromkeys(THREAD_VARS, str(args.threads))}
+
+    def run() -> bytes:
+        out.unlink(missing_ok=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not out.is_file():
+            raise SystemExit(f"`{' '.join(cmd)}` exited with {done.returncode} "
+                             f"({'no' if not out.is_file() else 'a'} JSON):\n{done.stderr}")  # fmt: skip
+        return out.read_bytes()
+
+    return cmd, run
+
+
+def same_attempts(result: dict, case: JsmaCase, adv_ours: torch.Tensor, model: nn.Module) -> bool:
+    """Whether the subprocess made the in-process run's attempts: same labels and targets in the
+    same order, and (JSMA being deterministic) the same outcome and L0 on each, so the same images."""
+    attempts = result["attempts"]
+    if len(attempts) != len(case.x):
+        return False
+    success = (predict(model, adv_ours) == case.target).tolist()
+    l0 = (100 * l0_fraction(adv_ours - case.x)).tolist()
+    return all(
+        (a["label"], a["target"], a["success"]) == (int(yi), int(ti), si) and abs(a["l0_percent"] - li) < 1e-3
+        for a, yi, ti, si, li in zip(attempts, case.y, case.target, success, l0, strict=True)
+    )
+
+
+def process_row(model: nn.Module, name: str, model_dir: Path, x: torch.Tensor, y: torch.Tensor,
+                args: argparse.Namespace, tmp: str) -> ProcessRow:  # fmt: skip
+    """Time the whole ``defdistill attack --attack jsma`` process, our in-process JSMA on F and
+    ART's ``generate`` on the same attempts, in turn (reversed every other repeat), best of
+    ``--repeats``. ``x, y``: the first samples the model classifies correctly, picked as the
+    command picks them (:func:`defdistill.evaluation.samples.first_correct_indices`)."""
+    load_before = os.getloadavg()[0]
+    case = jsma_case(model, x, y, args, "probs")
+    cmd, cli = cli_jsma(model_dir, len(x), args, Path(tmp) / "process-jsma.json")
+    print("whole process: " + " ".join(cmd), file=sys.stderr)
+    runs: list[tuple[float, bytes]] = []  # (wall time, JSON) of each subprocess run
+
+    def timed_cli() -> bytes:
+        start = time.perf_counter()
+        raw = cli()
+        runs.append((time.perf_counter() - start, raw))
+        return raw
+
+    best = best_of({"process": timed_cli, "ours": case.ours, "theirs": case.theirs}, args.repeats)
+    t_cli, (t_ours, adv_ours), (t_art, adv_art) = best["process"][0], best["ours"], best["theirs"]
+    result = json.loads(min(runs, key=lambda run: run[0])[1])  # the fastest run's JSON
+    summary = result["summary"]
+    attack_only = jsma_result(model, name, case, args, "probs", t_ours, adv_ours, t_art, adv_art)
+    l0 = summary["mean_l0_percent"]
+    return ProcessRow(name, len(x), args.targets, t_cli, summary["seconds"], summary["success_rate"],
+                      math.nan if l0 is None else l0 / 100, same_attempts(result, case, adv_ours, model),
+                      attack_only, (load_before, os.getloadavg()[0]))  # fmt: skip
 
 
 def cw_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace) -> Row:
@@ -291,7 +444,9 @@ def _auto_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, lab
 
 
 def first_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
-    idx = correct_mask(model, x, y).nonzero().flatten()[:n]
+    """The first ``n`` test images ``model`` classifies correctly, picked as ``defdistill attack``
+    picks them (:func:`defdistill.evaluation.samples.first_correct_indices`)."""
+    idx = first_correct_indices(model, x, y, n)
     if len(idx) < n:
         raise SystemExit(f"only {len(idx)} correctly classified test images, asked for {n}")
     return x[idx].contiguous(), y[idx].contiguous()
@@ -316,6 +471,26 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
+def print_process_table(rows: list[ProcessRow]) -> None:
+    print("\n| JSMA θ=+1 γ=0.145, whole process | model | samples × targets | whole process s "
+          "(of it the CLI's run_attack) | in-process attack s | ART generate s | ratio, whole process | "
+          "ratio, attack only | success process / in-process / ART | L0 % process / ART | same attempts | "
+          "load (1 min) before / after | goal | met |")  # fmt: skip
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|---|---|")
+    for r in rows:
+        a = r.attack_only
+        per = a.samples // r.samples
+        print(
+            f"| `defdistill attack --targets {r.targets}` vs ART SaliencyMapMethod | {r.model} | "
+            f"{r.samples} × {per} = {a.samples} | {r.seconds:.2f} ({r.run_seconds:.2f}) | "
+            f"{a.ours.seconds:.2f} | {a.theirs.seconds:.2f} | {r.ratio:.2f}x | {a.ratio:.2f}x | "
+            f"{100 * r.success:.1f} % / {100 * a.ours.success:.1f} % / {100 * a.theirs.success:.1f} % | "
+            f"{fmt(r.distance, 100, 2)} / {fmt(a.theirs.distance, 100, 2)} | "
+            f"{'yes' if r.same_attempts else 'NO'} | {r.load[0]:.2f} / {r.load[1]:.2f} | "
+            f">= {PROCESS_GOAL:g}x | {'yes' if r.met else 'NO'} |"
+        )
+
+
 @contextlib.contextmanager
 def thread_limit(threads: int) -> Iterator[None]:
     """Limit torch and, when threadpoolctl is present, numpy's BLAS to ``threads`` threads."""
@@ -329,24 +504,29 @@ def thread_limit(threads: int) -> Iterator[None]:
         yield
 
 
-def load_or_train(path: str | None, tmp: str, dataset: str = "mnist") -> tuple[nn.Module, str]:
-    if path:
-        model, meta = load_model(path)
-        return model, f"{path} (T={meta.get('temperature', 1)})"
+def load_or_train(spec: str | None, tmp: str, dataset: str = "mnist") -> tuple[nn.Module, str, Path]:
+    """The model, its name for the tables and its directory; ``spec``: a directory or a shipped name."""
+    if spec:
+        try:
+            path = resolve_model(spec)
+            model, meta = load_model(path)
+        except CheckpointError as err:
+            raise SystemExit(f"--model/--distilled {spec}: {err}") from None
+        return model, f"{spec} (T={meta.get('temperature', 1)})", path
     print(f"no --model given: training the paper's {dataset} network for 1 epoch ...", file=sys.stderr)
     ds = load_dataset(dataset)
     arch = paper_architecture(ds.input_shape[0])
     model, _ = train_model(ds, arch, paper_config(dataset, epochs=1), tmp, "baseline", progress=False)
-    return model.eval(), f"{dataset} baseline, 1 epoch (trained now)"
+    return model.eval(), f"{dataset} baseline, 1 epoch (trained now)", Path(tmp)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="defdistill model directory (default: train 1 epoch now)")
+    parser.add_argument("--model", help="model directory or shipped name (default: train 1 epoch now)")
     parser.add_argument("--dataset", default="mnist", choices=("mnist", "cifar10-subset"),
                         help="test images (and the network trained without --model); default mnist")
-    parser.add_argument("--distilled", help="a distilled (e.g. T=100) model directory for a 2nd C&W row")
-    parser.add_argument("--samples", type=int, default=100, help="JSMA samples (default 100)")
+    parser.add_argument("--distilled", help="a distilled (e.g. T=100) model dir or name: 2nd C&W row")
+    parser.add_argument("--samples", type=int, default=100, help="JSMA (and process) samples (default 100)")
     parser.add_argument("--cw-samples", type=int, default=30, help="C&W samples (default 30)")
     parser.add_argument("--gradient-samples", type=int, default=500, help="FGSM/PGD samples (default 500)")
     parser.add_argument("--targets", choices=("next", "all"), default="next", help="JSMA targets")
@@ -365,8 +545,10 @@ def main() -> int:
     parser.add_argument("--auto-eps", type=float, default=0.3, help="APGD/Square L-inf eps (default 0.3)")
     parser.add_argument("--apgd-steps", type=int, default=100, help="APGD steps (default 100)")
     parser.add_argument("--square-queries", type=int, default=1000, help="Square queries (default 1000)")
-    parser.add_argument("--only", nargs="+", choices=("jsma", "cw", "gradient", "auto"),
-                        default=["jsma", "cw", "gradient", "auto"])  # fmt: skip
+    parser.add_argument("--only", nargs="+", choices=("jsma", "process", "cw", "gradient", "auto"),
+                        default=["jsma", "process", "cw", "gradient", "auto"],
+                        help="rows to run (process: the whole `defdistill attack` JSMA process vs ART; "
+                             "it also gives the JSMA-on-F row)")  # fmt: skip
     args = parser.parse_args()
     try:
         import art
@@ -375,18 +557,25 @@ def main() -> int:
         print(INSTALL_HINT, file=sys.stderr)
         return 2
     with thread_limit(args.threads), tempfile.TemporaryDirectory() as tmp:
-        model, name = load_or_train(args.model, tmp, args.dataset)
+        model, name, model_dir = load_or_train(args.model, tmp, args.dataset)
         ds = load_dataset(args.dataset, limit_train=1)
         n_max = max(args.samples, args.cw_samples, args.gradient_samples, args.auto_samples)
         x, y = ds.x_test, ds.y_test
         rows: list[Row] = []
+        process_rows: list[ProcessRow] = []
+        if "process" in args.only:  # times the in-process JSMA on F too: the "jsma" row on probs
+            process_rows.append(process_row(model, name, model_dir, *first_correct(model, x, y, args.samples),
+                                            args, tmp))  # fmt: skip
+            rows.append(process_rows[-1].attack_only)
         if "jsma" in args.only:
             for on in ("probs", "target_logit"):
+                if on == "probs" and process_rows:
+                    continue  # measured with the process row, in the same alternation
                 rows.append(jsma_row(model, name, *first_correct(model, x, y, args.samples), args, on))
         if "cw" in args.only:
             rows.append(cw_row(model, name, *first_correct(model, x, y, args.cw_samples), args))
             if args.distilled:
-                student, sname = load_or_train(args.distilled, tmp, args.dataset)
+                student, sname, _ = load_or_train(args.distilled, tmp, args.dataset)
                 rows.append(cw_row(student, sname, *first_correct(student, x, y, args.cw_samples), args))
         if "gradient" in args.only:
             rows += gradient_rows(model, name, *first_correct(model, x, y, args.gradient_samples), args)
@@ -397,6 +586,8 @@ def main() -> int:
               f"up to {n_max} samples")  # fmt: skip
         print("command: python " + " ".join(sys.argv))
         print_table(rows)
+        if process_rows:
+            print_process_table(process_rows)
     return 0
 
 

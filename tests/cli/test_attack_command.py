@@ -48,7 +48,15 @@ def test_more_samples_requested_than_classified_correctly(tmp_path, capsys, cach
     assert code == 0, err
     assert "2 samples, 2 attempts" in out
     assert "note: only 2 of the 20 test images are classified correctly, fewer than --samples 5" in out
-    assert json.loads((tmp_path / "a.json").read_text())["summary"]["samples"] == 2
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert data["summary"]["samples"] == 2
+    # each attempt names its image by its index in the test set, untargeted or targeted
+    assert [a["sample_index"] for a in data["attempts"]] == [0, 17]
+    argv = ["attack", "--model", tmp_path / "seven", "--attack", "jsma", "--samples", "5",
+            "--targets", "all", "--limit-test", "20", "--quiet", "--json", tmp_path / "t.json"]  # fmt: skip
+    assert run_cli(argv, capsys)[0] == 0
+    attempts = json.loads((tmp_path / "t.json").read_text())["attempts"]
+    assert [a["sample_index"] for a in attempts] == [0] * 9 + [17] * 9
 
 
 def test_unknown_attack(existing, capsys):

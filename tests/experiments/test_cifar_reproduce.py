@@ -39,3 +39,16 @@ def test_reproduce_cifar10_beside_nothing_else(tmp_path, capsys):
     assert all(r["test_accuracy"] > 0.5 for r in rows)
     assert "## CIFAR-10" in (out / "report.md").read_text()
     assert "report:" in capsys.readouterr().out
+
+
+def test_reproduce_on_a_few_hundred_real_images_refuses_a_network_at_chance(tmp_path, capsys):
+    """The real subset, 300 training images, one epoch: the paper's CIFAR-10 network stays at
+    chance, and the reproduction stops before measuring it, naming the model, writing nothing."""
+    out = tmp_path / "results"
+    argv = ["reproduce", "--dataset", "cifar10-subset", "--limit-train", "300", "--epochs", "1",
+            "--limit-test", "200", "--temperatures", "100", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("defdistill: error: baseline: test accuracy") and "near chance (10%)" in err
+    assert not list(out.rglob("results.json")) and not list(out.rglob("*.safetensors"))

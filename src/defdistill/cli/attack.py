@@ -108,7 +108,8 @@ def build_attack(args: argparse.Namespace) -> Attack:
 
 @dataclass
 class AttackRun:
-    """Per-attempt tensors and the summary of one run."""
+    """Per-attempt tensors and the summary of one run; ``sample_index``: each attempt's
+    image, as its index in the test set."""
 
     x: torch.Tensor
     x_adv: torch.Tensor
@@ -165,7 +166,7 @@ def run_attack(
     else:
         report = paper_success_rate(model, attack, xs, ys, targets=targets, seed=seed)
         run = AttackRun(report.x, report.x_adv, ys[report.sample_index], report.target,
-                        report.success, report.sample_index, {})  # fmt: skip
+                        report.success, correct[report.sample_index], {})  # fmt: skip
     seconds = time.perf_counter() - start
     delta = (run.x_adv - run.x)[run.success]
     summary: dict[str, Any] = {

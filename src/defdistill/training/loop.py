@@ -251,6 +251,7 @@ def _refuse_untrained(model: nn.Module, accuracy: float, config: TrainConfig, de
         raise TrainingError(
             f"{desc}: test accuracy {accuracy:.2%} is near chance ({1 / num_classes:.0%}); the "
             f"model did not learn (T={config.temperature:g}, head_scaling={config.head_scaling}, "
-            f"{config.epochs} epochs). Attacks on it would be meaningless. Train longer (at large T "
-            "plain training needs more epochs), or pass --allow-untrained to save it anyway"
+            f"{config.epochs} epoch(s)). Attacks on it would be meaningless. Train longer (more "
+            "--epochs; at large T plain training needs more), or pass --allow-untrained to "
+            "`defdistill train` or `distill` to save it anyway"
         )
