@@ -178,23 +178,34 @@ def comparison(results: dict, paper: dict) -> list[str]:
     if mnist and mnist[0] is not None:
         for name in other:
             factor, censored = factors[name]
-            if factor is None:
-                continue
-            less = factor < mnist[0]
-            quoted = [paper_factors["mnist"], paper_factors[name]]
-            paper_says = (f" (×{quoted[0]:.2f} and ×{quoted[1]:.2f} from its quoted values)"
-                          if None not in quoted else "")  # fmt: skip
-            bound = (" Both factors are lower bounds (samples no JSMA attempt broke count at the "
-                     "attack's cap), so the comparison holds only as far as the caps allow."
-                     if censored and mnist[1] else "")  # fmt: skip
-            lines += ["", (
-                f"From the baseline to T = {t:g}, rho_adv grows {mnist[0]:.2f}× on MNIST and "
-                f"{factor:.2f}× on {DATASET_TITLES.get(name, name)}: CIFAR-10 reacts to the "
-                f"temperature {'less' if less else 'more'} than MNIST, "
-                f"{'as the paper reports' if less else 'unlike the paper, which reports less'}"
-                f"{paper_says}.{bound}"
-            )]  # fmt: skip
+            if factor is not None:
+                lines += ["", _verdict(name, t, mnist, (factor, censored), paper_factors)]
     return lines
+
+
+def _verdict(name: str, t: float, mnist: tuple[float, bool], other: tuple[float, bool],
+             paper_factors: dict[str, float | None]) -> str:
+    """The sentence comparing rho_adv's growth on MNIST and on ``name``.
+
+    A censored factor is a lower bound (samples JSMA never broke count at its cap), so a
+    conclusion holds only when the bound points the same way: "less" needs the other data
+    set's factor exact, "more" needs MNIST's exact; otherwise the sentence says it is open.
+    """
+    title = DATASET_TITLES.get(name, name)
+    at_least = ["at least " if censored else "" for censored in (mnist[1], other[1])]
+    less = other[0] < mnist[0]
+    quoted = [paper_factors["mnist"], paper_factors[name]]
+    paper = (f" (×{quoted[0]:.2f} and ×{quoted[1]:.2f} from its quoted values)"
+             if None not in quoted else "")  # fmt: skip
+    grows = (f"From the baseline to T = {t:g}, rho_adv grows {at_least[0]}{mnist[0]:.2f}× on "
+             f"MNIST and {at_least[1]}{other[0]:.2f}× on {title}: ")
+    if other[1] if less else mnist[1]:  # the bound may lie on the other side of the comparison
+        return (grows + "the attack's cap leaves open whether CIFAR-10 reacts to the temperature "
+                f"less or more than MNIST; the paper reports less{paper}.")
+    if less:
+        return grows + f"CIFAR-10 reacts to the temperature less than MNIST, as the paper reports{paper}."
+    return (grows + "CIFAR-10 reacts to the temperature more than MNIST, unlike the paper, which "
+            f"reports less{paper}.")
 
 
 def differences(profile: dict) -> list[str]:
