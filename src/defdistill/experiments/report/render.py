@@ -11,7 +11,7 @@ from typing import Any
 
 from defdistill.experiments.report.data import DATASET_TITLES, paper_values
 from defdistill.experiments.report.figures import make_figures
-from defdistill.experiments.report.findings import comparison, differences, findings, masking_detected
+from defdistill.experiments.report.findings import comparison, conclusion, differences, findings
 from defdistill.experiments.report.tables import robustness_table, summary_table, temperature_table
 from defdistill.experiments.results import SCHEMA_VERSION, mean_std, seed_runs, seeds_of
 from defdistill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -107,6 +107,15 @@ def _seeds_text(result: dict) -> str:
             "deviation over the seeds; the findings use the means)")  # fmt: skip
 
 
+def _reuse_text(config: dict) -> str:
+    reused = len(config.get("units_reused", []))
+    total = reused + len(config.get("units_computed", []))
+    if not reused:
+        return ""
+    which = "all" if reused == total else f"{reused} of"
+    return f" ({which} {total} units reused from an earlier run in this directory)"
+
+
 def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
     lines = [
         "# Defensive distillation: reproduction and honest evaluation",
@@ -123,9 +132,9 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
             f"## {title}",
             "",
             f"Profile `{cfg['profile']['name']}`, temperatures "
-            f"{', '.join(f'{t:g}' for t in cfg['profile']['temperatures'])}, "
+            f"{', '.join(f'{t:g}' for t in cfg['profile']['temperatures'])}; "
             f"{cfg['profile']['epochs']} epoch(s), {_seeds_text(result)}, device {cfg['device']}, "
-            f"{cfg['seconds']:.0f} s this run.",
+            f"{cfg['seconds']:.0f} s this run{_reuse_text(cfg)}.",
             "",
             *summary_table(dataset, result, paper),
             "",
@@ -139,7 +148,7 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
             "",
             "Where ours differ from the paper, and why:",
             "",
-            *[f"- {n}" for n in differences(cfg["profile"])],
+            *[f"- {n}" for n in differences(dataset, result)],
             "",
         ]
     beside = comparison(results, paper)
@@ -161,22 +170,7 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
         lines += [f"- {f}" for f in findings(dataset, result, result["config"]["profile"])
                   if f.startswith(verdicts)]  # fmt: skip
         lines.append("")
-    if any(masking_detected(r) for r in results.values()):
-        lines.append(
-            "**No.** In these measurements the distilled networks resist the paper's attack "
-            "only because their deployed logits are about T times larger: the softmax "
-            "saturates and its gradient underflows, so attacks that differentiate the "
-            "probabilities stall. Attacks on the logits (Carlini & Wagner, arXiv:1607.04311, "
-            "arXiv:1608.04644) or on the logits divided by the training temperature still "
-            "find adversarial examples, at about the baseline's distortion: the defence "
-            "masks gradients."
-        )
-    else:
-        lines.append(
-            "These measurements do not show the masking pattern (the paper's attack failing "
-            "where adaptive attacks succeed); read the tables above before concluding "
-            "anything about robustness, and check that every model learned."
-        )
+    lines += conclusion(results)
     lines += [
         "",
         "## Figures",

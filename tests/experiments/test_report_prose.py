@@ -1,0 +1,60 @@
+"""The report's prose per data set: the conclusion and the differences from the paper."""
+
+from defdistill.experiments.report.findings import conclusion, differences
+
+
+def row(name, temperature, *, success, masking=False, pgd=0.0, l2=1.0, drop=0.0, zero=0.0, cap=14.29):
+    return {
+        "name": name, "temperature": temperature, "distilled": temperature is not None,
+        "accuracy_variation_pp": drop,
+        "jsma_probs": {"success_rate": success, "rho_adv_censored_at_percent": cap},
+        "gradients": {"zero_fraction": zero},
+        "adaptive": {"pgd_temperature": {"accuracy": pgd + 0.05},
+                     "pgd_margin": {"accuracy": pgd, "samples": 20},
+                     "cw_l2": {"mean_l2": l2}},
+        "checks": {"verdict": {"masking": masking}},
+    }  # fmt: skip
+
+
+def result(rows, *, shape=(1, 28, 28), n_train=60000, profile=None):
+    profile = {"name": "quick", "epochs": 4, "limit_train": None, "attack_samples": 50,
+               "targets": "all", **(profile or {})}  # fmt: skip
+    signature = {"input_shape": list(shape), "n_train": n_train}
+    return {"config": {"profile": profile, "dataset_signature": signature}, "models": rows}
+
+
+MNIST = result([row("baseline", None, success=0.9), row("distilled-T20", 20.0, success=0.0, masking=True,
+                                                         drop=-1.2, zero=1.0)])  # fmt: skip
+CIFAR = result([row("baseline", None, success=1.0, pgd=0.10, l2=0.38, cap=14.45),
+                row("distilled-T20", 20.0, success=0.81, pgd=0.40, l2=0.85, drop=-13.9, cap=14.45)],
+               shape=(3, 32, 32), n_train=5085, profile={"epochs": 20, "attack_samples": 20})  # fmt: skip
+
+
+def test_masking_is_concluded_only_for_the_data_set_whose_student_masks():
+    text = "\n".join(conclusion({"mnist": MNIST, "cifar10-subset": CIFAR}))
+    assert text.startswith("**No.** On MNIST, the distilled networks")
+    assert "masks gradients" in text
+    cifar = text.split("\n\n")[1]
+    assert cifar.startswith("On CIFAR-10 subset (5,085 train / 1,017 test), no masking check fires")
+    assert "still succeeds on 81.0% of attempts (baseline 100.0%)" in cifar
+    assert "keeps 40.0% accuracy (baseline 10.0%; 20 images)" in cifar  # the stronger PGD: the lower accuracy
+    assert "mean L2 of 0.85 (baseline 0.38), at a clean accuracy 13.9 pp below" in cifar
+    assert "upper bound" in cifar and "masks gradients" not in cifar
+
+
+def test_without_any_masking_there_is_no_no():
+    text = "\n".join(conclusion({"cifar10-subset": CIFAR}))
+    assert "**No.**" not in text
+    assert "do not show the masking pattern" in text
+
+
+def test_differences_name_this_data_sets_cap_and_training_set():
+    mnist = "\n".join(differences("mnist", MNIST))
+    assert "112 of 784 input features, 14.29 %" in mnist and "The paper's MNIST value" in mnist
+    assert "4 epoch(s) instead of the paper's 50;" in mnist and "subset" not in mnist
+    assert "the T = 20 student is 1.20 pp below the baseline" in mnist
+    cifar = "\n".join(differences("cifar10-subset", CIFAR))
+    assert "444 of 3,072 input features, 14.45 %" in cifar and "The paper's MNIST value" not in cifar
+    assert "on the subset's 5,085 training images (the paper trained on the full set)" in cifar
+    assert "first 20 correctly classified test images" in cifar
+    assert "13.90 pp below the baseline" in cifar
