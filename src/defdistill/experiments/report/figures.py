@@ -67,8 +67,6 @@ def _vs_temperature(
                             fmt=style, capsize=3, label=label)  # fmt: skip
             else:
                 ax.plot(ts, means, style, label=label)
-        if ts:
-            ax.set_xlim(min(ts) / 1.5, max(ts) * 1.5)
         if baseline_line is not None:
             mean, std = stat(result, baseline(result["models"])["name"], baseline_line)
             if mean is not None:
@@ -86,6 +84,8 @@ def _vs_temperature(
         ax.minorticks_off()
         ticks = sorted(set(ts) | {float(t) for t in _paper_series(paper, dataset, paper_key or "")[0]})
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        if ticks:  # room for our points and the paper's (e.g. its T = 100 beyond our sweep)
+            ax.set_xlim(min(ticks) / 1.5, max(ticks) * 1.5)
         ax.set_xlabel("distillation temperature T")
         ax.set_ylabel(ylabel)
         note = _seed_note(result)
