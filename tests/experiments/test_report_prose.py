@@ -48,6 +48,14 @@ def test_without_any_masking_there_is_no_no():
     assert "do not show the masking pattern" in text
 
 
+def test_seeds_that_disagree_are_not_summarised_as_no_masking():
+    split = result([row("baseline", None, success=1.0), row("distilled-T20", 20.0, success=0.5)])
+    split["models"][1]["checks"] = {"verdict": {}}  # what the aggregation stores when seeds disagree
+    text = "\n".join(conclusion({"cifar10-subset": split}))
+    assert "the seeds disagree on whether the T = 20 student masks gradients" in text
+    assert "no masking check fires" not in text
+
+
 def test_differences_name_this_data_sets_cap_and_training_set():
     mnist = "\n".join(differences("mnist", MNIST))
     assert "112 of 784 input features, 14.29 %" in mnist and "The paper's MNIST value" in mnist

@@ -234,6 +234,11 @@ def conclusion(results: dict) -> list[str]:
         if masking_detected(result):
             continue
         base, top = baseline(result["models"]), distilled(result["models"])[-1]
+        if verdict(top) is None:  # several seeds, verdicts that disagree
+            lines += [f"On {DATASET_TITLES.get(name, name)}, the seeds disagree on whether the "
+                      f"T = {top['temperature']:g} student masks gradients: read each seed's "
+                      "masking checks in `results.json` before concluding.", ""]  # fmt: skip
+            continue
         pgd = [min(r["adaptive"][k]["accuracy"] for k in ("pgd_temperature", "pgd_margin"))
                for r in (base, top)]  # fmt: skip
         cw = [r["adaptive"]["cw_l2"]["mean_l2"] for r in (base, top)]
