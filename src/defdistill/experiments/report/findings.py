@@ -201,7 +201,8 @@ def _verdict(name: str, t: float, mnist: tuple[float, bool], other: tuple[float,
              if None not in quoted else "")  # fmt: skip
     grows = (f"From the baseline to T = {t:g}, rho_adv grows {at_least[0]}{mnist[0]:.2f}× on "
              f"MNIST and {at_least[1]}{other[0]:.2f}× on {title}: ")
-    if other[1] if less else mnist[1]:  # the bound may lie on the other side of the comparison
+    undecided = other[1] if less else mnist[1]  # the bound may lie on the other side
+    if undecided:
         return (grows + "the attack's cap leaves open whether CIFAR-10 reacts to the temperature "
                 f"less or more than MNIST; the paper reports less{paper}.")
     if less:
@@ -219,50 +220,57 @@ def conclusion(results: dict) -> list[str]:
     robust accuracy from above.
     """
     swept = {name: r for name, r in results.items() if distilled(r["models"])}
-    masked = [DATASET_TITLES.get(n, n) for n, r in swept.items() if masking_detected(r)]
-    lines = []
+    masked = [name for name, r in swept.items() if masking_detected(r)]
+    paragraphs = []
     if masked:
-        lines += [
-            f"**No.** On {' and '.join(masked)}, the distilled networks resist the paper's attack "
-            "only because their deployed logits are about T times larger: the softmax "
-            "saturates and its gradient underflows, so attacks that differentiate the "
-            "probabilities stall. Attacks on the logits (Carlini & Wagner, arXiv:1607.04311, "
-            "arXiv:1608.04644) or on the logits divided by the training temperature still "
-            "find adversarial examples, at about the baseline's distortion: the defence "
-            "masks gradients.", ""]  # fmt: skip
+        paragraphs.append(
+            f"**No.** On {' and '.join(DATASET_TITLES.get(n, n) for n in masked)}, the distilled "
+            "networks resist the paper's attack only because their deployed logits are about T "
+            "times larger: the softmax saturates and its gradient underflows, so attacks that "
+            "differentiate the probabilities stall. Attacks on the logits (Carlini & Wagner, "
+            "arXiv:1607.04311, arXiv:1608.04644) or on the logits divided by the training "
+            "temperature still find adversarial examples, at about the baseline's distortion: "
+            "the defence masks gradients."
+        )
     for name, result in swept.items():
-        if masking_detected(result):
-            continue
-        base, top = baseline(result["models"]), distilled(result["models"])[-1]
-        if verdict(top) is None:  # several seeds, verdicts that disagree
-            lines += [f"On {DATASET_TITLES.get(name, name)}, the seeds disagree on whether the "
-                      f"T = {top['temperature']:g} student masks gradients: read each seed's "
-                      "masking checks in `results.json` before concluding.", ""]  # fmt: skip
-            continue
-        pgd = [min(r["adaptive"][k]["accuracy"] for k in ("pgd_temperature", "pgd_margin"))
-               for r in (base, top)]  # fmt: skip
-        cw = [r["adaptive"]["cw_l2"]["mean_l2"] for r in (base, top)]
-        drop = top["accuracy_variation_pp"]
-        lines += [
-            f"On {DATASET_TITLES.get(name, name)}, no masking check fires on the "
-            f"T = {top['temperature']:g} student: {100 * top['gradients']['zero_fraction']:.0f}% "
-            "of its softmax Jacobians are exactly zero, and the paper's attack still succeeds on "
-            f"{100 * top['jsma_probs']['success_rate']:.1f}% of attempts (baseline "
-            f"{100 * base['jsma_probs']['success_rate']:.1f}%). Under the strongest PGD it keeps "
-            f"{100 * pgd[1]:.1f}% accuracy (baseline {100 * pgd[0]:.1f}%; "
-            f"{top['adaptive']['pgd_margin']['samples']} images) and C&W needs a mean L2 of "
-            f"{fmt(cw[1], '.2f')} (baseline {fmt(cw[0], '.2f')}), at a clean accuracy "
-            f"{abs(drop):.1f} pp {'below' if drop < 0 else 'above'} "
-            "the baseline's. That is an upper bound on its robust accuracy from PGD and C&W "
-            "alone: `defdistill audit` adds APGD and Square before anything is called robust.",
-            "",
-        ]  # fmt: skip
+        if name not in masked:
+            paragraphs.append(_unmasked(DATASET_TITLES.get(name, name), result))
     if not masked:
-        lines += [
+        paragraphs.append(
             "These measurements do not show the masking pattern (the paper's attack failing "
             "where adaptive attacks succeed); read the tables above before concluding "
-            "anything about robustness, and check that every model learned.", ""]  # fmt: skip
+            "anything about robustness, and check that every model learned."
+        )
+    lines = []
+    for text in paragraphs:
+        lines += [text, ""]
     return lines[:-1]
+
+
+def _unmasked(title: str, result: dict) -> str:
+    """The paragraph on a data set whose hottest student the masking rule does not flag."""
+    base, top = baseline(result["models"]), distilled(result["models"])[-1]
+    if verdict(top) is None:  # several seeds, verdicts that disagree
+        return (f"On {title}, the seeds disagree on whether the T = {top['temperature']:g} student "
+                "masks gradients: read each seed's masking checks in `results.json` before "
+                "concluding.")  # fmt: skip
+    pgd = [min(r["adaptive"][k]["accuracy"] for k in ("pgd_temperature", "pgd_margin"))
+           for r in (base, top)]  # fmt: skip
+    cw = [r["adaptive"]["cw_l2"]["mean_l2"] for r in (base, top)]
+    drop = top["accuracy_variation_pp"]
+    return (
+        f"On {title}, no masking check fires on the T = {top['temperature']:g} student: "
+        f"{100 * top['gradients']['zero_fraction']:.0f}% of its softmax Jacobians are exactly "
+        "zero, and the paper's attack still succeeds on "
+        f"{100 * top['jsma_probs']['success_rate']:.1f}% of attempts (baseline "
+        f"{100 * base['jsma_probs']['success_rate']:.1f}%). Under the strongest PGD it keeps "
+        f"{100 * pgd[1]:.1f}% accuracy (baseline {100 * pgd[0]:.1f}%; "
+        f"{top['adaptive']['pgd_margin']['samples']} images) and C&W needs a mean L2 of "
+        f"{fmt(cw[1], '.2f')} (baseline {fmt(cw[0], '.2f')}), at a clean accuracy "
+        f"{abs(drop):.1f} pp {'below' if drop < 0 else 'above'} the baseline's. That is an upper "
+        "bound on its robust accuracy from PGD and C&W alone: `defdistill audit` adds APGD and "
+        "Square before anything is called robust."
+    )
 
 
 def differences(dataset: str, result: dict) -> list[str]:
