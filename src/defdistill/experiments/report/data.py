@@ -17,6 +17,11 @@ from defdistill.experiments.results import mean_std, seed_runs
 DATASET_TITLES = {**DESCRIPTIONS, "synthetic": "synthetic"}  # the subset's names its size
 
 
+def dataset_title(dataset: str) -> str:
+    """The data set's name in reports and figures (the subset's names its size)."""
+    return DATASET_TITLES.get(dataset, dataset)
+
+
 # The paper's numbers a data set is compared with: the subset's images are CIFAR-10's own.
 PAPER_DATASET = {"cifar10-subset": "cifar10"}
 

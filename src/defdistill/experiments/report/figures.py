@@ -8,8 +8,8 @@ import math
 from typing import Any
 
 from defdistill.experiments.report.data import (
-    DATASET_TITLES,
     baseline,
+    dataset_title,
     distilled,
     in_order,
     paper_entry,
@@ -89,7 +89,7 @@ def _vs_temperature(
         ax.set_xlabel("distillation temperature T")
         ax.set_ylabel(ylabel)
         note = _seed_note(result)
-        ax.set_title(f"{title}: {DATASET_TITLES.get(dataset, dataset)}{note}", **_small_if(note))
+        ax.set_title(f"{title}: {dataset_title(dataset)}{note}", **_small_if(note))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _figure_bytes(fig)
@@ -121,7 +121,7 @@ def _gradient_histograms(results: dict) -> bytes:
         ax.set_xlabel("log10 of mean |dF/dx| per sample (deployed softmax, T = 1; exact)")
         ax.set_ylabel("fraction of samples")
         seeds = f" ({len(runs)} seeds, one curve each)" if len(runs) > 1 else ""
-        ax.set_title(f"Gradient amplitude: {DATASET_TITLES.get(dataset, dataset)}{seeds}",
+        ax.set_title(f"Gradient amplitude: {dataset_title(dataset)}{seeds}",
                      **_small_if(seeds))  # fmt: skip
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -161,7 +161,7 @@ def collect_examples(results: dict) -> dict[str, dict[str, Any]]:
     """One JSMA example per panel: baseline (on F) and the hottest student (on F and on Z)."""
     examples: dict[str, dict[str, Any]] = {}
     for dataset, result in results.items():
-        title = DATASET_TITLES.get(dataset, dataset)
+        title = dataset_title(dataset)
         if len(seed_runs(result)) > 1:
             title += f" seed {seeds_of(result)[0]}"
         first = seed_runs(result)[0]  # an example image is one seed's, never an average

@@ -10,10 +10,10 @@ import itertools
 import math
 
 from defdistill.experiments.report.data import (
-    DATASET_TITLES,
     PAPER_DATASET,
     adversarial,
     baseline,
+    dataset_title,
     distilled,
     fmt,
     paper_entry,
@@ -172,7 +172,7 @@ def comparison(results: dict, paper: dict) -> list[str]:
         paper_factor = paper_factors[name] = _change(p_rho.get("baseline"), p_rho.get(key))
         mark = "≥ " if censored else ""
         lines.append(
-            f"| {DATASET_TITLES.get(name, name)} | {succ[0]:.1f} → {succ[1]:.1f} | {paper_succ} "
+            f"| {dataset_title(name)} | {succ[0]:.1f} → {succ[1]:.1f} | {paper_succ} "
             f"| {fmt(rho[0], '.2f')} → {mark}{fmt(rho[1], '.2f')} "
             f"| {mark}{fmt(factors[name][0], '.2f')} | {fmt(paper_factor, '.2f', '*')} |"
         )
@@ -193,7 +193,7 @@ def _verdict(name: str, t: float, mnist: tuple[float, bool], other: tuple[float,
     conclusion holds only when the bound points the same way: "less" needs the other data
     set's factor exact, "more" needs MNIST's exact; otherwise the sentence says it is open.
     """
-    title = DATASET_TITLES.get(name, name)
+    title = dataset_title(name)
     at_least = ["at least " if censored else "" for censored in (mnist[1], other[1])]
     less = other[0] < mnist[0]
     quoted = [paper_factors["mnist"], paper_factors[name]]
@@ -224,7 +224,7 @@ def conclusion(results: dict) -> list[str]:
     paragraphs = []
     if masked:
         paragraphs.append(
-            f"**No.** On {' and '.join(DATASET_TITLES.get(n, n) for n in masked)}, the distilled "
+            f"**No.** On {' and '.join(dataset_title(n) for n in masked)}, the distilled "
             "networks resist the paper's attack only because their deployed logits are about T "
             "times larger: the softmax saturates and its gradient underflows, so attacks that "
             "differentiate the probabilities stall. Attacks on the logits (Carlini & Wagner, "
@@ -234,7 +234,7 @@ def conclusion(results: dict) -> list[str]:
         )
     for name, result in swept.items():
         if name not in masked:
-            paragraphs.append(_unmasked(DATASET_TITLES.get(name, name), result))
+            paragraphs.append(_unmasked(dataset_title(name), result))
     if not masked:
         paragraphs.append(
             "These measurements do not show the masking pattern (the paper's attack failing "

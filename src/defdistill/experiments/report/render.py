@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from defdistill.experiments.report.data import DATASET_TITLES, paper_values
+from defdistill.experiments.report.data import dataset_title, paper_values
 from defdistill.experiments.report.figures import make_figures
 from defdistill.experiments.report.findings import comparison, conclusion, differences, findings
 from defdistill.experiments.report.tables import robustness_table, summary_table, temperature_table
@@ -109,9 +109,9 @@ def _seeds_text(result: dict) -> str:
 
 def _reuse_text(config: dict) -> str:
     reused = len(config.get("units_reused", []))
-    total = reused + len(config.get("units_computed", []))
     if not reused:
         return ""
+    total = reused + len(config.get("units_computed", []))
     which = "all" if reused == total else f"{reused} of"
     return f" ({which} {total} units reused from an earlier run in this directory)"
 
@@ -126,7 +126,7 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
         "",
     ]
     for dataset, result in results.items():
-        title = DATASET_TITLES.get(dataset, dataset)
+        title = dataset_title(dataset)
         cfg = result["config"]
         lines += [
             f"## {title}",
@@ -165,7 +165,7 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
         ]
     lines += ["## Is defensive distillation robust?", ""]
     for dataset, result in results.items():
-        lines += [f"### {DATASET_TITLES.get(dataset, dataset)}", "", *robustness_table(result), ""]
+        lines += [f"### {dataset_title(dataset)}", "", *robustness_table(result), ""]
         verdicts = ("Masking checks", "**This is", "Adaptive attacks")
         lines += [f"- {f}" for f in findings(dataset, result, result["config"]["profile"])
                   if f.startswith(verdicts)]  # fmt: skip
