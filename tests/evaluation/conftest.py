@@ -5,17 +5,7 @@ import torch
 from synthetic import make_synthetic
 from torch import nn
 
-
-class ScaledLogits(nn.Module):
-    """Masks gradients by construction: logits x 1000 saturate the softmax in float32,
-    exactly what defensive distillation does to its deployed network."""
-
-    def __init__(self, base: nn.Module, scale: float = 1000.0) -> None:
-        super().__init__()
-        self.base, self.scale = base, scale
-
-    def forward(self, x):
-        return self.base(x) * self.scale
+from defdistill.evaluation.ablations import ScaledLogits
 
 
 @pytest.fixture(scope="session")
@@ -37,4 +27,4 @@ def trained():
 @pytest.fixture
 def masked(trained):
     """The trained network with its logits x 1000 (masks its gradients, decides alike)."""
-    return ScaledLogits(trained[0]).eval()
+    return ScaledLogits(trained[0], 1000.0).eval()
