@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from defdistill.attacks.jsma import JSMA
-from defdistill.evaluation.ablations import InFloat64, ScaledLogits, gradient_row, jsma_success, run_ablations
+from defdistill.evaluation.ablations import (
+    ExactJSMA,
+    InFloat64,
+    ScaledLogits,
+    gradient_row,
+    jsma_success,
+    run_ablations,
+)
 from defdistill.evaluation.gradients import gradient_amplitude
 
 
@@ -92,6 +99,20 @@ def test_scale_fails_jsma_on_f_in_float32_and_float64_restores_it(trained) -> No
     assert on_z.k == jsma_success(model, x, y, "logits", gamma=GAMMA).k  # the map on Z ignores a scale
 
 
+def test_exact_jsma_picks_jsma_on_f_pairs_where_f_is_representable_and_succeeds_where_it_is_not(
+    trained,
+) -> None:
+    model, ds = trained
+    x, y = ds.x_test[:12], ds.y_test[:12]
+    target = (y + 1) % 3
+    plain = JSMA(gamma=GAMMA, on="probs")(model, x, y, target=target)
+    exact = ExactJSMA(gamma=GAMMA)(model, x, y, target=target)
+    assert torch.equal(exact.x_adv, plain.x_adv) and bool(plain.success.all())  # same pairs
+    huge = ScaledLogits(model, 1000.0)  # beyond float64: F_t underflows to 0 in both
+    assert jsma_success(InFloat64(huge), x.double(), y, "probs", gamma=GAMMA).k == 0
+    assert jsma_success(huge, x, y, "exact", gamma=GAMMA).k == 24
+
+
 def test_run_ablations_reports_every_row_with_intervals(trained) -> None:
     model, ds = trained
     x, y = ds.x_test[:10], ds.y_test[:10]
@@ -105,6 +126,8 @@ def test_run_ablations_reports_every_row_with_intervals(trained) -> None:
         assert row["jsma_f"]["n"] == 8 and 0 <= row["jsma_f"]["low"] <= row["jsma_f"]["high"] <= 1
         assert row["zero_jacobian"]["n"] == 10
         assert ("jsma_z" in row) == (not name.endswith("float64"))
+        assert ("jsma_f_exact" in row) == (name in ("baseline_scaled", "student"))
+        assert row["median_logit_gap"] > 0
     assert rows["baseline_scaled"]["zero_jacobian"]["k"] > rows["baseline"]["zero_jacobian"]["k"]
     assert rows["student_float64"]["zero_jacobian"]["k"] == 0
     assert set(out["comparisons"]) >= {"scaled_f_below_baseline_f", "student_float64_f_above_float32_f"}
