@@ -92,9 +92,9 @@ class ExactJSMA(JSMA):
     two features with the largest ``θ·dF_t/dx``), only whether floating point can
     represent them. This attack ranks the features by ``d(log F_t)/dx`` (the log-softmax
     derivative ``(δ_tc - F_c) / T`` w.r.t. the logits, with ``1 - F_t`` summed as
-    ``Σ_{c≠t} F_c``), so it makes, in any precision, the choice JSMA on F (``on="probs"``)
-    makes where ``F_t`` does not underflow, and the choice exact arithmetic would make where
-    it does. Same arguments as :class:`~defdistill.attacks.jsma.JSMA` (``on`` is ``"probs"``).
+    ``Σ_{c≠t} F_c``), so it makes the choice JSMA on F (``on="probs"``) makes where ``F_t``
+    does not underflow (up to rounding ties), and the choice exact arithmetic would make
+    where it does. Same arguments as :class:`~defdistill.attacks.jsma.JSMA` (``on`` is ``"probs"``).
     """
 
     def __init__(self, theta: float = 1.0, gamma: float = 0.145, temperature: float = 1.0,
