@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from defdistill.cli.choices import NORMS, TARGET_MODES
 from defdistill.cli.options import (
     add_common,
     add_data,
@@ -17,6 +16,7 @@ from defdistill.cli.options import (
     positive_float,
     positive_int,
 )
+from defdistill.names import PGD_LOSSES, JsmaOn, Norm, TargetMode, values
 
 if TYPE_CHECKING:  # imported where used: parsing stays torch-free
     import torch
@@ -24,8 +24,7 @@ if TYPE_CHECKING:  # imported where used: parsing stays torch-free
 
     from defdistill.attacks import Attack
 
-UNTARGETED = "none"
-ALL_TARGETS = "all"
+UNTARGETED = "none"  # --targets none: the attack runs untargeted
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,17 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attack", required=True, choices=["jsma", "fgsm", "pgd", "cw"])
     p.add_argument("--samples", type=positive_int, default=100,
                    help="first N correctly classified test images (default 100)")
-    p.add_argument("--targets", choices=[UNTARGETED, *TARGET_MODES], default=None,
+    p.add_argument("--targets", choices=[UNTARGETED, *values(TargetMode)], default=None,
                    help="targeted attempts per sample (default: all for jsma, none otherwise)")
     p.add_argument("--eps", type=float, default=0.3, help="FGSM/PGD budget (default 0.3)")
-    p.add_argument("--norm", choices=NORMS, default=NORMS[0], help="PGD norm")
+    p.add_argument("--norm", choices=values(Norm), default=Norm.LINF, help="PGD norm")
     p.add_argument("--steps", type=positive_int, default=40, help="PGD steps (default 40)")
-    p.add_argument("--loss", choices=["ce", "margin"], default="ce", help="FGSM/PGD loss")
+    p.add_argument("--loss", choices=values(PGD_LOSSES), default=PGD_LOSSES[0], help="FGSM/PGD loss")
     p.add_argument("--temperature", type=positive_float, default=1.0,
                    help="attack softmax(logits / T) (FGSM/PGD/JSMA on probs; default 1)")
     p.add_argument("--theta", type=float, default=1.0, choices=[1.0, -1.0], help="JSMA theta")
     p.add_argument("--gamma", type=float, default=0.145, help="JSMA max fraction changed")
-    p.add_argument("--on", choices=["probs", "logits"], default="probs",
+    p.add_argument("--on", choices=[JsmaOn.PROBS, JsmaOn.LOGITS], default=JsmaOn.PROBS,
                    help="JSMA on the softmax F (paper) or the logits Z (adaptive)")
     p.add_argument("--iterations", type=positive_int, default=1000, help="C&W Adam steps")
     p.add_argument("--search-steps", type=positive_int, default=9, help="C&W binary search")
@@ -65,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     attack = build_attack(args)
     model, meta, ds = load_for_data(args.model, args)
-    targets = args.targets or (ALL_TARGETS if args.attack == "jsma" else UNTARGETED)
+    targets = args.targets or (TargetMode.ALL if args.attack == "jsma" else UNTARGETED)
     device = next(model.parameters()).device
     run = run_attack(model, attack, ds.x_test.to(device), ds.y_test.to(device), args.samples,
                      targets, seed=args.seed)  # fmt: skip
@@ -176,9 +175,9 @@ def run_attack(
         "seconds": seconds,
         "attempts_per_second": len(run.x) / seconds if seconds > 0 else float("nan"),
     }
-    for name, values in (("l0_percent", 100 * l0_fraction(delta)),
+    for name, found in (("l0_percent", 100 * l0_fraction(delta)),
                          ("l2", l2(delta)), ("linf", linf(delta))):  # fmt: skip
-        stats = summary_stats(values)
+        stats = summary_stats(found)
         summary[f"mean_{name}"], summary[f"median_{name}"] = stats["mean"], stats["median"]
     run.summary = summary
     return run

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from defdistill.cli.choices import ADVERSARIAL_METHODS
 from defdistill.cli.options import (
     UsageError,
     add_training,
@@ -15,12 +14,13 @@ from defdistill.cli.options import (
     positive_int,
     training_config,
 )
+from defdistill.names import AdversarialMethod, values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a network at temperature T on hard labels")
     add_training(p, default_temperature=1.0)
-    p.add_argument("--adversarial", choices=ADVERSARIAL_METHODS, default=None,
+    p.add_argument("--adversarial", choices=values(AdversarialMethod), default=None,
                    help="adversarial training: pgd (Madry et al. 2018) or fgsm-rs (Wong et al. 2020)")
     p.add_argument("--adv-eps", type=non_negative_float, default=None,
                    help="L-inf budget of adversarial training (default 0.3)")

@@ -44,6 +44,7 @@ from defdistill.experiments.tasks import (
 )
 from defdistill.inference import predict_logits
 from defdistill.models import paper_architecture
+from defdistill.names import ExecutorKind
 from defdistill.training.config import PAPER_CONFIGS, TrainConfig, paper_config, role_seed
 from defdistill.training.devices import resolve_device
 from defdistill.training.distill import role_configs
@@ -97,7 +98,7 @@ def run_sweeps(
     """
     out, executor = Path(out), executor or LocalExecutor()
     seeds = list(dict.fromkeys(int(s) for s in seeds))
-    local = executor.name == "local"
+    local = executor.name == ExecutorKind.LOCAL
     # in process, fail early on --device cuda without a GPU; elsewhere each worker resolves it
     device = str(resolve_device(device)) if local else device
     architecture = architecture or paper_architecture(ds.input_shape[0])
