@@ -14,7 +14,7 @@ ALLOWED = {
     "blocks": {"blocks"},
     "data": {"blocks"},
     "attacks": {"blocks"},
-    "training": {"blocks", "data"},
+    "training": {"blocks", "data", "attacks"},
     "evaluation": {"blocks", "data", "attacks", "training"},
     "experiments": {"blocks", "data", "attacks", "training", "evaluation"},
     "cli": {"blocks", "data", "attacks", "training", "evaluation", "experiments"},

@@ -20,6 +20,7 @@ from enum import StrEnum
 
 __all__ = [
     "META",
+    "UNTARGETED",
     "AdversarialMethod",
     "Architecture",
     "AttackId",
@@ -92,6 +93,9 @@ class TargetMode(StrEnum):
             return cls(value)
         except ValueError:
             raise ValueError(f"targets must be one of {', '.join(values(cls))}, got {value!r}") from None
+
+
+UNTARGETED = "none"  # what an attack aims at when no TargetMode applies: any other class
 
 
 class Role(StrEnum):
