@@ -47,7 +47,7 @@ class Budgets:
         return ThreatModel(Norm.LINF, self.linf[-1])
 
     def to_dict(self) -> dict[str, object]:
-        return {"linf": self.linf, "l2": self.l2}
+        return {Norm.LINF: self.linf, Norm.L2: self.l2}
 
 
 GREYSCALE = Budgets(linf=(0.1, 0.3), l2=2.0)

@@ -13,6 +13,8 @@ from typing import Any
 from defdistill.names import AttackId
 from defdistill.names import AttackId as A
 
+SUCCESS, ACCURACY = "success_rate", "accuracy"  # an attack's two rates in a row (AttackSummary.to_dict)
+
 
 @dataclass(frozen=True)
 class Column:
@@ -74,7 +76,7 @@ COLUMNS: list[Column] = [
     Column("mean_max_logit", "deployed mean max logit", lambda r: r["mean_max_logit"]),
     Column("mean_max_probability", "deployed mean max-p", lambda r: r["mean_max_probability"], ".6f"),
     Column("saturated_fraction", "p_max = 1", lambda r: r["saturated_fraction"], ".0f", suffix="%", **PCT),
-    Column("jsma_probs_success_rate", "JSMA on F %", _of(A.JSMA_F, "success_rate"), **PCT),
+    Column("jsma_probs_success_rate", "JSMA on F %", _of(A.JSMA_F, SUCCESS), **PCT),
     Column("jsma_probs_mean_l0_percent", "JSMA on F mean L0 %", _of(A.JSMA_F, "mean_l0_percent"),
            ".2f"),
     Column("rho_adv_percent", "rho_adv %", _of(A.JSMA_F, "rho_adv_percent"), ".2f"),
@@ -83,16 +85,16 @@ COLUMNS: list[Column] = [
     Column("gradient_median_log10", "median log10 \\|dF/dx\\|", lambda r: r["gradients"]["median_log10"]),
     Column("gradient_float32_zero_fraction", "float32 \\|dF/dx\\| = 0",
            lambda r: r["gradients"]["zero_fraction"], ".0f", suffix="%", **PCT),
-    Column("jsma_logits_success_rate", "JSMA on Z %", _of(A.JSMA_Z, "success_rate"), **PCT),
-    Column("jsma_temperature_success_rate", "JSMA on softmax(Z/T) %", _of(A.JSMA_ZT, "success_rate"),
+    Column("jsma_logits_success_rate", "JSMA on Z %", _of(A.JSMA_Z, SUCCESS), **PCT),
+    Column("jsma_temperature_success_rate", "JSMA on softmax(Z/T) %", _of(A.JSMA_ZT, SUCCESS),
            **PCT),
-    Column("pgd_temperature_accuracy", "PGD L∞ CE on Z/T: acc %", _of(A.PGD_CE_ZT, "accuracy"),
+    Column("pgd_temperature_accuracy", "PGD L∞ CE on Z/T: acc %", _of(A.PGD_CE_ZT, ACCURACY),
            **PCT),
-    Column("pgd_plain_accuracy", "PGD L∞ CE on F: acc %", _of(A.PGD_CE_F, "accuracy"), **PCT),
-    Column("pgd_margin_accuracy", "PGD L∞ margin: acc %", _of(A.PGD_MARGIN, "accuracy"), **PCT),
-    Column("cw_l2_success_rate", "C&W L2 success %", _of(A.CW_L2, "success_rate"), **PCT),
+    Column("pgd_plain_accuracy", "PGD L∞ CE on F: acc %", _of(A.PGD_CE_F, ACCURACY), **PCT),
+    Column("pgd_margin_accuracy", "PGD L∞ margin: acc %", _of(A.PGD_MARGIN, ACCURACY), **PCT),
+    Column("cw_l2_success_rate", "C&W L2 success %", _of(A.CW_L2, SUCCESS), **PCT),
     Column("cw_l2_mean", "C&W mean L2", _of(A.CW_L2, "mean_l2"), ".2f"),
-    Column("transfer_success_rate", "transfer success %", _of(A.TRANSFER, "success_rate"), **PCT),
+    Column("transfer_success_rate", "transfer success %", _of(A.TRANSFER, SUCCESS), **PCT),
     Column("robust_accuracy", "robust acc. %", _robust("unconditional"), **PCT),
     Column("robust_accuracy_low", "low", _robust_bound("unconditional", "low"), **PCT),
     Column("robust_accuracy_high", "high", _robust_bound("unconditional", "high"), **PCT),

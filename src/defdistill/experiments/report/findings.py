@@ -10,7 +10,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from defdistill.experiments.report.columns import attack_value
+from defdistill.experiments.report.columns import ACCURACY, SUCCESS, attack_value
 from defdistill.experiments.report.data import (
     PAPER_DATASET,
     adversarial,
@@ -38,11 +38,11 @@ ROBUSTNESS = frozenset({StatementKind.VERDICT, StatementKind.MASKING, StatementK
 
 
 def _success(row: dict, attack: AttackId) -> float | None:
-    return attack_value(row, attack, "success_rate")
+    return attack_value(row, attack, SUCCESS)
 
 
 def _accuracy(row: dict, attack: AttackId) -> float | None:
-    return attack_value(row, attack, "accuracy")
+    return attack_value(row, attack, ACCURACY)
 
 
 def _pct(value: float | None, spec: str = ".1f") -> str:
