@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= results/quick
 
-.PHONY: demo demo-cifar test bench slow docs clean
+.PHONY: demo demo-cifar check test bench slow docs clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ demo: $(BIN)/.installed
 
 demo-cifar: $(BIN)/.installed
 	$(BIN)/defdistill reproduce --dataset cifar10-subset --profile quick --out $(OUT)
+
+# The fast tier, between two edits: ruff and every test not marked slow or heavy (every
+# module is covered; the trainings, real-data audits, Ray and the notebook run in `make test`).
+check: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q -m "not slow and not heavy"
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks

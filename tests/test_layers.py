@@ -8,13 +8,13 @@ from pathlib import Path
 import defdistill
 
 PACKAGE = Path(defdistill.__file__).parent
-BLOCKS = {"temperature", "inference", "io", "models", "checkpoint", "pretrained"}
+BLOCKS = {"temperature", "inference", "io", "models", "checkpoint", "pretrained", "names"}
 # what each layer may import besides itself
 ALLOWED = {
     "blocks": {"blocks"},
     "data": {"blocks"},
     "attacks": {"blocks"},
-    "training": {"blocks", "data"},
+    "training": {"blocks", "data", "attacks"},
     "evaluation": {"blocks", "data", "attacks", "training"},
     "experiments": {"blocks", "data", "attacks", "training", "evaluation"},
     "cli": {"blocks", "data", "attacks", "training", "evaluation", "experiments"},

@@ -48,6 +48,7 @@ def test_notebook_is_stored_without_outputs() -> None:
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
 
 
+@pytest.mark.heavy
 def test_notebook_runs_and_finds_masking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = [m for m in MODELS if m not in pretrained.available()]
     if missing:

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from defdistill.temperature import softmax_at
+
 PREDICT_BATCH = 500  # one forward pass over the 10,000 CIFAR-10 test images peaks at ~6 GiB
 
 
@@ -67,3 +69,22 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     """Fraction of ``x`` classified as ``y`` (``nan`` for an empty batch)."""
     mask = correct_mask(model, x, y, batch_size)
     return float(mask.float().mean()) if len(mask) else math.nan
+
+
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0
+) -> dict[str, float]:
+    """Accuracy and saturation of the softmax at ``temperature`` (deployed: 1).
+
+    Returns ``accuracy``, ``mean_max_probability``, ``saturated_fraction`` (samples whose
+    top probability is exactly 1 in float32) and ``mean_max_logit`` (the logit scale that
+    distillation at T multiplies, about T times the baseline's for a student).
+    """
+    logits = predict_logits(model, x)
+    probs = softmax_at(logits.double(), temperature).float()
+    return {
+        "accuracy": float((logits.argmax(1) == y).float().mean()),
+        "mean_max_probability": float(probs.max(1).values.mean()),
+        "saturated_fraction": float((probs.max(1).values == 1.0).float().mean()),
+        "mean_max_logit": float(logits.max(1).values.double().mean()),
+    }

@@ -17,10 +17,14 @@ def test_audit_command_gives_a_verdict(small_model, tmp_path, capsys):
                  "--cw-iterations", "100", "--cw-search-steps", "4", "--limit-test", "300",
                  "--quiet", "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
-    assert "verdict:" in text and "JSMA on Z" in text
+    assert "verdict:" in text and "jsma-z" in text and "unconditional" in text
     data = json.loads(out_json.read_text())
     assert data["verdict"]["masking"] is False  # a normally trained network masks nothing
-    assert data["attacks"]["PGD Linf 0.3 on F"]["accuracy"] < 0.2
+    assert data["attacks"]["pgd-ce-f"]["accuracy"] < 0.2
+    assert data["attacks"]["pgd-ce-f@0.1"]["eps"] == 0.1  # the second budget, keyed apart
+    robust = data["robust_accuracy"]
+    assert robust["unconditional"] <= robust["conditional"] <= data["attacks"]["pgd-ce-f"]["accuracy"]
+    assert robust["conditional_interval"]["n"] == data["config"]["samples"] == 10
 
 
 USER_NET = '''

@@ -48,6 +48,7 @@ def test_reproduce_on_ray_without_ray_says_how_to_install_it(tmp_path, capsys, m
     ("nohost", "--address must be auto or HOST:PORT, got 'nohost'"),
     ("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),  # refused at once
 ])  # fmt: skip
+@pytest.mark.heavy
 def test_reproduce_on_an_unreachable_ray_cluster(tmp_path, capsys, address, fragment):
     pytest.importorskip("ray", reason="no ray: pip install 'defdistill[ray]'")
     assert_user_error(capsys, ["reproduce", "--executor", "ray", "--address", address,

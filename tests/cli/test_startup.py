@@ -48,28 +48,26 @@ def test_help_of_every_command_and_a_full_parse_import_no_torch(tmp_path: Path) 
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
-def test_the_choices_agree_with_the_modules_that_define_them() -> None:
-    """:mod:`defdistill.cli.choices` copies names so as not to import torch: the copies must
-    stay equal to the originals (in a fresh interpreter: tests register extra models)."""
+def test_the_vocabulary_agrees_with_the_modules_that_use_it() -> None:
+    """:mod:`defdistill.names` is torch-free so that parsing stays fast: the names it holds
+    for torch modules (built-in architectures, the model file) must be theirs, and the
+    library must use its enums rather than copies (in a fresh interpreter: tests register
+    extra models)."""
     proc = _python("""
-        from defdistill.attacks.base import NORMS
+        from defdistill import names
+        from defdistill.attacks.base import Norm
         from defdistill.checkpoint import META
-        from defdistill.cli import choices
-        from defdistill.data import DATASETS
         from defdistill.evaluation.threats import TargetMode
         from defdistill.experiments.executors import EXECUTORS
         from defdistill.models import available_models
-        from defdistill.training.config import ADVERSARIAL_METHODS
+        from defdistill.training.config import ADVERSARIAL_METHODS, ROLES
 
-        originals = {
-            "DATASETS": tuple(DATASETS), "ARCHITECTURES": tuple(available_models()),
-            "ADVERSARIAL_METHODS": tuple(ADVERSARIAL_METHODS),
-            "TARGET_MODES": tuple(m.value for m in TargetMode), "NORMS": tuple(NORMS),
-            "EXECUTORS": tuple(EXECUTORS), "META": META,
-        }
-        for name, original in originals.items():
-            copy = getattr(choices, name)
-            assert copy == original, f"defdistill/cli/choices.py: {name} = {copy!r}, expected {original!r}"
+        assert names.values(names.Architecture) == tuple(available_models())
+        assert names.META == META
+        assert Norm is names.Norm and TargetMode is names.TargetMode
+        assert EXECUTORS == names.values(names.ExecutorKind)
+        assert ADVERSARIAL_METHODS == names.values(names.AdversarialMethod)
+        assert ROLES == names.values(names.Role)
         print("ok")
     """)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -140,5 +140,5 @@ def test_a_refused_training_leaves_no_output_directory(tmp_path, capsys, synthet
     out = tmp_path / "never"
     code, _, err = run_cli([t for t in TRAIN if t != "--allow-untrained"] + ["--lr", "1e-9", "--out", out],
                            capsys)  # fmt: skip
-    assert code == 2 and "near chance" in err
+    assert code == 2 and "near chance" in err and "--allow-untrained" in err  # the flag, not the parameter
     assert not out.exists()

@@ -4,6 +4,7 @@ import pytest
 
 from defdistill.evaluation.audit import audit
 from defdistill.evaluation.checks import assess
+from defdistill.names import AttackId, CheckId
 
 
 def test_audit_verdicts(trained, masked):
@@ -16,34 +17,42 @@ def test_audit_verdicts(trained, masked):
     report = audit(masked, ds.x_test, ds.y_test, temperature=1000.0, reference=model, **kwargs)
     assert report.verdict.masking
     assert "gradient masking" in report.verdict.text
-    attacks = report.attacks
+    attacks = report.battery
     # the paper's attack fails, the adaptive ones succeed on the same model
-    assert attacks["JSMA on F (gamma 50%)"]["success_rate"] < 0.2
-    assert attacks["JSMA on Z (gamma 50%)"]["success_rate"] > 0.8
-    cw, cw_plain = attacks["C&W L2 (minimum L2)"], plain.attacks["C&W L2 (minimum L2)"]
-    assert cw["success_rate"] > 0.95
+    assert attacks[AttackId.JSMA_F].success.rate < 0.2
+    assert attacks[AttackId.JSMA_Z].success.rate > 0.8
+    cw, cw_plain = attacks[AttackId.CW_L2], plain.battery[AttackId.CW_L2]
+    assert cw.success.rate > 0.95
     # the decision boundary did not move: the masked model is as close as the plain one
-    assert cw["mean_l2"] == pytest.approx(cw_plain["mean_l2"], rel=0.05)
+    assert cw.details["mean_l2"] == pytest.approx(cw_plain.details["mean_l2"], rel=0.05)
+    flagged = {(f.check, f.attacks) for f in report.findings if f.flagged}
+    assert (CheckId.ZERO_GRADIENTS, ()) in flagged
+    assert (CheckId.PROBS_VS_LOGITS, (AttackId.JSMA_F, AttackId.JSMA_Z)) in flagged
     json_ready = report.to_dict()
     assert {f["check"] for f in json_ready["findings"]} >= {"zero_gradients", "probs_vs_logits"}
+    assert set(json_ready["attacks"]) >= {"pgd-ce-f", "pgd-ce-zt", "apgd-ce", "square", "transfer", "cw-l2"}
+    # the worst case per image is at most every counted attack's accuracy
+    robust = report.battery.robust_accuracy_conditional().rate
+    assert all(robust <= a.accuracy.rate for a in report.battery.worst_case_attacks())
 
 
 def test_audit_and_reproduce_give_the_same_verdict(trained, masked):
     """One masking rule: ``defdistill audit`` and the reproduction's per-model checks
-    (``sweep.evidence`` on what ``measure`` returns) decide alike on the same models."""
-    from defdistill.experiments import sweep
+    (the evidence of the battery ``measure`` runs) decide alike on the same models."""
+    from defdistill.evaluation.battery import BatteryResult
     from defdistill.experiments.profiles import Profile
     from defdistill.experiments.tasks import measure
-    from defdistill.training.loop import evaluate
+    from defdistill.inference import evaluate
 
     model, ds = trained
     profile = Profile("agree", (1000.0,), epochs=1, attack_samples=5, gradient_samples=30,
                       adaptive_samples=30, cw_iterations=100, cw_search_steps=3)  # fmt: skip
     for candidate, temperature, expected in ((model, None, False), (masked, 1000.0, True)):
-        row = {**measure(candidate, model, ds.x_test, ds.y_test, profile, temperature, seed=0),
-               "temperature": temperature, "distilled": temperature is not None,
-               "saturated_fraction": evaluate(candidate, ds.x_test, ds.y_test)["saturated_fraction"]}
-        _, reproduced = assess(sweep.evidence(row))
+        measured = measure(candidate, model, ds.x_test, ds.y_test, profile, temperature, seed=0)
+        battery = BatteryResult.from_dict(measured)
+        _, reproduced = assess(battery.evidence(
+            zero_gradient_fraction=measured["gradients"]["zero_fraction"],
+            saturated_fraction=evaluate(candidate, ds.x_test, ds.y_test)["saturated_fraction"]))
         audited = audit(candidate, ds.x_test, ds.y_test, temperature=temperature or 1.0,
                         reference=model if temperature else None, samples=30, jsma_samples=5,
                         cw_iterations=100, cw_search_steps=3, apgd_steps=30,

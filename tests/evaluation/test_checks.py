@@ -12,7 +12,7 @@ from defdistill.evaluation.checks import (
     verdict,
 )
 from defdistill.evaluation.gradients import zero_gradient_fraction
-from defdistill.training.loop import evaluate
+from defdistill.inference import evaluate
 
 
 def test_masking_model_is_flagged_and_plain_model_is_not(trained, masked):
@@ -41,3 +41,21 @@ def test_gap_checks():
     assert check_transfer_vs_whitebox(0.6, 0.1).flagged
     assert not check_transfer_vs_whitebox(0.5, 1.0).flagged
     assert verdict([check_probs_vs_logits(0.0, 1.0)]).masking
+
+
+def test_findings_carry_their_check_and_the_attacks_they_compare():
+    from defdistill.evaluation.checks import Evidence, assess
+    from defdistill.names import AttackId, CheckId
+
+    findings, decision = assess(Evidence(jsma_f=0.0, jsma_z=0.9, effort_gain=0.2, effort_factor=4,
+                                         robust_accuracy=0.3, robust_accuracy_conditional=0.4))  # fmt: skip
+    by_check = {f.check: f for f in findings}
+    assert set(by_check) == {CheckId.PROBS_VS_LOGITS, CheckId.MORE_EFFORT}
+    assert by_check[CheckId.PROBS_VS_LOGITS].attacks == (AttackId.JSMA_F, AttackId.JSMA_Z)
+    assert by_check[CheckId.PROBS_VS_LOGITS].severity is Severity.CRITICAL and decision.masking
+    effort = by_check[CheckId.MORE_EFFORT]
+    assert effort.severity is Severity.WARNING and effort.value == 0.2
+    assert effort.to_dict()["attacks"] == ["apgd-ce", "apgd-ce-effort"]
+    _, unmasked = assess(Evidence(jsma_f=0.9, jsma_z=0.9, robust_accuracy=0.3,
+                                  robust_accuracy_conditional=0.4))  # fmt: skip
+    assert not unmasked.masking

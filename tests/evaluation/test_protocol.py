@@ -132,7 +132,7 @@ class Unmoved(Attack):
 
 def test_no_success_is_logged_and_written_without_nan(caplog) -> None:
     """'mean L0 – (no success)' in the log, not 'nan %'; JSON null, not NaN."""
-    from defdistill.evaluation.battery import run_jsma
+    from defdistill.evaluation.battery import jsma
     from defdistill.io import json_bytes
 
     model = Lookup(5)
@@ -148,8 +148,9 @@ def test_no_success_is_logged_and_written_without_nan(caplog) -> None:
     with torch.no_grad():
         constant[1].weight.zero_()
         constant[1].bias.copy_(torch.tensor([5.0, 0.0, 0.0]))
-    summary = run_jsma(constant, torch.rand(3, 1, 2, 5), torch.zeros(3, dtype=torch.long), 3)
-    assert summary["attempts"] == 6 and summary["successes"] == 0
+    outcome = jsma()(constant, torch.rand(3, 1, 2, 5), torch.zeros(3, dtype=torch.long))
+    assert outcome.attempts == 6 and outcome.successes == 0 and not outcome.fooled.any()
+    summary = outcome.details
     assert summary["mean_l0_percent"] is None and summary["rho_adv_successful_percent"] is None
     written = json_bytes(summary).decode()
     assert "NaN" not in written and '"mean_l0_percent": null' in written

@@ -8,8 +8,8 @@ from defdistill.experiments.report.findings import comparison
 
 def row(name, temperature, success, rho, censored=0):
     return {"name": name, "temperature": temperature, "distilled": temperature is not None,
-            "jsma_probs": {"success_rate": success, "rho_adv_percent": rho,
-                           "samples_without_success": censored}}  # fmt: skip
+            "attacks": {"jsma-f": {"success_rate": success, "rho_adv_percent": rho,
+                                   "samples_without_success": censored}}}  # fmt: skip
 
 
 def result(base_rho, hot_rho, censored=0, temperatures=(20.0, 100.0)):

@@ -56,6 +56,7 @@ def test_make_executor_rejects_unknown_names_and_stray_options():
         make_executor("local", address="auto")
 
 
+@pytest.mark.heavy
 def test_ray_sweep_gives_the_same_results_json_as_local(ray_instance, tiny_run, tmp_path):
     executor = RayExecutor(cpus_per_task=1)
     reproduce_on(tiny_dataset(), TINY, tmp_path, progress=False, executor=executor)
@@ -68,6 +69,7 @@ def test_ray_sweep_gives_the_same_results_json_as_local(ray_instance, tiny_run, 
     assert (tmp_path / "report.md").read_text().count("| distilled-T50 |") == 3
 
 
+@pytest.mark.heavy
 def test_ray_retries_transient_failures_only(ray_instance, tmp_path):
     results = RayExecutor(max_retries=1).map(_flaky, [("transient", 1), ("transient", 2)], str(tmp_path))
     assert list(results) == [2, 4]
@@ -79,7 +81,7 @@ def test_ray_retries_transient_failures_only(ray_instance, tmp_path):
         list(RayExecutor(max_retries=0).map(_flaky, [("transient", 4)], str(tmp_path)))
 
 
-@pytest.mark.parametrize("executor_name", ["local", "ray"])
+@pytest.mark.parametrize("executor_name", ["local", pytest.param("ray", marks=pytest.mark.heavy)])
 def test_resume_after_a_failed_task(request, tiny_run, tmp_path, executor_name):
     """The baseline's evaluation fails (its unit file cannot be written); a rerun computes it
     and whatever the failure left undone, and nothing else."""

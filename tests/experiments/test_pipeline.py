@@ -14,10 +14,11 @@ from defdistill.experiments.pipeline import collect_results, reproduce_on
 from defdistill.experiments.report import CSV_COLUMNS
 from defdistill.experiments.results import READABLE_SCHEMAS, SCHEMA_VERSION
 from defdistill.io import OutputError, exclusive
+from defdistill.names import AttackId
 
 TESTS = Path(__file__).resolve().parents[1]
 
-STABLE_KEYS = ("name", "temperature", "test_accuracy", "jsma_probs", "gradients", "adaptive",
+STABLE_KEYS = ("name", "temperature", "test_accuracy", "attacks", "robust_accuracy", "gradients",
                "weights_sha256")  # fmt: skip
 
 
@@ -53,12 +54,17 @@ def test_every_output_file_and_the_json_schema(tiny_run):
     assert adversarial["train_seed"] not in {r["train_seed"] for r in rows[:3]}
     for row in rows:
         assert row["test_accuracy"] > 0.9  # every model learned
-        jsma = row["jsma_probs"]
+        jsma = row["attacks"][AttackId.JSMA_F]
         assert jsma["attempts"] == 4 * 2  # 4 samples x the 2 other classes
         assert 0.0 <= jsma["success_rate"] <= 1.0
+        assert jsma["success_interval"]["k"] == jsma["successes"] and jsma["success_interval"]["n"] == 8
         assert row["gradients"]["samples"] == 16
-        assert set(row["adaptive"]) >= {"jsma_logits", "pgd_temperature", "pgd_plain", "cw_l2",
-                                        "transfer"}  # fmt: skip
+        expected = {"jsma-f", "jsma-z", "pgd-ce-f", "pgd-margin", "cw-l2"}
+        expected |= {"jsma-zt", "pgd-ce-zt"} if row["distilled"] else set()
+        expected |= {"transfer"} if row["name"] != "baseline" else set()
+        assert set(row["attacks"]) == expected
+        robust = row["robust_accuracy"]
+        assert robust["unconditional"] <= min(row["attacks"][a]["accuracy"] for a in robust["attacks"])
     # distillation saturates the deployed softmax: gradients shrink by orders of magnitude
     logs = [r["gradients"]["median_log10"] for r in rows[:3]]
     assert logs[2] < logs[1] - 5 and logs[1] < logs[0]
@@ -92,7 +98,7 @@ def test_changed_configuration_recomputes(tiny_run, tmp_path):
     new = json.loads((out / "synthetic" / "results.json").read_text())
     assert sorted(new["config"]["units_computed"]) == [
         "eval-adversarial-pgd", "eval-baseline", "eval-distilled-T5", "eval-distilled-T50"]  # models reused
-    assert new["models"][0]["jsma_probs"]["attempts"] == 3 * 2
+    assert new["models"][0]["attacks"][AttackId.JSMA_F]["attempts"] == 3 * 2
     assert result["models"][0]["weights_sha256"] == new["models"][0]["weights_sha256"]
 
 

@@ -1,17 +1,19 @@
 """The report's prose per data set: the conclusion and the differences from the paper."""
 
-from defdistill.experiments.report.findings import conclusion, differences
+from defdistill.experiments.report.findings import ROBUSTNESS, conclusion, differences, findings
+from defdistill.names import StatementKind
 
 
 def row(name, temperature, *, success, masking=False, pgd=0.0, l2=1.0, drop=0.0, zero=0.0, cap=14.29):
     return {
         "name": name, "temperature": temperature, "distilled": temperature is not None,
         "accuracy_variation_pp": drop,
-        "jsma_probs": {"success_rate": success, "rho_adv_censored_at_percent": cap},
-        "gradients": {"zero_fraction": zero},
-        "adaptive": {"pgd_temperature": {"accuracy": pgd + 0.05},
-                     "pgd_margin": {"accuracy": pgd, "samples": 20},
-                     "cw_l2": {"mean_l2": l2}},
+        "attacks": {"jsma-f": {"success_rate": success, "rho_adv_censored_at_percent": cap},
+                    "pgd-ce-zt": {"accuracy": pgd + 0.05}, "pgd-margin": {"accuracy": pgd, "samples": 20},
+                    "cw-l2": {"mean_l2": l2}},
+        "robust_accuracy": {"unconditional_interval": {"rate": pgd * 0.9, "low": 0.0, "high": 1.0, "n": 22},
+                            "conditional_interval": {"rate": pgd, "n": 20}},
+        "gradients": {"zero_fraction": zero, "median_log10": -3.0}, "soft_labels": None,
         "checks": {"verdict": {"masking": masking}},
     }  # fmt: skip
 
@@ -37,7 +39,8 @@ def test_masking_is_concluded_only_for_the_data_set_whose_student_masks():
     cifar = text.split("\n\n")[1]
     assert cifar.startswith("On CIFAR-10 subset (5,085 train / 1,017 test), no masking check fires")
     assert "still succeeds on 81.0% of attempts (baseline 100.0%)" in cifar
-    assert "keeps 40.0% accuracy (baseline 10.0%; 20 images)" in cifar  # the stronger PGD: the lower accuracy
+    # the robust accuracy, unconditional then on the clean-correct images
+    assert "36.0% [0, 100] of 22 images (40.0% of the 20 correctly classified) (baseline 9.0%" in cifar
     assert "mean L2 of 0.85 (baseline 0.38), at a clean accuracy 13.9 pp below" in cifar
     assert "upper bound" in cifar and "masks gradients" not in cifar
 
@@ -66,3 +69,13 @@ def test_differences_name_this_data_sets_cap_and_training_set():
     assert "on the subset's 5,085 training images (the paper trained on the full set)" in cifar
     assert "first 20 correctly classified test images" in cifar
     assert "13.90 pp below the baseline" in cifar
+
+
+def test_statements_are_typed_and_the_robustness_section_selects_them_by_kind():
+    masked = findings("mnist", MNIST, MNIST["config"]["profile"])
+    kinds = [f.kind for f in masked]
+    assert kinds[0] is StatementKind.PAPER_ATTACK and StatementKind.MASKING in kinds
+    assert StatementKind.ADAPTIVE not in kinds and StatementKind.ROBUST_ACCURACY in kinds
+    unmasked = [f.kind for f in findings("cifar10-subset", CIFAR, CIFAR["config"]["profile"])]
+    assert StatementKind.ADAPTIVE in unmasked and StatementKind.MASKING not in unmasked
+    assert {StatementKind.GRADIENTS, StatementKind.ACCURACY} <= set(unmasked) - ROBUSTNESS

@@ -26,8 +26,8 @@ def test_mean_std_on_known_values():
 def _row(name, accuracy, success, mean_l2, sha, example):
     return {"name": name, "temperature": None if name == "baseline" else 5.0,
             "distilled": name != "baseline", "test_accuracy": accuracy, "weights_sha256": sha,
-            "jsma_probs": {"success_rate": success, "samples": 4, "example": example},
-            "adaptive": {"cw_l2": {"mean_l2": mean_l2}}}  # fmt: skip
+            "attacks": {"jsma-f": {"success_rate": success, "samples": 4, "example": example},
+                        "cw-l2": {"mean_l2": mean_l2}}}  # fmt: skip
 
 
 def test_rows_are_aggregated_per_model():
@@ -39,15 +39,15 @@ def test_rows_are_aggregated_per_model():
     assert base["name"] == "baseline" and base["seeds"] == 2 and base["temperature"] is None
     assert base["test_accuracy"] == pytest.approx(0.8)
     assert base["std"]["test_accuracy"] == pytest.approx(statistics.stdev([0.9, 0.7]))
-    assert base["adaptive"]["cw_l2"]["mean_l2"] == 3.0
-    assert base["std"]["adaptive"]["cw_l2"]["mean_l2"] == pytest.approx(math.sqrt(2))
-    assert base["jsma_probs"]["samples"] == 4 and base["std"]["jsma_probs"]["samples"] == 0.0
+    assert base["attacks"]["cw-l2"]["mean_l2"] == 3.0
+    assert base["std"]["attacks"]["cw-l2"]["mean_l2"] == pytest.approx(math.sqrt(2))
+    assert base["attacks"]["jsma-f"]["samples"] == 4 and base["std"]["attacks"]["jsma-f"]["samples"] == 0.0
     # values that differ between seeds and are not numbers are left out, never averaged
-    assert "weights_sha256" not in base and "example" not in base["jsma_probs"]
+    assert "weights_sha256" not in base and "example" not in base["attacks"]["jsma-f"]
     assert student["test_accuracy"] == 0.8 and student["std"]["test_accuracy"] == 0.0
-    assert "example" not in student["jsma_probs"]  # one seed's image: only in per_seed
-    assert student["adaptive"]["cw_l2"]["mean_l2"] == 3.0  # the seed without a success is ignored
-    assert student["std"]["adaptive"]["cw_l2"]["mean_l2"] == 0.0
+    assert "example" not in student["attacks"]["jsma-f"]  # one seed's image: only in per_seed
+    assert student["attacks"]["cw-l2"]["mean_l2"] == 3.0  # the seed without a success is ignored
+    assert student["std"]["attacks"]["cw-l2"]["mean_l2"] == 0.0
     with pytest.raises(ValueError, match="same models"):
         aggregate_rows([seed0, seed1[:1]])
 
@@ -79,9 +79,9 @@ def test_two_seeds_reuse_seed_0_and_store_every_seed(two_seeds, tiny_run):
     seed1 = result["per_seed"][1]["models"]
     assert seed1[0]["weights_sha256"] != tiny_run[3]["models"][0]["weights_sha256"]  # another seed
     for i, row in enumerate(result["models"]):
-        values = [run["models"][i]["jsma_probs"]["success_rate"] for run in result["per_seed"]]
-        assert row["jsma_probs"]["success_rate"] == pytest.approx(statistics.mean(values))
-        assert row["std"]["jsma_probs"]["success_rate"] == pytest.approx(statistics.stdev(values))
+        values = [run["models"][i]["attacks"]["jsma-f"]["success_rate"] for run in result["per_seed"]]
+        assert row["attacks"]["jsma-f"]["success_rate"] == pytest.approx(statistics.mean(values))
+        assert row["std"]["attacks"]["jsma-f"]["success_rate"] == pytest.approx(statistics.stdev(values))
         assert row["seeds"] == 2
 
 

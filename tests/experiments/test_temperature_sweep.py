@@ -14,6 +14,8 @@ from defdistill.experiments.profiles import Profile
 from defdistill.experiments.sweep import run_sweeps
 from defdistill.training.config import role_seed
 
+pytestmark = pytest.mark.heavy  # a training on real data: in make test, not in make check
+
 GUARD = Profile(
     "guard", (2.0, 10.0), epochs=2, limit_train=6000, limit_test=500, attack_samples=2,
     targets="next", gradient_samples=8, adaptive_samples=4, cw_iterations=20, cw_search_steps=2,
@@ -76,7 +78,7 @@ def test_every_network_has_its_own_seed(guard_run):
 def test_every_model_is_attacked_on_the_same_images(guard_run):
     result, out = guard_run
     ds = load_dataset("mnist", None, GUARD.limit_train, GUARD.limit_test)
-    examples = [r["jsma_probs"]["samples"] for r in result.models]
+    examples = [r["attacks"]["jsma-f"]["samples"] for r in result.models]
     assert examples == [GUARD.attack_samples] * len(result.models)
     # the shared images are classified correctly by every model
     import json

@@ -49,6 +49,7 @@ def trained(faint):
     }
 
 
+@pytest.mark.heavy
 def test_adversarial_training_resists_the_pgd_that_breaks_plain_training(faint, trained):
     """Measured: plain 65 % under PGD-20, both adversarially trained networks 100 %."""
     x, y = faint.x_test, faint.y_test
@@ -59,6 +60,7 @@ def test_adversarial_training_resists_the_pgd_that_breaks_plain_training(faint, 
     assert robust["plain"] < 0.75, robust
 
 
+@pytest.mark.heavy
 def test_the_monitor_records_pgd_accuracy_each_epoch_and_the_config_records_the_method(trained):
     history = trained["fgsm-rs"].history
     assert len(history) == 3 and all(0 <= h["pgd_accuracy"] <= 1 for h in history)
@@ -81,3 +83,29 @@ def test_soft_labels_cannot_be_trained_adversarially(synthetic):
     with pytest.raises(ValueError, match="needs hard labels"):
         train(model, synthetic.x_train, soft, synthetic.x_test, synthetic.y_test,
               TrainConfig(epochs=1, adversarial="pgd"), progress=False)  # fmt: skip
+
+
+def test_adversarial_training_crafts_with_the_attacks_package_pgd():
+    """One PGD: training's batches are :class:`defdistill.attacks.PGD`'s examples at the same
+    settings, and that PGD without a random start is the signed-gradient ascent of Madry et al.
+    written out by hand (step 2.5 ε / steps, projected on the ε-ball and [0, 1])."""
+    import torch.nn.functional as F
+
+    from defdistill.attacks import PGD
+    from defdistill.training.adversarial import SEED_RANGE
+
+    torch.manual_seed(0)
+    model = build_model("mnist_cnn", 1, 28, 3).eval()
+    x, y = torch.rand(6, 1, 28, 28), torch.arange(6) % 3
+    batch = adversarial_batch(model, x, y, "pgd", EPS, 4, torch.Generator().manual_seed(7))
+    seed = int(torch.randint(SEED_RANGE, (1,), generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(batch, PGD(eps=EPS, steps=4, seed=seed, early_stop=False).perturb(model, x, y))
+
+    by_hand = x.clone()
+    for _ in range(4):
+        by_hand.requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(by_hand), y), by_hand)
+        by_hand = by_hand.detach() + 2.5 * EPS / 4 * grad.sign()
+        by_hand = torch.min(torch.max(by_hand, x - EPS), x + EPS).clamp(0, 1)
+    pgd = PGD(eps=EPS, steps=4, random_start=False, early_stop=False).perturb(model, x, y)
+    assert torch.allclose(pgd, by_hand, atol=1e-6)

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
+from defdistill.inference import evaluate
 from defdistill.models import build_model, output_layer
 from defdistill.training.config import TrainConfig
-from defdistill.training.loop import TrainingError, evaluate, train
+from defdistill.training.loop import TrainingError, train
 
 
 def fit(ds, **config):
@@ -43,8 +44,9 @@ def test_head_scaling_makes_training_at_t_follow_training_at_1(synthetic):
 def test_high_temperature_without_head_scaling_can_stall_and_is_refused(synthetic):
     """Plain training (the default) at T = 1000 with a tiny budget stays at chance."""
     assert not TrainConfig().head_scaling
-    with pytest.raises(TrainingError, match="near chance"):
+    with pytest.raises(TrainingError, match="near chance") as refused:
         fit(synthetic, temperature=1000.0, epochs=1, lr=0.01, momentum=0.0)
+    assert "allow_untrained=True" in str(refused.value) and "--" not in str(refused.value)  # a Python name
     result = fit(synthetic, temperature=1000.0, head_scaling=True, epochs=1, lr=0.01)
     assert result.test_accuracy > 0.9
 

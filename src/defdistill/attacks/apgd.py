@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from defdistill.attacks.base import (
-    NORMS,
     Attack,
     check_choice,
     check_nonnegative,
@@ -31,11 +30,11 @@ from defdistill.attacks.base import (
     project,
     view_per_sample,
 )
+from defdistill.names import APGD_LOSSES, Loss, Norm
 from defdistill.temperature import check_temperature
 
 logger = logging.getLogger(__name__)
 
-APGD_LOSSES: tuple[str, ...] = ("ce", "dlr")
 MOMENTUM = 0.75  # α of the paper (fixed there, not a parameter)
 INITIAL_STEP = 2.0  # η⁽⁰⁾ = 2ε (paper for L∞; the reference uses 2ε for L2 too)
 _DLR_EPS = 1e-12  # keeps the DLR denominator positive when the top logits tie (reference)
@@ -195,8 +194,8 @@ class APGD(Attack):
     def __init__(
         self,
         eps: float,
-        norm: str = "linf",
-        loss: str = "ce",
+        norm: str = Norm.LINF,
+        loss: str = Loss.CE,
         steps: int = 100,
         restarts: int = 1,
         rho: float = 0.75,
@@ -207,7 +206,7 @@ class APGD(Attack):
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed)
         self.eps = check_nonnegative("eps", eps)
-        self.norm = check_choice("norm", norm, NORMS)
+        self.norm = check_choice("norm", norm, tuple(Norm))
         self.loss = check_choice("loss", loss, APGD_LOSSES)
         self.steps = check_positive_int("steps", steps)
         self.restarts = check_positive_int("restarts", restarts)
@@ -220,7 +219,7 @@ class APGD(Attack):
     # ------------------------------------------------------------------ pieces
     def _objective(self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         z = logits / self.temperature
-        if self.loss == "dlr":
+        if self.loss == Loss.DLR:
             return dlr_loss(z, y, target)
         if target is None:
             return F.cross_entropy(z, y, reduction="none")
@@ -228,7 +227,7 @@ class APGD(Attack):
 
     def _check_classes(self, num_classes: int, targeted: bool) -> None:
         need = 4 if targeted else 3
-        if self.loss == "dlr" and num_classes < need:
+        if self.loss == Loss.DLR and num_classes < need:
             kind = "targeted DLR" if targeted else "DLR"
             raise ValueError(
                 f"loss='dlr': the {kind} loss needs logits of at least {need} classes (its "
@@ -240,18 +239,18 @@ class APGD(Attack):
         return project(x, x_adv, self.eps, self.norm)
 
     def _direction(self, grad: torch.Tensor) -> torch.Tensor:
-        if self.norm == "linf":
+        if self.norm == Norm.LINF:
             return grad.sign()
         return grad / view_per_sample(per_sample_norm(grad).clamp_min(1e-12), grad)
 
     def _uniforms_per_start(self, x: torch.Tensor) -> int:
         d = x[0].numel()
-        return d if self.norm == "linf" else 2 * d + 1
+        return d if self.norm == Norm.LINF else 2 * d + 1
 
     def _start(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """A point uniform in the ball around ``x`` (then clipped to [0, 1]) from uniforms ``u``."""
         d = x[0].numel()
-        if self.norm == "linf":
+        if self.norm == Norm.LINF:
             delta = (2 * u - 1) * self.eps
         else:
             # Box-Muller on the uniforms (torch.randn's stream depends on the draw sizes), in

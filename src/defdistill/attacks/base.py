@@ -25,7 +25,6 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import ClassVar
 
 import torch
@@ -33,20 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from defdistill.inference import eval_mode
+from defdistill.names import Loss, Norm
 
 logger = logging.getLogger(__name__)
 
-LOSSES: tuple[str, ...] = ("ce", "margin")
-
-
-class Norm(StrEnum):
-    """The norm that bounds a perturbation: half of a threat model (the other is its ε)."""
-
-    LINF = "linf"
-    L2 = "l2"
-
-
-NORMS: tuple[str, ...] = tuple(n.value for n in Norm)
 
 
 @dataclass
@@ -96,9 +85,9 @@ def check_positive_int(name: str, value: int, *, allow_zero: bool = False) -> in
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    """``value`` or ``ValueError`` unless it is one of ``choices``."""
+    """``value`` or ``ValueError`` unless it is one of ``choices`` (strings or StrEnum members)."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
     return value
 
 
@@ -158,7 +147,7 @@ def classification_loss(
     evaluated on the target class.
     """
     z = logits / temperature
-    if loss == "ce":
+    if loss == Loss.CE:
         return F.cross_entropy(z, label, reduction="none")
     return other_max(z, label) - z.gather(1, label[:, None])[:, 0]
 

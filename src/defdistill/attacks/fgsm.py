@@ -6,13 +6,13 @@ import torch
 from torch import nn
 
 from defdistill.attacks.base import (
-    LOSSES,
     Attack,
     attack_objective,
     check_choice,
     check_nonnegative,
     input_gradient,
 )
+from defdistill.names import PGD_LOSSES, Loss
 from defdistill.temperature import check_temperature
 
 
@@ -51,14 +51,14 @@ class FGSM(Attack):
     def __init__(
         self,
         eps: float,
-        loss: str = "ce",
+        loss: str = Loss.CE,
         temperature: float = 1.0,
         *,
         batch_size: int | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size)
         self.eps = check_nonnegative("eps", eps)
-        self.loss = check_choice("loss", loss, LOSSES)
+        self.loss = check_choice("loss", loss, PGD_LOSSES)
         self.temperature = check_temperature(temperature)
 
     def _run(

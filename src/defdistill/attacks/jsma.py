@@ -19,12 +19,12 @@ from defdistill.attacks.base import (
     check_nonnegative,
     check_positive_int,
 )
+from defdistill.names import JsmaOn
 from defdistill.temperature import check_temperature
 
 logger = logging.getLogger(__name__)
 
-ON: tuple[str, ...] = ("probs", "logits", "target_logit")
-TOP_PAIR = ("probs", "target_logit")  # beta = -alpha: the best pair is a top-2
+TOP_PAIR = (JsmaOn.PROBS, JsmaOn.TARGET_LOGIT)  # beta = -alpha: the best pair is a top-2
 
 
 def select_pairs(
@@ -239,7 +239,7 @@ class JSMA(Attack):
         self,
         theta: float = 1.0,
         gamma: float = 0.145,
-        on: str = "probs",
+        on: str = JsmaOn.PROBS,
         temperature: float = 1.0,
         pair_chunk: int = 2**24,
         *,
@@ -252,7 +252,7 @@ class JSMA(Attack):
         self.gamma = check_nonnegative("gamma", gamma, allow_zero=False)
         if self.gamma > 1:
             raise ValueError(f"gamma is a fraction of the features, in (0, 1]; got {gamma}")
-        self.on = check_choice("on", on, ON)
+        self.on = check_choice("on", on, tuple(JsmaOn))
         self.temperature = check_temperature(temperature)
         self.pair_chunk = check_positive_int("pair_chunk", pair_chunk)
 
@@ -270,10 +270,10 @@ class JSMA(Attack):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dF_t/dx, d(sum_{j != t} F_j)/dx)``, each ``(B, n)``."""
         is_t = F.one_hot(t, logits.shape[1]).bool()
-        if self.on == "target_logit":
+        if self.on == JsmaOn.TARGET_LOGIT:
             (alpha,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), xa)
             return alpha, -alpha
-        if self.on == "logits":
+        if self.on == JsmaOn.LOGITS:
             (alpha,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), xa, retain_graph=True)
             (beta,) = torch.autograd.grad(logits.masked_fill(is_t, 0.0).sum(), xa)
             return alpha, beta

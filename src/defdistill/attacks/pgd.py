@@ -11,8 +11,6 @@ import torch
 from torch import nn
 
 from defdistill.attacks.base import (
-    LOSSES,
-    NORMS,
     Attack,
     attack_objective,
     check_choice,
@@ -24,6 +22,7 @@ from defdistill.attacks.base import (
     project,
     view_per_sample,
 )
+from defdistill.names import PGD_LOSSES, Loss, Norm
 from defdistill.temperature import check_temperature
 
 
@@ -78,11 +77,11 @@ class PGD(Attack):
     def __init__(
         self,
         eps: float,
-        norm: str = "linf",
+        norm: str = Norm.LINF,
         steps: int = 40,
         step_size: float | None = None,
         random_start: bool = True,
-        loss: str = "ce",
+        loss: str = Loss.CE,
         temperature: float = 1.0,
         seed: int = 0,
         early_stop: bool = True,
@@ -91,7 +90,7 @@ class PGD(Attack):
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed)
         self.eps = check_nonnegative("eps", eps)
-        self.norm = check_choice("norm", norm, NORMS)
+        self.norm = check_choice("norm", norm, tuple(Norm))
         self.steps = check_positive_int("steps", steps)
         if step_size is None:
             self.step_size = 2.5 * self.eps / self.steps
@@ -103,14 +102,14 @@ class PGD(Attack):
         if not isinstance(early_stop, bool):
             raise ValueError(f"early_stop must be a bool, got {early_stop!r}")
         self.early_stop = early_stop
-        self.loss = check_choice("loss", loss, LOSSES)
+        self.loss = check_choice("loss", loss, PGD_LOSSES)
         self.temperature = check_temperature(temperature)
 
     def _project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         return project(x, x_adv, self.eps, self.norm)
 
     def _random_start(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if self.norm == "linf":
+        if self.norm == Norm.LINF:
             noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             delta = (2 * noise - 1) * self.eps
         else:
@@ -121,7 +120,7 @@ class PGD(Attack):
         return self._project(x, x + delta)
 
     def _step(self, x_adv: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        if self.norm == "linf":
+        if self.norm == Norm.LINF:
             return x_adv + self.step_size * grad.sign()
         gnorm = per_sample_norm(grad).clamp_min(1e-12)
         return x_adv + self.step_size * grad / view_per_sample(gnorm, grad)

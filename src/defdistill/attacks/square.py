@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from defdistill.attacks.base import (
-    NORMS,
     Attack,
     check_choice,
     check_nonnegative,
@@ -23,6 +22,7 @@ from defdistill.attacks.base import (
     is_adversarial,
     other_max,
 )
+from defdistill.names import Norm
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class Square(Attack):
     def __init__(
         self,
         eps: float,
-        norm: str = "linf",
+        norm: str = Norm.LINF,
         queries: int = 5000,
         p_init: float = 0.8,
         seed: int = 0,
@@ -186,7 +186,7 @@ class Square(Attack):
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed)
         self.eps = check_nonnegative("eps", eps)
-        self.norm = check_choice("norm", norm, NORMS)
+        self.norm = check_choice("norm", norm, tuple(Norm))
         self.queries = check_positive_int("queries", queries)
         self.p_init = check_nonnegative("p_init", p_init, allow_zero=False)
         if self.p_init > 1:
@@ -292,8 +292,8 @@ class Square(Attack):
             return x.clone(), {"queries": queries, "margin": margin}
         # Small draws on the CPU (no device sync for positions); restarted for every chunk.
         g = torch.Generator().manual_seed(generator.initial_seed())
-        propose = self._propose_linf if self.norm == "linf" else self._propose_l2
-        init = self._init_linf if self.norm == "linf" else self._init_l2
+        propose = self._propose_linf if self.norm == Norm.LINF else self._propose_l2
+        init = self._init_linf if self.norm == Norm.LINF else self._init_l2
 
         best = x.clone()
         for i in range(self.queries):

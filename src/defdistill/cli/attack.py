@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from defdistill.cli.choices import NORMS, TARGET_MODES
 from defdistill.cli.options import (
     add_common,
     add_data,
@@ -17,15 +14,12 @@ from defdistill.cli.options import (
     positive_float,
     positive_int,
 )
+from defdistill.names import PGD_LOSSES, UNTARGETED, JsmaOn, Norm, TargetMode, values
 
 if TYPE_CHECKING:  # imported where used: parsing stays torch-free
-    import torch
-    from torch import nn
-
     from defdistill.attacks import Attack
+    from defdistill.evaluation.attack_run import AttackRun
 
-UNTARGETED = "none"
-ALL_TARGETS = "all"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,17 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attack", required=True, choices=["jsma", "fgsm", "pgd", "cw"])
     p.add_argument("--samples", type=positive_int, default=100,
                    help="first N correctly classified test images (default 100)")
-    p.add_argument("--targets", choices=[UNTARGETED, *TARGET_MODES], default=None,
+    p.add_argument("--targets", choices=[UNTARGETED, *values(TargetMode)], default=None,
                    help="targeted attempts per sample (default: all for jsma, none otherwise)")
     p.add_argument("--eps", type=float, default=0.3, help="FGSM/PGD budget (default 0.3)")
-    p.add_argument("--norm", choices=NORMS, default=NORMS[0], help="PGD norm")
+    p.add_argument("--norm", choices=values(Norm), default=Norm.LINF, help="PGD norm")
     p.add_argument("--steps", type=positive_int, default=40, help="PGD steps (default 40)")
-    p.add_argument("--loss", choices=["ce", "margin"], default="ce", help="FGSM/PGD loss")
+    p.add_argument("--loss", choices=values(PGD_LOSSES), default=PGD_LOSSES[0], help="FGSM/PGD loss")
     p.add_argument("--temperature", type=positive_float, default=1.0,
                    help="attack softmax(logits / T) (FGSM/PGD/JSMA on probs; default 1)")
     p.add_argument("--theta", type=float, default=1.0, choices=[1.0, -1.0], help="JSMA theta")
     p.add_argument("--gamma", type=float, default=0.145, help="JSMA max fraction changed")
-    p.add_argument("--on", choices=["probs", "logits"], default="probs",
+    p.add_argument("--on", choices=[JsmaOn.PROBS, JsmaOn.LOGITS], default=JsmaOn.PROBS,
                    help="JSMA on the softmax F (paper) or the logits Z (adaptive)")
     p.add_argument("--iterations", type=positive_int, default=1000, help="C&W Adam steps")
     p.add_argument("--search-steps", type=positive_int, default=9, help="C&W binary search")
@@ -61,14 +55,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from defdistill.evaluation.attack_run import NothingToAttackError, run_attack
     from defdistill.io import atomic_write_json
 
     attack = build_attack(args)
     model, meta, ds = load_for_data(args.model, args)
-    targets = args.targets or (ALL_TARGETS if args.attack == "jsma" else UNTARGETED)
+    targets = args.targets or (TargetMode.ALL if args.attack == "jsma" else UNTARGETED)
     device = next(model.parameters()).device
-    run = run_attack(model, attack, ds.x_test.to(device), ds.y_test.to(device), args.samples,
-                     targets, seed=args.seed)  # fmt: skip
+    try:
+        run = run_attack(model, attack, ds.x_test.to(device), ds.y_test.to(device), args.samples,
+                         targets, seed=args.seed)  # fmt: skip
+    except NothingToAttackError:
+        raise nothing_to_attack(len(ds.x_test)) from None
     s = run.summary
     print(f"{attack!r} on {args.model} ({meta.get('role')}, T={meta.get('temperature', 1):g}): "
           f"{s['samples']} samples, {s['attempts']} attempts (targets: {targets})")
@@ -104,84 +102,6 @@ def build_attack(args: argparse.Namespace) -> Attack:
                     **batch)  # fmt: skip
     return CarliniWagnerL2(confidence=args.confidence, max_iterations=args.iterations,
                            binary_search_steps=args.search_steps, **batch)  # fmt: skip
-
-
-@dataclass
-class AttackRun:
-    """Per-attempt tensors and the summary of one run; ``sample_index``: each attempt's
-    image, as its index in the test set."""
-
-    x: torch.Tensor
-    x_adv: torch.Tensor
-    label: torch.Tensor
-    target: torch.Tensor | None
-    success: torch.Tensor
-    sample_index: torch.Tensor
-    summary: dict[str, Any]
-
-    def per_attempt(self) -> list[dict[str, Any]]:
-        from defdistill.evaluation.distances import l0_fraction, l2, linf
-
-        delta = self.x_adv - self.x
-        l0s, l2s, linfs = 100 * l0_fraction(delta), l2(delta), linf(delta)
-        return [
-            {
-                "sample_index": int(self.sample_index[i]),
-                "label": int(self.label[i]),
-                "target": None if self.target is None else int(self.target[i]),
-                "success": bool(self.success[i]),
-                "l0_percent": float(l0s[i]),
-                "l2": float(l2s[i]),
-                "linf": float(linfs[i]),
-            }
-            for i in range(len(self.x))
-        ]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary, "attempts": self.per_attempt()}
-
-
-def run_attack(
-    model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, samples: int,
-    targets: str = UNTARGETED, seed: int = 0,
-) -> AttackRun:  # fmt: skip
-    """Attack the first ``samples`` correctly classified inputs.
-
-    ``targets="none"`` runs the attack untargeted; ``all``/``next``/``random`` run targeted
-    attempts with the paper's protocol (:func:`defdistill.evaluation.paper_success_rate`).
-    The test set is predicted only until ``samples`` correct images are found.
-    """
-    from defdistill.evaluation.distances import l0_fraction, l2, linf, summary_stats
-    from defdistill.evaluation.protocol import paper_success_rate
-    from defdistill.evaluation.samples import first_correct_indices
-
-    start = time.perf_counter()
-    correct = first_correct_indices(model, x, y, samples)
-    if not len(correct):
-        raise nothing_to_attack(len(x))
-    xs, ys = x[correct], y[correct]
-    if targets == UNTARGETED:
-        result = attack(model, xs, ys)
-        run = AttackRun(xs, result.x_adv, ys, None, result.success, correct, {})
-    else:
-        report = paper_success_rate(model, attack, xs, ys, targets=targets, seed=seed)
-        run = AttackRun(report.x, report.x_adv, ys[report.sample_index], report.target,
-                        report.success, correct[report.sample_index], {})  # fmt: skip
-    seconds = time.perf_counter() - start
-    delta = (run.x_adv - run.x)[run.success]
-    summary: dict[str, Any] = {
-        "samples": len(xs),
-        "attempts": len(run.x),
-        "success_rate": float(run.success.float().mean()) if len(run.x) else float("nan"),
-        "seconds": seconds,
-        "attempts_per_second": len(run.x) / seconds if seconds > 0 else float("nan"),
-    }
-    for name, values in (("l0_percent", 100 * l0_fraction(delta)),
-                         ("l2", l2(delta)), ("linf", linf(delta))):  # fmt: skip
-        stats = summary_stats(values)
-        summary[f"mean_{name}"], summary[f"median_{name}"] = stats["mean"], stats["median"]
-    run.summary = summary
-    return run
 
 
 def save_examples(path: str | Path, run: AttackRun, count: int = 8) -> None:

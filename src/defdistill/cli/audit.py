@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "(defdistill models)")
     which.add_argument("--factory", metavar="MODULE:CALLABLE",
                        help="a model you bring: CALLABLE() returns an nn.Module from (N, C, H, W) "
-                            "in [0, 1] to logits; needs --weights and --dataset (docs/audit.md)")
+                            "in [0, 1] to logits; needs --weights and --dataset (see docs/guide/audit.md)")
     p.add_argument("--weights", type=Path, default=None,
                    help="with --factory: safetensors file of the module's state_dict")
     p.add_argument("--reference", type=Path, default=None,
@@ -67,20 +67,26 @@ def run(args: argparse.Namespace) -> int:
         cw_iterations=args.cw_iterations, cw_search_steps=args.cw_search_steps,
         apgd_steps=args.apgd_steps, square_queries=args.square_queries, seed=args.seed,
     )  # fmt: skip
+    config = report.config
     print(f"audit of {args.model or args.factory} ({meta.get('role')}, trained at T={temperature:g}) on "
-          f"{report.config['samples']} correctly classified test images")
+          f"{config['samples']} correctly classified test images (of the first {config['drawn']})")
     print()
-    print(f"{'check':<22} {'status':<9} finding")
+    print(f"{'check':<26} {'status':<9} finding")
     for f in report.findings:
-        print(f"{f.check:<22} {f.severity.value:<9} {f.message}")
+        print(f"{f.check:<26} {f.severity:<9} {f.message}")
     print()
-    print(f"{'attack':<44} {'accuracy':>9}  success")
-    for name, acc, succ in report.table():
-        print(f"{name:<44} {acc:>9}  {succ}")
+    print(f"{'id':<18} {'attack':<40} {'accuracy [95% CI]':>18}  success")
+    for key, name, acc, succ in report.table():
+        print(f"{key:<18} {name:<40} {acc:>18}  {succ}")
     print()
-    worst = report.worst_case
-    print(f"robust accuracy (worst case per image over {len(worst['attacks'])} L-inf attacks at "
-          f"eps {worst['eps']:.3g}): {100 * worst['robust_accuracy']:.1f}%")
+    robust = report.battery.robust_accuracy_dict()
+    print(f"robust accuracy at L-inf eps {robust['eps']:.3g} (per image, no attack of "
+          f"{', '.join(robust['attacks'])} fooled it):")
+    for name, what in (("unconditional", "a clean error counts as a failure"),
+                       ("conditional", "on the correctly classified images")):  # fmt: skip
+        p = robust[f"{name}_interval"]
+        print(f"  {name} ({what}): {100 * p['rate']:.1f}% [{100 * p['low']:.1f}, {100 * p['high']:.1f}] "
+              f"of {p['n']} images")
     print(f"verdict: {report.verdict.text}")
     if args.json:
         atomic_write_json(args.json, {"model": str(args.model or args.factory), **report.to_dict()})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from defdistill.cli.choices import DATASETS
 from defdistill.cli.options import add_common
+from defdistill.data.names import DATASETS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

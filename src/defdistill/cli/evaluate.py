@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from defdistill.training.loop import evaluate
+    from defdistill.inference import evaluate
 
     model, meta, ds = load_for_data(args.model, args)
     result = evaluate(model, ds.x_test, ds.y_test, temperature=1.0)

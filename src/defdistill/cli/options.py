@@ -1,7 +1,8 @@
 """Options and argument types shared by the sub-commands, and the loading they share.
 
 Parsing imports nothing that imports torch (``defdistill --help`` stays fast): the
-choices come from :mod:`.choices`, and what runs a command is imported when it runs.
+choices come from the torch-free :mod:`defdistill.names` and
+:mod:`defdistill.data.names`, and what runs a command is imported when it runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from defdistill.cli.choices import ARCHITECTURES, DATASETS, META
+from defdistill.data.names import DATASETS
+from defdistill.names import META, Architecture, values
 
 if TYPE_CHECKING:
     from defdistill.data import Dataset
@@ -136,7 +138,7 @@ def add_amp(parser: argparse.ArgumentParser) -> None:
 def add_training(parser: argparse.ArgumentParser, default_temperature: float) -> None:
     """Hyper-parameters; unset ones take the paper's value for the data set."""
     parser.add_argument("--out", type=Path, required=True, help="output model directory")
-    parser.add_argument("--arch", choices=ARCHITECTURES, default=None,
+    parser.add_argument("--arch", choices=values(Architecture), default=None,
                         help="architecture (default: the paper's network for the data set)")
     parser.add_argument("--temperature", type=positive_float, default=default_temperature,
                         help=f"softmax temperature T of training (default {default_temperature:g})")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from defdistill.cli.choices import EXECUTORS
 from defdistill.cli.options import (
     UsageError,
     add_amp,
@@ -16,6 +15,7 @@ from defdistill.cli.options import (
     seed_list,
     temperature_list,
 )
+from defdistill.names import ExecutorKind, values
 
 RAY_ONLY = (("address", None), ("cpus_per_task", 1), ("max_retries", 2))  # option, its default
 
@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the paper's temperature sweep, measurements, plots and report (resumable)",
     )
     p.add_argument("--profile", default="quick", choices=["quick", "paper"],
-                   help="quick: minutes on a laptop CPU; paper: the paper's settings")
+                   help="quick: three temperatures, four epochs, fewer attacked images (about an hour "
+                        "or two on two CPU cores with the positive control); paper: the paper's settings")
     p.add_argument("--temperatures", type=temperature_list, default=None,
                    help="comma-separated distillation temperatures (default: the profile's)")
     p.add_argument("--epochs", type=positive_int, default=None, help="override the profile")
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=seed_list, default=None,
                    help="comma-separated seeds, e.g. 0,1,2: the sweep is repeated per seed and the "
                         "report shows mean ± std (default: --seed)")
-    p.add_argument("--executor", default="local", choices=EXECUTORS,
+    p.add_argument("--executor", default=ExecutorKind.LOCAL, choices=values(ExecutorKind),
                    help="local: every unit in this process (default); ray: units in parallel on "
                         "Ray workers (pip install 'defdistill[ray]')")
     p.add_argument("--address", default=None,
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seeds is not None:
         raise UsageError("give --seed N or --seeds N,M,..., not both")
     seeds = args.seeds or (0 if args.seed is None else args.seed,)
-    if args.executor != "ray":
+    if args.executor != ExecutorKind.RAY:
         given = [f"--{n.replace('_', '-')}" for n, default in RAY_ONLY if getattr(args, n) != default]
         if given:
             raise UsageError(f"{', '.join(given)}: only used with --executor ray")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
-from defdistill.cli.choices import ADVERSARIAL_METHODS
 from defdistill.cli.options import (
     UsageError,
     add_training,
@@ -15,12 +16,13 @@ from defdistill.cli.options import (
     positive_int,
     training_config,
 )
+from defdistill.names import AdversarialMethod, values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a network at temperature T on hard labels")
     add_training(p, default_temperature=1.0)
-    p.add_argument("--adversarial", choices=ADVERSARIAL_METHODS, default=None,
+    p.add_argument("--adversarial", choices=values(AdversarialMethod), default=None,
                    help="adversarial training: pgd (Madry et al. 2018) or fgsm-rs (Wong et al. 2020)")
     p.add_argument("--adv-eps", type=non_negative_float, default=None,
                    help="L-inf budget of adversarial training (default 0.3)")
@@ -52,10 +54,11 @@ def run_train(args: argparse.Namespace) -> int:
     with exclusive(args.out):
         check_out(args)  # again: another run may have finished into --out meanwhile
         remove_temporaries(args.out)
-        _, meta = train_model(
-            ds, args.arch or paper_architecture(ds.input_shape[0]), config, args.out, role,
-            device=args.device, progress=not args.quiet, allow_untrained=args.allow_untrained,
-        )  # fmt: skip
+        with as_flags():
+            _, meta = train_model(
+                ds, args.arch or paper_architecture(ds.input_shape[0]), config, args.out, role,
+                device=args.device, progress=not args.quiet, allow_untrained=args.allow_untrained,
+            )  # fmt: skip
     print(f"{role} T={config.temperature:g}: test accuracy {meta['test_accuracy']:.2%} "
           f"({meta['train_seconds']:.0f} s) -> {args.out}")  # fmt: skip
     return 0
@@ -72,10 +75,11 @@ def run_distill(args: argparse.Namespace) -> int:
     with exclusive(args.out):
         check_out(args)  # again: another run may have finished into --out meanwhile
         remove_temporaries(args.out)
-        meta = distill(
-            ds, args.arch or paper_architecture(ds.input_shape[0]), config, args.out,
-            device=args.device, progress=not args.quiet, allow_untrained=args.allow_untrained,
-        )  # fmt: skip
+        with as_flags():
+            meta = distill(
+                ds, args.arch or paper_architecture(ds.input_shape[0]), config, args.out,
+                device=args.device, progress=not args.quiet, allow_untrained=args.allow_untrained,
+            )  # fmt: skip
     soft = meta["soft_labels"]
     print(f"teacher  T={config.temperature:g}: test accuracy {meta['teacher']['test_accuracy']:.2%}")
     print(f"soft labels at T: mean max-probability {soft['mean_max_probability']:.4f}, "
@@ -83,3 +87,22 @@ def run_distill(args: argparse.Namespace) -> int:
     print(f"student  T={config.temperature:g}: test accuracy {meta['test_accuracy']:.2%}, "
           f"deployed at T=1 mean max-probability {meta['mean_max_probability']:.6f} -> {args.out}")
     return 0
+
+
+# the library's parameter names in a training error, and the flags that set them
+FLAGS = (("allow_untrained=True", "--allow-untrained"), ("more epochs", "more --epochs"))
+
+
+@contextmanager
+def as_flags() -> Iterator[None]:
+    """Re-raise a :class:`~defdistill.training.loop.TrainingError` with the command line's
+    flags in place of the library's parameter names."""
+    from defdistill.training.loop import TrainingError
+
+    try:
+        yield
+    except TrainingError as err:
+        message = str(err)
+        for name, flag in FLAGS:
+            message = message.replace(name, flag)
+        raise TrainingError(message) from None

@@ -15,8 +15,11 @@ adaptive attacks on distillation. At the standard budgets (:mod:`.threats`) it r
   fall to ~0 as ε grows (APGD at ε = 1), more steps and restarts still helping;
 
 then gives the verdict of the one masking rule (:func:`.checks.assess`, which
-``reproduce`` uses too). Robust accuracy is AutoAttack's: the fraction of samples that no
-L∞ attack at the standard budget fools, reported beside each attack's own accuracy.
+``reproduce`` uses too). The attacks are a list of :class:`.battery.AttackSpec` run by
+:func:`.battery.run_battery`, as the reproduction's. Robust accuracy is AutoAttack's: per
+image, correctly classified and fooled by no L∞ attack at the standard budget;
+unconditional (a clean error counts as a failure, the headline) and conditional on the
+correctly classified images, beside each attack's own accuracy.
 """
 
 from __future__ import annotations
@@ -27,26 +30,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from defdistill.attacks import APGD, PGD, Square
+from defdistill.attacks import APGD, Square
+from defdistill.evaluation import battery as b
 from defdistill.evaluation import checks
-from defdistill.evaluation.battery import (
-    run_apgd_targeted,
-    run_cw,
-    run_jsma,
-    run_jsma_on_logits,
-    run_pgd,
-    run_transfer,
-    run_untargeted,
-)
+from defdistill.evaluation.battery import AttackSpec, BatteryResult, run_battery
 from defdistill.evaluation.checks import Finding, Verdict
 from defdistill.evaluation.gradients import zero_gradient_fraction
-from defdistill.evaluation.samples import first_correct
-from defdistill.evaluation.threats import Norm, standard_budgets
-from defdistill.inference import predict_logits
-from defdistill.training.loop import evaluate
+from defdistill.evaluation.samples import first_correct_indices
+from defdistill.evaluation.threats import Budgets, ThreatModel, standard_budgets
+from defdistill.inference import evaluate, predict_logits
+from defdistill.names import AttackId, JsmaOn, Loss, Norm, TargetMode, attack_key
 
 UNBOUNDED_EPS = 1.0  # L∞ over inputs in [0, 1]: any image can be turned into any other
 EFFORT = 2  # the convergence check runs APGD with EFFORT x the steps and EFFORT x the restarts
+APGD_T_MIN_CLASSES = 4  # the targeted DLR loss needs 4 classes
 
 
 @dataclass
@@ -54,32 +51,94 @@ class AuditReport:
     """Checks, attacks and verdict of one audit (``to_dict`` is the JSON written)."""
 
     findings: list[Finding]
-    attacks: dict[str, dict[str, Any]]
+    battery: BatteryResult
     verdict: Verdict
     config: dict[str, Any] = field(default_factory=dict)
-    worst_case: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        battery = self.battery.to_dict()
         return {
             "config": self.config,
             "verdict": self.verdict.to_dict(),
-            "robust_accuracy": self.worst_case,
+            "robust_accuracy": battery["robust_accuracy"],
             "findings": [f.to_dict() for f in self.findings],
-            "attacks": self.attacks,
+            "attacks": battery["attacks"],
         }
 
-    def table(self) -> list[tuple[str, str, str]]:
-        """Rows (attack, accuracy under attack, attack success) for the terminal."""
+    def table(self) -> list[tuple[str, str, str, str]]:
+        """Rows (attack id, its name, accuracy under attack, attack success) for the terminal."""
         rows = []
-        for name, res in self.attacks.items():
-            acc = res.get("accuracy")
+        for key, res in self.battery.attacks.items():
+            accuracy, success = res.accuracy, res.success
+            mean_l2 = res.details.get("mean_l2")
             rows.append((
-                name,
-                "–" if acc is None else f"{100 * acc:.1f}%",
-                f"{100 * res['success_rate']:.1f}%"
-                + (f" (mean L2 {res['mean_l2']:.2f})" if res.get("mean_l2") is not None else ""),
+                key, res.label,
+                "–" if res.threat is None
+                else f"{100 * accuracy.rate:.1f}% [{100 * accuracy.low:.0f}, {100 * accuracy.high:.0f}]",
+                f"{100 * success.rate:.1f}% of {success.n}"
+                + ("" if mean_l2 is None else f" (mean L2 {mean_l2:.2f})"),
             ))  # fmt: skip
         return rows
+
+
+def audit_battery(
+    budgets: Budgets, num_classes: int, temperature: float | None = None,
+    reference: nn.Module | None = None, jsma_samples: int = 20, jsma_gamma: float = 0.145,
+    cw_iterations: int = 1000, cw_search_steps: int = 6, apgd_steps: int = 100, apgd_targets: int = 3,
+    square_queries: int = 5000, seed: int = 0,
+) -> list[AttackSpec]:  # fmt: skip
+    """The audit's attacks as data (see :func:`audit` for the arguments)."""
+    primary = budgets.primary
+    eps, hot = primary.eps, temperature is not None and temperature != 1.0
+    t = temperature if hot else 1.0
+    linf, l2 = f"L∞ {eps:.3g}", ThreatModel(Norm.L2, budgets.l2)
+
+    def counted(attack: AttackId, label: str, run: b.Run, gradient: bool = True) -> AttackSpec:
+        return AttackSpec(attack, label, run, primary, gradient=gradient, worst_case=True)
+
+    specs = []
+    for e in budgets.linf:  # PGD CE on F and on Z/T at every L∞ budget; the primary counts
+        for attack, temp, on in ((AttackId.PGD_CE_F, 1.0, "F"), (AttackId.PGD_CE_ZT, t, "Z/T"))[: 1 + hot]:
+            run = b.pgd(e, temperature=temp, seed=seed)
+            key = None if e == eps else attack_key(attack, e)
+            specs.append(AttackSpec(attack, f"PGD L∞ {e:.3g} CE on {on}", run, ThreatModel(Norm.LINF, e),
+                                    worst_case=e == eps, key=key))  # fmt: skip
+    apgd = {"eps": eps, "norm": Norm.LINF, "steps": apgd_steps, "seed": seed}
+    strong = APGD(**{**apgd, "steps": EFFORT * apgd_steps, "restarts": EFFORT})
+    square = Square(eps=eps, queries=square_queries, seed=seed)
+    specs += [
+        counted(AttackId.PGD_MARGIN, f"PGD {linf} margin on Z", b.pgd(eps, loss=Loss.MARGIN, seed=seed)),
+        counted(AttackId.APGD_CE, f"APGD-CE {linf}", b.untargeted(APGD(**apgd), steps=apgd_steps, loss="ce")),
+    ]
+    if num_classes >= APGD_T_MIN_CLASSES:
+        specs.append(counted(AttackId.APGD_T, f"APGD-T (DLR, top {apgd_targets}) {linf}",
+                             b.apgd_t(eps, apgd_steps, apgd_targets, seed)))  # fmt: skip
+    jsma = {"gamma": jsma_gamma, "targets": TargetMode.ALL, "seed": seed}
+    gamma = f"(gamma {100 * jsma_gamma:.3g}%)"
+    specs += [
+        counted(AttackId.SQUARE, f"Square {linf} ({square_queries} queries)",
+                b.untargeted(square, queries=square_queries), gradient=False),
+        counted(AttackId.APGD_CE_EFFORT, f"APGD-CE {linf}, {EFFORT * EFFORT}x effort",
+                b.untargeted(strong, steps=EFFORT * apgd_steps, restarts=EFFORT, effort=EFFORT * EFFORT)),
+        AttackSpec(AttackId.APGD_CE_UNBOUNDED, f"APGD-CE L∞ {UNBOUNDED_EPS:g} (unbounded)",
+                   b.untargeted(APGD(**{**apgd, "eps": UNBOUNDED_EPS}), steps=apgd_steps),
+                   ThreatModel(Norm.LINF, UNBOUNDED_EPS)),
+        AttackSpec(AttackId.APGD_CE_L2, f"APGD-CE {l2}",
+                   b.untargeted(APGD(eps=l2.eps, norm=Norm.L2, steps=apgd_steps, seed=seed),
+                                steps=apgd_steps), l2),
+        AttackSpec(AttackId.PGD_L2, f"PGD {l2} on Z/T" if hot else f"PGD {l2}",
+                   b.pgd(l2.eps, norm=Norm.L2, temperature=t, seed=seed), l2),
+        AttackSpec(AttackId.JSMA_F, f"JSMA on F {gamma}", b.jsma(JsmaOn.PROBS, **jsma), samples=jsma_samples),
+        AttackSpec(AttackId.JSMA_Z, f"JSMA on Z {gamma}", b.jsma_on_logits(**jsma), samples=jsma_samples),
+    ]  # fmt: skip
+    if hot:
+        run = b.jsma(JsmaOn.PROBS, temperature=t, **jsma)
+        specs.append(AttackSpec(AttackId.JSMA_ZT, f"JSMA on softmax(Z/T) {gamma}", run, samples=jsma_samples))
+    specs.append(AttackSpec(AttackId.CW_L2, "C&W L2 (minimum L2)", b.cw_l2(cw_iterations, cw_search_steps)))
+    if reference is not None:
+        specs.append(counted(AttackId.TRANSFER, f"transfer PGD {linf} from reference",
+                             b.transfer(reference, eps, seed=seed), gradient=False))  # fmt: skip
+    return specs
 
 
 def audit(
@@ -89,6 +148,10 @@ def audit(
     apgd_steps: int = 100, apgd_targets: int = 3, square_queries: int = 5000, seed: int = 0,
 ) -> AuditReport:  # fmt: skip
     """Audit ``model`` on the first ``samples`` correctly classified ``(x, y)``.
+
+    The drawn images are the test images up to the ``samples``-th correctly classified
+    one: the attacks run on the correct ones, and the clean errors among them count as
+    failures in the unconditional robust accuracy.
 
     Args:
         model: the network to audit, returning logits.
@@ -108,88 +171,24 @@ def audit(
         seed: seeds every randomised attack.
 
     Returns:
-        The findings, every attack's summary, the verdict and the worst-case robust accuracy.
+        The findings, the battery's typed results (robust accuracy included) and the verdict.
     """
-    xs, ys = first_correct(model, x, y, samples)
+    correct = first_correct_indices(model, x, y, samples)
+    drawn = int(correct[-1]) + 1 if len(correct) else 0
     budgets = standard_budgets(x)
-    eps = budgets.primary.eps
-    hot = temperature is not None and temperature != 1.0
-    attacks: dict[str, dict[str, Any]] = {}
-    fooled: dict[str, torch.Tensor] = {}  # per sample, the L∞ attacks at the primary budget
-
-    def untargeted(name: str, attack: Any, **fields: Any) -> dict[str, Any]:
-        attacks[name], mask = run_untargeted(model, attack, xs, ys, **fields)
-        return attacks[name] | {"fooled": mask}
-
-    linf = f"Linf {eps:.3g}"
-    for e in budgets.linf:
-        for on, t in (("F", 1.0), ("Z/T", temperature)) if hot else (("F", 1.0),):
-            run = untargeted(f"PGD Linf {e:.3g} on {on}", PGD(eps=e, temperature=t, seed=seed),
-                             eps=e, norm="linf", steps=40, loss="ce", temperature=t)  # fmt: skip
-            if e == eps:
-                fooled[f"PGD {linf} on {on}"] = run["fooled"]
-    fooled[f"PGD {linf} margin on Z"] = untargeted(
-        f"PGD {linf} margin on Z", PGD(eps=eps, loss="margin", seed=seed), eps=eps, loss="margin"
-    )["fooled"]
-    apgd = {"eps": eps, "norm": Norm.LINF, "steps": apgd_steps, "seed": seed}
-    fooled[f"APGD-CE {linf}"] = untargeted(f"APGD-CE {linf}", APGD(**apgd), **apgd, loss="ce")["fooled"]
-    if predict_logits(model, xs[:1]).shape[1] >= 4:  # the targeted DLR loss needs 4 classes
-        name = f"APGD-T (DLR, top {apgd_targets}) {linf}"
-        attacks[name], fooled[name] = run_apgd_targeted(model, xs, ys, eps, steps=apgd_steps,
-                                                        targets=apgd_targets, seed=seed)  # fmt: skip
-    square = f"Square {linf} ({square_queries} queries)"
-    fooled[square] = untargeted(square, Square(eps=eps, queries=square_queries, seed=seed), eps=eps,
-                                queries=square_queries)["fooled"]  # fmt: skip
-    strong = {**apgd, "steps": EFFORT * apgd_steps, "restarts": EFFORT}
-    effort = untargeted(f"APGD-CE {linf}, {EFFORT * EFFORT}x effort", APGD(**strong), **strong)
-    fooled[f"APGD-CE {linf}, {EFFORT * EFFORT}x effort"] = effort["fooled"]
-    wide = {**apgd, "eps": UNBOUNDED_EPS}
-    unbounded = untargeted(f"APGD-CE Linf {UNBOUNDED_EPS:g} (unbounded)", APGD(**wide), **wide)
-    l2 = budgets.l2
-    untargeted(f"APGD-CE L2 {l2:g}", APGD(eps=l2, norm=Norm.L2, steps=apgd_steps, seed=seed),
-               eps=l2, norm=Norm.L2, steps=apgd_steps)  # fmt: skip
-    attacks[f"PGD L2 {l2:g} on Z/T" if hot else f"PGD L2 {l2:g}"] = run_pgd(
-        model, xs, ys, eps=l2, norm=Norm.L2, temperature=temperature if hot else 1.0, seed=seed
-    )
-    jsma = {"samples": jsma_samples, "targets": "all", "gamma": jsma_gamma, "seed": seed}
-    jsma_f, jsma_z, jsma_t = (f"JSMA on {on} (gamma {100 * jsma_gamma:.3g}%)"
-                              for on in ("F", "Z", "softmax(Z/T)"))  # fmt: skip
-    attacks[jsma_f] = run_jsma(model, xs, ys, on="probs", **jsma)
-    attacks[jsma_z] = run_jsma_on_logits(model, xs, ys, **jsma)
-    if hot:
-        attacks[jsma_t] = run_jsma(model, xs, ys, on="probs", temperature=temperature, **jsma)
-    attacks["C&W L2 (minimum L2)"] = run_cw(
-        model, xs, ys, iterations=cw_iterations, search_steps=cw_search_steps
-    )
-    for res in attacks.values():
-        res.pop("example", None)
-    transfer = None
-    if reference is not None:
-        name = f"transfer PGD {linf} from reference"
-        transfer, fooled[name] = run_transfer(reference, model, xs, ys, eps=eps, seed=seed)
-        attacks[name] = transfer
-    worst = torch.stack(list(fooled.values())).any(0) if len(xs) else torch.zeros(0, dtype=torch.bool)
-    robust = 1 - float(worst.float().mean()) if len(xs) else None
-    gradient_names = [k for k in fooled if not k.startswith(("Square", "transfer"))]
-    gradient_best = max(attacks[k]["success_rate"] for k in gradient_names if k in attacks)
-    evidence = checks.Evidence(
-        jsma_f=attacks[jsma_f]["success_rate"], jsma_z=attacks[jsma_z]["success_rate"],
-        jsma_t=attacks[jsma_t]["success_rate"] if hot else None,
-        pgd_f=attacks[f"PGD {linf} on F"]["success_rate"],
-        pgd_zt=attacks[f"PGD {linf} on Z/T"]["success_rate"] if hot else None,
-        pgd_margin=attacks[f"PGD {linf} margin on Z"]["success_rate"],
-        transfer=None if transfer is None else transfer["success_rate"],
+    num_classes = predict_logits(model, x[:1]).shape[1]
+    specs = audit_battery(budgets, num_classes, temperature, reference, jsma_samples, jsma_gamma,
+                          cw_iterations, cw_search_steps, apgd_steps, apgd_targets, square_queries,
+                          seed)  # fmt: skip
+    result = run_battery(model, specs, x[:drawn], y[:drawn])
+    xs, ys = x[correct], y[correct]
+    evidence = result.evidence(
         zero_gradient_fraction=zero_gradient_fraction(model, xs),
         saturated_fraction=evaluate(model, xs, ys)["saturated_fraction"],
         outputs_are_logits=checks.check_outputs_are_logits(model, xs),
-        gradient_free=attacks[square]["success_rate"], gradient=gradient_best,
-        accuracy_unbounded=unbounded["accuracy"], unbounded_eps=UNBOUNDED_EPS,
-        effort_gain=attacks[f"APGD-CE {linf}"]["accuracy"] - effort["accuracy"],
-        robust_accuracy=robust,
     )  # fmt: skip
     findings, decision = checks.assess(evidence)
-    config = {"samples": len(xs), "jsma_samples": jsma_samples, "temperature": temperature,
+    config = {"samples": len(xs), "drawn": drawn, "jsma_samples": jsma_samples, "temperature": temperature,
               "budgets": budgets.to_dict(), "seed": seed, "apgd_steps": apgd_steps,
               "square_queries": square_queries}  # fmt: skip
-    worst_case = {"robust_accuracy": robust, "eps": eps, "norm": "linf", "attacks": sorted(fooled)}
-    return AuditReport(findings, attacks, decision, config, worst_case)
+    return AuditReport(findings, result, decision, config)

@@ -8,7 +8,7 @@ a :class:`Finding` with a severity and an explanation a user can act on.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from defdistill.inference import eval_mode
+from defdistill.names import AttackId, CheckId
 
 
 class Severity(StrEnum):
@@ -31,35 +32,40 @@ class Finding:
     """The outcome of one check.
 
     Attributes:
-        check: name of the check.
+        check: which check.
         severity: ``ok`` when nothing suspicious was found.
         value: the measured quantity (a fraction, a ratio, ...).
-        message: what was found and what it means, in plain words.
+        message: what was found and what it means, in plain words (for people; code reads
+            ``check``, ``severity`` and ``attacks``).
+        attacks: the ids of the attacks the check compares, if any.
     """
 
-    check: str
+    check: CheckId
     severity: Severity
     value: float
     message: str
+    attacks: tuple[AttackId, ...] = ()
 
     @property
     def flagged(self) -> bool:
         return self.severity is not Severity.OK
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "severity": self.severity.value, "flagged": self.flagged}
+        return {"check": str(self.check), "severity": str(self.severity), "value": self.value,
+                "message": self.message, "attacks": [str(a) for a in self.attacks],
+                "flagged": self.flagged}  # fmt: skip
 
 
 def check_zero_gradients(zero_fraction: float, max_fraction: float = 0.1) -> Finding:
     """Flags a model whose softmax Jacobian is exactly zero on many inputs."""
     if zero_fraction > max_fraction:
         return Finding(
-            "zero_gradients", Severity.CRITICAL, zero_fraction,
+            CheckId.ZERO_GRADIENTS, Severity.CRITICAL, zero_fraction,
             f"{zero_fraction:.0%} of inputs have an exactly zero softmax Jacobian in float32: "
             "gradient attacks on the softmax cannot move them. Attack the logits "
             "(C&W, JSMA on Z, PGD with the margin loss) before trusting any robustness number.",
         )  # fmt: skip
-    return Finding("zero_gradients", Severity.OK, zero_fraction,
+    return Finding(CheckId.ZERO_GRADIENTS, Severity.OK, zero_fraction,
                    f"{zero_fraction:.0%} of inputs have an exactly zero softmax Jacobian.")  # fmt: skip
 
 
@@ -67,12 +73,12 @@ def check_softmax_saturation(saturated_fraction: float, max_fraction: float = 0.
     """Flags a deployed softmax giving a class probability of exactly 1.0 on many inputs."""
     if saturated_fraction > max_fraction:
         return Finding(
-            "softmax_saturation", Severity.WARNING, saturated_fraction,
+            CheckId.SOFTMAX_SATURATION, Severity.WARNING, saturated_fraction,
             f"the softmax is saturated (max probability == 1.0 in float32) on "
             f"{saturated_fraction:.0%} of inputs: its Jacobian underflows, a hallmark of "
             "defensive distillation's gradient masking.",
         )  # fmt: skip
-    return Finding("softmax_saturation", Severity.OK, saturated_fraction,
+    return Finding(CheckId.SOFTMAX_SATURATION, Severity.OK, saturated_fraction,
                    f"the softmax is saturated on {saturated_fraction:.0%} of inputs.")  # fmt: skip
 
 
@@ -86,46 +92,49 @@ def check_outputs_are_logits(model: nn.Module, x: torch.Tensor) -> Finding:
     )  # fmt: skip
     if looks_like_probs:
         return Finding(
-            "outputs_are_logits", Severity.CRITICAL, 1.0,
+            CheckId.OUTPUTS_ARE_LOGITS, Severity.CRITICAL, 1.0,
             "the model outputs probabilities, not logits: losses computed on them (and the "
             "C&W margin) attack a saturating function. Remove the final softmax.",
         )  # fmt: skip
-    return Finding("outputs_are_logits", Severity.OK, 0.0, "the model outputs logits.")
+    return Finding(CheckId.OUTPUTS_ARE_LOGITS, Severity.OK, 0.0, "the model outputs logits.")
 
 
-def _gap(check: str, gap: float, min_gap: float, text: str, meaning: str, ok: str = ".") -> Finding:
+def _gap(check: CheckId, gap: float, min_gap: float, text: str, meaning: str, ok: str = ".",
+         attacks: tuple[AttackId, ...] = ()) -> Finding:  # fmt: skip
     """A critical finding when one attack beats another by ``min_gap`` or more."""
     if gap >= min_gap:
-        return Finding(check, Severity.CRITICAL, gap, f"{text}: {meaning}")
-    return Finding(check, Severity.OK, gap, f"{text}{ok}")
+        return Finding(check, Severity.CRITICAL, gap, f"{text}: {meaning}", attacks)
+    return Finding(check, Severity.OK, gap, f"{text}{ok}", attacks)
 
 
 def check_probs_vs_logits(
     success_on_probs: float, success_on_logits: float, attack: str = "JSMA", min_gap: float = 0.3,
-    adaptive: str | None = None,
+    adaptive: str | None = None, attacks: tuple[AttackId, ...] = (),
 ) -> Finding:
     """Flags an attack that fails on the probabilities where the same attack on logits works.
 
-    ``adaptive`` names the logit-based variant (default ``"<attack> on Z"``).
+    ``adaptive`` names the logit-based variant (default ``"<attack> on Z"``); ``attacks``
+    the ids of the two attacks compared.
     """
     adaptive = adaptive or f"{attack} on Z"
     return _gap(
-        "probs_vs_logits", success_on_logits - success_on_probs, min_gap,
+        CheckId.PROBS_VS_LOGITS, success_on_logits - success_on_probs, min_gap,
         f"{attack} on F {success_on_probs:.1%} vs {adaptive} {success_on_logits:.1%}",
         "the same attack succeeds once it differentiates the logits instead of the softmax; the "
-        "apparent robustness is gradient masking.", ok=": no gap.",
+        "apparent robustness is gradient masking.", ok=": no gap.", attacks=attacks,
     )  # fmt: skip
 
 
 def check_transfer_vs_whitebox(
     transfer_success: float, whitebox_success: float, min_gap: float = 0.1
-) -> Finding:
+) -> Finding:  # fmt: skip
     """Flags a black-box (transfer) attack that beats the white-box attack at the same budget."""
     return _gap(
-        "transfer_vs_whitebox", transfer_success - whitebox_success, min_gap,
+        CheckId.TRANSFER_VS_WHITEBOX, transfer_success - whitebox_success, min_gap,
         f"transfer {transfer_success:.1%} vs white-box {whitebox_success:.1%}",
         "examples crafted on another model fool this one more often than attacks using its own "
         "gradients, which therefore are uninformative (masked).",
+        attacks=(AttackId.TRANSFER, AttackId.PGD_CE_F),
     )  # fmt: skip
 
 
@@ -135,10 +144,10 @@ def check_gradient_free_vs_gradient(
     """Flags a gradient-free attack (Square) beating every gradient attack at the same budget
     (Carlini et al. 2019, arXiv:1902.06705, Section 5: gradient-free attacks as a sanity check)."""
     return _gap(
-        "gradient_free_vs_gradient", gradient_free_success - gradient_success, min_gap,
+        CheckId.GRADIENT_FREE_VS_GRADIENT, gradient_free_success - gradient_success, min_gap,
         f"gradient-free {gradient_free_success:.1%} vs best gradient attack {gradient_success:.1%}",
         "an attack that never differentiates the model succeeds more often than those that "
-        "follow its gradients, which are therefore uninformative (masked).",
+        "follow its gradients, which are therefore uninformative (masked).", attacks=(AttackId.SQUARE,),
     )  # fmt: skip
 
 
@@ -149,24 +158,28 @@ def check_accuracy_falls_with_eps(accuracy: float, eps: float, max_accuracy: flo
     text = f"accuracy {accuracy:.1%} under APGD at L∞ ε = {eps:g}"
     if accuracy > max_accuracy:
         return Finding(
-            "accuracy_vs_eps", Severity.CRITICAL, accuracy,
+            CheckId.ACCURACY_VS_EPS, Severity.CRITICAL, accuracy,
             f"{text}: an attack allowed to change every pixel arbitrarily should reach ~0 %; "
             "if it does not, its gradients lead nowhere (masked), whatever it reports at small ε.",
+            (AttackId.APGD_CE_UNBOUNDED,),
         )  # fmt: skip
-    return Finding("accuracy_vs_eps", Severity.OK, accuracy, f"{text}: falls to ~0 as ε grows.")
+    return Finding(CheckId.ACCURACY_VS_EPS, Severity.OK, accuracy, f"{text}: falls to ~0 as ε grows.",
+                   (AttackId.APGD_CE_UNBOUNDED,))  # fmt: skip
 
 
-def check_more_effort(gain: float, max_gain: float = 0.05) -> Finding:
-    """Warns when a stronger run of the same attack (more steps and restarts) still lowers the
-    accuracy (Carlini et al. 2019, Section 5: report attacks run to convergence)."""
-    text = f"4x the APGD effort lowers accuracy by {gain:.1%}"
+def check_more_effort(gain: float, factor: float, max_gain: float = 0.05) -> Finding:
+    """Warns when a stronger run of the same attack (``factor`` times the steps × restarts)
+    still lowers the accuracy (Carlini et al. 2019, Section 5: report attacks run to
+    convergence)."""
+    text = f"{factor:g}x the APGD effort lowers accuracy by {gain:.1%}"
     if gain > max_gain:
         return Finding(
-            "more_effort", Severity.WARNING, gain,
+            CheckId.MORE_EFFORT, Severity.WARNING, gain,
             f"{text}: the attacks had not converged; the robust accuracy is an upper bound "
-            "that more steps or restarts would lower further.",
+            "that more steps or restarts would lower further.", (AttackId.APGD_CE, AttackId.APGD_CE_EFFORT),
         )  # fmt: skip
-    return Finding("more_effort", Severity.OK, gain, f"{text}: converged.")
+    return Finding(CheckId.MORE_EFFORT, Severity.OK, gain, f"{text}: converged.",
+                   (AttackId.APGD_CE, AttackId.APGD_CE_EFFORT))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -177,18 +190,21 @@ class Verdict:
     text: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"masking": self.masking, "text": self.text}
 
 
-def verdict(findings: list[Finding], robust_accuracy: float | None = None) -> Verdict:
-    """Gradient masking if any critical finding; otherwise report the strongest attack's result."""
+def verdict(findings: list[Finding], robust_accuracy: float | None = None,
+            conditional: float | None = None) -> Verdict:  # fmt: skip
+    """Gradient masking if any critical finding; otherwise the robust accuracy: unconditional
+    (clean errors count as failures) and, when given, ``conditional`` on clean-correct images."""
     critical = [f for f in findings if f.severity is Severity.CRITICAL]
     if critical:
         reasons = "; ".join(f.message.split(":")[0] for f in critical)
         return Verdict(True, f"apparent robustness is gradient masking: {reasons}")
     if robust_accuracy is not None:
+        beside = "" if conditional is None else f" ({conditional:.1%} of the correctly classified images)"
         return Verdict(False, "no sign of gradient masking; robust accuracy at the standard budget "
-                              f"(worst case per sample over the attacks): {robust_accuracy:.1%}")  # fmt: skip
+                              f"(per image, no attack fooled it): {robust_accuracy:.1%}{beside}")  # fmt: skip
     return Verdict(False, "no sign of gradient masking")
 
 
@@ -201,7 +217,7 @@ class Evidence:
 
     Attributes:
         jsma_f, jsma_z, jsma_t: JSMA on the softmax F, on the logits Z (the stronger of
-            the two logit saliencies, :func:`.battery.run_jsma_on_logits`), and on
+            the two logit saliencies, :func:`.battery.jsma_on_logits`), and on
             softmax(Z / T) with the training temperature (distilled models only).
         pgd_f, pgd_zt, pgd_margin: PGD with cross-entropy on F, with cross-entropy on
             Z / T, and with the logit margin.
@@ -212,9 +228,11 @@ class Evidence:
         gradient_free: success of a gradient-free attack (Square) at the standard budget;
             compared with ``gradient``, the best success of the gradient attacks there.
         accuracy_unbounded, unbounded_eps: accuracy under APGD at an ε covering the input range.
-        effort_gain: accuracy lost when APGD runs with 4x the steps and restarts.
-        robust_accuracy: accuracy under the worst case per sample over the attacks at the
-            standard budget (or, where per-sample outcomes are not kept, the strongest one).
+        effort_gain, effort_factor: accuracy lost when APGD runs with ``effort_factor``
+            times the steps × restarts.
+        robust_accuracy, robust_accuracy_conditional: the per-image worst case over the
+            attacks at the standard budget, unconditional (clean errors count as failures)
+            and on the correctly classified images.
     """
 
     jsma_f: float | None = None
@@ -232,7 +250,9 @@ class Evidence:
     accuracy_unbounded: float | None = None
     unbounded_eps: float | None = None
     effort_gain: float | None = None
+    effort_factor: float | None = None
     robust_accuracy: float | None = None
+    robust_accuracy_conditional: float | None = None
 
 
 def assess(evidence: Evidence) -> tuple[list[Finding], Verdict]:
@@ -248,20 +268,21 @@ def assess(evidence: Evidence) -> tuple[list[Finding], Verdict]:
     if e.zero_gradient_fraction is not None:
         findings.append(check_zero_gradients(e.zero_gradient_fraction))
     pairs = [
-        (e.jsma_f, e.jsma_z, "JSMA", "JSMA on Z"),
-        (e.jsma_f, e.jsma_t, "JSMA", "JSMA on softmax(Z/T)"),
-        (e.pgd_f, e.pgd_zt, "PGD", "PGD CE on Z/T"),
-        (e.pgd_f, e.pgd_margin, "PGD", "PGD margin on Z"),
+        (e.jsma_f, e.jsma_z, "JSMA", "JSMA on Z", (AttackId.JSMA_F, AttackId.JSMA_Z)),
+        (e.jsma_f, e.jsma_t, "JSMA", "JSMA on softmax(Z/T)", (AttackId.JSMA_F, AttackId.JSMA_ZT)),
+        (e.pgd_f, e.pgd_zt, "PGD", "PGD CE on Z/T", (AttackId.PGD_CE_F, AttackId.PGD_CE_ZT)),
+        (e.pgd_f, e.pgd_margin, "PGD", "PGD margin on Z", (AttackId.PGD_CE_F, AttackId.PGD_MARGIN)),
     ]
-    for on_probs, on_logits, attack, adaptive in pairs:
+    for on_probs, on_logits, attack, adaptive, ids in pairs:
         if on_probs is not None and on_logits is not None:
-            findings.append(check_probs_vs_logits(on_probs, on_logits, attack, adaptive=adaptive))
+            findings.append(check_probs_vs_logits(on_probs, on_logits, attack, adaptive=adaptive,
+                                                  attacks=ids))  # fmt: skip
     if e.transfer is not None and e.pgd_f is not None:
         findings.append(check_transfer_vs_whitebox(e.transfer, e.pgd_f))
     if e.gradient_free is not None and e.gradient is not None:
         findings.append(check_gradient_free_vs_gradient(e.gradient_free, e.gradient))
     if e.accuracy_unbounded is not None and e.unbounded_eps is not None:
         findings.append(check_accuracy_falls_with_eps(e.accuracy_unbounded, e.unbounded_eps))
-    if e.effort_gain is not None:
-        findings.append(check_more_effort(e.effort_gain))
-    return findings, verdict(findings, e.robust_accuracy)
+    if e.effort_gain is not None and e.effort_factor is not None:
+        findings.append(check_more_effort(e.effort_gain, e.effort_factor))
+    return findings, verdict(findings, e.robust_accuracy, e.robust_accuracy_conditional)

@@ -15,30 +15,12 @@ of the field, for inputs in [0, 1]:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 import torch
 
-from defdistill.attacks.base import Norm
+from defdistill.names import Norm, TargetMode
 
 __all__ = ["COLOUR", "GREYSCALE", "Budgets", "Norm", "TargetMode", "ThreatModel", "standard_budgets"]
-
-
-class TargetMode(StrEnum):
-    """Which classes a targeted evaluation aims at."""
-
-    ALL = "all"  # every other class: the paper's protocol (Papernot et al. 2016, Section V-B)
-    NEXT = "next"  # (y + 1) mod K
-    RANDOM = "random"  # one uniformly drawn other class per sample
-
-    @classmethod
-    def parse(cls, value: str) -> TargetMode:
-        """``value`` as a mode, or a ValueError naming the choices."""
-        try:
-            return cls(value)
-        except ValueError:
-            choices = ", ".join(m.value for m in cls)
-            raise ValueError(f"targets must be one of {choices}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -65,7 +47,7 @@ class Budgets:
         return ThreatModel(Norm.LINF, self.linf[-1])
 
     def to_dict(self) -> dict[str, object]:
-        return {"linf": self.linf, "l2": self.l2}
+        return {Norm.LINF: self.linf, Norm.L2: self.l2}
 
 
 GREYSCALE = Budgets(linf=(0.1, 0.3), l2=2.0)

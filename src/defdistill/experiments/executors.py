@@ -24,12 +24,13 @@ from typing import Any, Protocol, TypeVar
 import torch
 
 from defdistill.io import OutputError
+from defdistill.names import ExecutorKind, values
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-EXECUTORS = ("local", "ray")
+EXECUTORS = values(ExecutorKind)
 RAY_MISSING = "install the ray extra: pip install 'defdistill[ray]'"
 RETRIED = (OSError, MemoryError, OutputError)  # transient; a RuntimeError may be CUDA out of memory
 
@@ -59,7 +60,7 @@ class Executor(Protocol):
 class LocalExecutor:
     """Runs every task in this process, one after the other, as soon as it is asked for."""
 
-    name = "local"
+    name = ExecutorKind.LOCAL
 
     def start(self) -> None:
         pass
@@ -92,7 +93,7 @@ class RayExecutor:
             cluster has GPUs.
     """
 
-    name = "ray"
+    name = ExecutorKind.RAY
 
     def __init__(
         self, address: str | None = None, cpus_per_task: int = 1, max_retries: int = 2,
@@ -190,13 +191,13 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
 
 
 def make_executor(
-    name: str = "local", address: str | None = None, cpus_per_task: int = 1, max_retries: int = 2,
+    name: str = ExecutorKind.LOCAL, address: str | None = None, cpus_per_task: int = 1, max_retries: int = 2,
     device: str = "auto",
 ) -> Executor:  # fmt: skip
     """The executor called ``name`` (``local`` or ``ray``)."""
     if name not in EXECUTORS:
         raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
-    if name == "local":
+    if name == ExecutorKind.LOCAL:
         if address is not None:
             raise ValueError("--address needs --executor ray")
         return LocalExecutor()

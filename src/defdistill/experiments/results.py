@@ -1,8 +1,10 @@
 """The ``<dataset>/results.json`` schema, and statistics over seeds.
 
-Schema version 3 (version 2 plus, per model, PGD with the margin loss, ``rho_adv``'s
-censoring, the logit scale, the derived seeds and the scaled-copy check; models attacked
-on shared samples). A run with one seed writes ``schema_version``, ``config`` (with
+Schema version 4: per model, ``attacks`` keyed by attack id (:class:`defdistill.names.AttackId`)
+with each rate's Wilson interval and the images each attack fooled, ``robust_accuracy``
+(per image, unconditional and conditional on clean-correct images), the drawn images
+(``drawn``, ``clean_correct``, ``clean_images``), ``gradients`` and the masking ``checks``;
+models attacked on shared samples. A run with one seed writes ``schema_version``, ``config`` (with
 ``seed``), ``environment`` and ``models`` (one row per model).
 A run with several seeds writes ``config["seeds"]`` instead of ``config["seed"]``,
 ``per_seed`` (``[{"seed": s, "models": rows}, ...]``, the rows each seed measured) and
@@ -11,7 +13,8 @@ the seeds that measured it (``None`` and NaN ignored), its sample standard devia
 (n - 1; 0 for a single value) sits at the same place in the row's ``std``, every other
 value (name, role, a digest) is kept when all seeds agree and left out when they do not,
 and what belongs to one seed only (adversarial ``example`` images, gradient
-``histogram``s, whose bins differ) is only in ``per_seed``; ``seeds`` counts the seeds.
+``histogram``s, whose bins differ, which images were fooled) is only in
+``per_seed``; ``seeds`` counts the seeds.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-SCHEMA_VERSION = 3
-READABLE_SCHEMAS = (3,)  # older files lack columns of the report: that data set is rerun
+SCHEMA_VERSION = 4
+READABLE_SCHEMAS = (4,)  # older files lack columns of the report: that data set is rerun
 
-PER_SEED_ONLY = frozenset({"example", "histogram"})
+PER_SEED_ONLY = frozenset({"example", "histogram", "fooled_images", "clean_images"})
 _MISSING = object()
 
 

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from defdistill.checkpoint import environment
 from defdistill.data import Dataset
-from defdistill.evaluation.checks import Evidence, assess
+from defdistill.evaluation.battery import BatteryResult
+from defdistill.evaluation.checks import assess
 from defdistill.evaluation.samples import common_correct
 from defdistill.evaluation.scaled_copy import scaled_copy_residual
 from defdistill.experiments.executors import Executor, LocalExecutor
@@ -44,6 +45,7 @@ from defdistill.experiments.tasks import (
 )
 from defdistill.inference import predict_logits
 from defdistill.models import paper_architecture
+from defdistill.names import ExecutorKind
 from defdistill.training.config import PAPER_CONFIGS, TrainConfig, paper_config, role_seed
 from defdistill.training.devices import resolve_device
 from defdistill.training.distill import role_configs
@@ -97,7 +99,7 @@ def run_sweeps(
     """
     out, executor = Path(out), executor or LocalExecutor()
     seeds = list(dict.fromkeys(int(s) for s in seeds))
-    local = executor.name == "local"
+    local = executor.name == ExecutorKind.LOCAL
     # in process, fail early on --device cuda without a GPU; elsewhere each worker resolves it
     device = str(resolve_device(device)) if local else device
     architecture = architecture or paper_architecture(ds.input_shape[0])
@@ -254,29 +256,15 @@ def _eval_task(
     )  # fmt: skip
 
 
-def evidence(row: dict[str, Any]) -> Evidence:
-    """The masking rule's evidence from a model's row (as ``defdistill audit`` gathers it)."""
-    adaptive, hot = row["adaptive"], row["temperature"] not in (None, 1.0)
-    pgd = [adaptive[k]["accuracy"] for k in ("pgd_plain", "pgd_temperature", "pgd_margin")]
-    return Evidence(
-        jsma_f=row["jsma_probs"]["success_rate"],
-        jsma_z=adaptive["jsma_logits"]["success_rate"],
-        jsma_t=adaptive["jsma_temperature"]["success_rate"] if hot else None,
-        pgd_f=adaptive["pgd_plain"]["success_rate"],
-        pgd_zt=adaptive["pgd_temperature"]["success_rate"] if hot else None,
-        pgd_margin=adaptive["pgd_margin"]["success_rate"],
-        transfer=adaptive["transfer"]["success_rate"] if row["distilled"] else None,
-        zero_gradient_fraction=row["gradients"]["zero_fraction"],
-        saturated_fraction=row["saturated_fraction"],
-        robust_accuracy=min(pgd),
-    )  # fmt: skip
-
-
 def _row(
     name: str, seed: int, temperature: float | None, meta: dict, measured: dict, baseline_meta: dict
 ) -> dict[str, Any]:
+    """A model's row: what it is, what was measured, and the masking rule's findings on it."""
     row = _measured_row(name, seed, temperature, meta, measured, baseline_meta)
-    findings, decision = assess(evidence(row))
+    evidence = BatteryResult.from_dict(measured).evidence(
+        zero_gradient_fraction=row["gradients"]["zero_fraction"], saturated_fraction=row["saturated_fraction"]
+    )
+    findings, decision = assess(evidence)
     return {**row, "checks": {"verdict": decision.to_dict(),
                               "findings": [f.to_dict() for f in findings]}}  # fmt: skip
 

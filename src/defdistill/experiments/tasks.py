@@ -24,28 +24,24 @@ from torch import nn
 
 from defdistill.checkpoint import CheckpointError, load_model, load_reusable
 from defdistill.data import Dataset
-from defdistill.evaluation.battery import (
-    run_cw,
-    run_jsma,
-    run_jsma_on_logits,
-    run_pgd,
-    run_transfer,
-)
+from defdistill.evaluation import battery as b
+from defdistill.evaluation.battery import AttackSpec, run_battery
 from defdistill.evaluation.gradients import gradient_stats
-from defdistill.evaluation.samples import first_correct
-from defdistill.evaluation.threats import standard_budgets
+from defdistill.evaluation.samples import first_correct_indices
+from defdistill.evaluation.threats import ThreatModel, standard_budgets
 from defdistill.experiments.profiles import Profile
 from defdistill.experiments.units import UnitStore
+from defdistill.inference import evaluate
+from defdistill.names import AttackId, JsmaOn, Loss, Norm, TargetMode
 from defdistill.training.config import TrainConfig
 from defdistill.training.devices import resolve_device
 from defdistill.training.distill import distill
-from defdistill.training.loop import evaluate
 from defdistill.training.runs import train_model
 
 log = logging.getLogger(__name__)
 
 # Bump when what a measurement unit computes changes: stored units are then recomputed.
-MEASUREMENT_VERSION = 6  # 6: JSMA on Z takes the stronger of two logit saliencies
+MEASUREMENT_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -150,7 +146,8 @@ def eval_unit(ds: Dataset, task: EvalTask) -> dict[str, Any]:
 
     def compute() -> dict[str, Any]:
         model = load_exact(task.model, key["weights"], dev)
-        baseline = load_exact(task.baseline, key["baseline_weights"], torch.device("cpu"))
+        baseline = (None if task.model == task.baseline  # no transfer from the baseline to itself
+                    else load_exact(task.baseline, key["baseline_weights"], torch.device("cpu")))  # fmt: skip
         index = None if task.index is None else torch.tensor(task.index, dtype=torch.long)
         return {
             "accuracy": evaluate(model, ds.x_test, ds.y_test, temperature=1.0),
@@ -171,48 +168,77 @@ def load_exact(path: str, weights_sha256: str, device: torch.device) -> nn.Modul
     return model
 
 
+def sweep_battery(
+    profile: Profile, eps: float, temperature: float | None, baseline: nn.Module | None, seed: int
+) -> list[AttackSpec]:
+    """The reproduction's attacks as data, at the primary L∞ budget ``eps``.
+
+    JSMA (the paper's protocol) on F, on Z and on ``softmax(Z / T)`` on the first
+    ``attack_samples`` correct images; PGD with cross-entropy on F and on ``Z / T`` and with
+    the logit margin, Carlini & Wagner L2 and transfer from ``baseline`` on the first
+    ``adaptive_samples``. The attacks on ``Z / T`` need a training temperature other than 1.
+    """
+    hot = temperature not in (None, 1.0)
+    t = float(temperature) if hot else 1.0
+    primary = ThreatModel(Norm.LINF, eps)
+    jsma = {"targets": TargetMode(profile.targets), "seed": seed}
+    few, many = profile.attack_samples, profile.adaptive_samples
+
+    def counted(attack: AttackId, label: str, run: b.Run, gradient: bool = True) -> AttackSpec:
+        return AttackSpec(attack, label, run, primary, gradient=gradient, worst_case=True, samples=many)
+
+    specs = [
+        AttackSpec(AttackId.JSMA_F, "JSMA on F", b.jsma(JsmaOn.PROBS, example=True, **jsma), samples=few),
+        AttackSpec(AttackId.JSMA_Z, "JSMA on Z", b.jsma_on_logits(example=True, **jsma), samples=few),
+    ]
+    if hot:
+        specs.append(AttackSpec(AttackId.JSMA_ZT, "JSMA on softmax(Z/T)",
+                                b.jsma(JsmaOn.PROBS, temperature=t, **jsma), samples=few))  # fmt: skip
+    specs.append(counted(AttackId.PGD_CE_F, f"PGD {primary} CE on F", b.pgd(eps, seed=seed)))
+    if hot:
+        run = b.pgd(eps, temperature=t, seed=seed)
+        specs.append(counted(AttackId.PGD_CE_ZT, f"PGD {primary} CE on Z/T", run))
+    # the logit margin does not saturate: cross-entropy in float32 does on confident
+    # networks (its gradient rounds to 0), at any temperature
+    specs += [
+        counted(AttackId.PGD_MARGIN, f"PGD {primary} margin on Z", b.pgd(eps, loss=Loss.MARGIN, seed=seed)),
+        AttackSpec(AttackId.CW_L2, "C&W L2", b.cw_l2(profile.cw_iterations, profile.cw_search_steps),
+                   samples=many),
+    ]  # fmt: skip
+    if baseline is not None:
+        specs.append(counted(AttackId.TRANSFER, f"transfer PGD {primary} from the baseline",
+                             b.transfer(baseline, eps, seed=seed), gradient=False))  # fmt: skip
+    return specs
+
+
 def measure(
-    model: nn.Module, baseline: nn.Module, x: torch.Tensor, y: torch.Tensor, profile: Profile,
+    model: nn.Module, baseline: nn.Module | None, x: torch.Tensor, y: torch.Tensor, profile: Profile,
     temperature: float | None, seed: int, index: torch.Tensor | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The paper's measurements and the adaptive attacks for one deployed model.
 
     ``temperature`` is the distillation temperature (None for the baseline); the adaptive
-    PGD divides the logits by it, undoing the saturation distillation relies on.
-    ``index`` selects the test images to attack (the sweep passes the first ones that
-    every model of the run classifies correctly, so all models face the same images);
-    JSMA takes its first ``attack_samples``, the other attacks its first
-    ``adaptive_samples``. Without it, each attack takes the first images ``model``
-    classifies correctly.
+    attacks divide the logits by it, undoing the saturation distillation relies on.
+    ``baseline`` is the transfer attack's source (None: no transfer, for the baseline itself).
+    ``index`` selects the test images to draw from (the sweep passes the ones every model
+    of the run classifies correctly, so all models face the same images); without it, the
+    test set in order. The battery (:func:`sweep_battery`) attacks the first correctly
+    classified drawn images: JSMA ``attack_samples`` of them, the others ``adaptive_samples``.
+
+    Returns:
+        ``gradients`` (:func:`gradient_stats`) and the battery's result
+        (:meth:`BatteryResult.to_dict`: ``attacks`` by id, ``robust_accuracy``, the drawn images).
     """
     if index is not None:
         x_att, y_att = x[index.to(x.device)], y[index.to(y.device)]
     else:
         x_att, y_att = x, y
-    jsma = {"samples": profile.attack_samples, "targets": profile.targets, "seed": seed}
-    on_f = run_jsma(model, x_att, y_att, on="probs", **jsma)
-    xs, ys = first_correct(model, x_att, y_att, profile.adaptive_samples)
+    wanted = max(profile.attack_samples, profile.adaptive_samples)
+    correct = first_correct_indices(model, x_att, y_att, wanted)
+    drawn = int(correct[-1]) + 1 if len(correct) else 0
     eps = standard_budgets(x).primary.eps  # MNIST: Madry et al.'s 0.3; colour: 8/255
-    adaptive = {
-        "jsma_logits": run_jsma_on_logits(model, x_att, y_att, **jsma),
-        # JSMA on softmax(Z / T_train): at T = 1 this is the paper's attack itself
-        "jsma_temperature": on_f if temperature in (None, 1.0) else run_jsma(
-            model, x_att, y_att, on="probs", temperature=temperature, **jsma
-        ),
-        "pgd_plain": run_pgd(model, xs, ys, eps=eps, seed=seed),
-        "pgd_temperature": run_pgd(
-            model, xs, ys, eps=eps, temperature=temperature or 1.0, seed=seed
-        ),
-        # the logit margin does not saturate: cross-entropy in float32 does on confident
-        # networks (its gradient rounds to 0), at any temperature
-        "pgd_margin": run_pgd(model, xs, ys, eps=eps, loss="margin", seed=seed),
-        "cw_l2": run_cw(
-            model, xs, ys, iterations=profile.cw_iterations, search_steps=profile.cw_search_steps
-        ),
-        "transfer": run_transfer(baseline, model, xs, ys, eps=eps, seed=seed)[0],
-    }
+    specs = sweep_battery(profile, eps, temperature, baseline, seed)
     return {
-        "jsma_probs": on_f,
         "gradients": gradient_stats(model, x[: profile.gradient_samples]),
-        "adaptive": adaptive,
+        **run_battery(model, specs, x_att[:drawn], y_att[:drawn]).to_dict(),
     }

@@ -4,7 +4,8 @@ Every training batch is replaced by adversarial examples against the current net
 (the min-max objective of Madry et al. 2018, arXiv:1706.06083):
 
 * ``pgd`` (Madry et al.): L∞ PGD from a uniform random start in the ε-ball, ``steps``
-  steps of size ``2.5 ε / steps``, on the cross-entropy.
+  steps of size ``2.5 ε / steps``, on the cross-entropy, every step taken: the attacks
+  package's :class:`~defdistill.attacks.PGD`, the same attack that audits the result.
 * ``fgsm-rs`` (Wong, Rice & Kolter 2020, arXiv:2001.03994, "fast is better than free"):
   one signed-gradient step of size α = 1.25 ε from a uniform random start, projected back
   onto the ε-ball: about PGD's robustness for a fraction of its cost. At large ε it can
@@ -13,7 +14,8 @@ Every training batch is replaced by adversarial examples against the current net
   accuracy on held-out images after every epoch (``history[i]["pgd_accuracy"]``) and
   warns when it collapses.
 
-The examples are crafted with the network in eval mode (dropout off), in float32.
+The examples are crafted with the network in eval mode (dropout off), in float32; each
+batch's random start comes from a seed drawn from the run's generator.
 """
 
 from __future__ import annotations
@@ -21,28 +23,20 @@ from __future__ import annotations
 import logging
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from defdistill.attacks import PGD
 from defdistill.inference import eval_mode
+from defdistill.names import AdversarialMethod
 from defdistill.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 FGSM_RS_STEP = 1.25  # α / ε (Wong et al. 2020)
-PGD_STEP = 2.5  # total step length / ε (Madry et al. 2018)
+SEED_RANGE = 2**62  # each batch's attack seed is drawn below this
 MONITOR_SAMPLES = 256  # held-out images whose PGD accuracy is measured after every epoch
 MONITOR_STEPS = 10
 COLLAPSE = 0.3  # a drop of PGD accuracy this large from the best epoch is catastrophic overfitting
-
-
-def _ascend(model: nn.Module, x: torch.Tensor, x0: torch.Tensor, y: torch.Tensor, eps: float,
-            step: float) -> torch.Tensor:  # fmt: skip
-    """One signed-gradient ascent step on the cross-entropy, projected on the ε-ball and [0, 1]."""
-    x = x.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)
-    x = x.detach() + step * grad.sign()
-    return torch.min(torch.max(x, x0 - eps), x0 + eps).clamp_(0.0, 1.0)
 
 
 def adversarial_batch(
@@ -51,26 +45,27 @@ def adversarial_batch(
 ) -> torch.Tensor:  # fmt: skip
     """Adversarial examples for one training batch (``method``: ``pgd`` or ``fgsm-rs``).
 
-    The random start is drawn on the CPU from ``generator`` (the run's seed), so a run is
-    reproducible on any device.
+    The attack's seed is drawn on the CPU from ``generator`` (the run's seed), so a run is
+    reproducible on a given device.
     """
     if eps == 0:
         return x
-    start = (torch.rand(x.shape, generator=generator) * 2 - 1).to(x.device) * eps
-    x_adv = (x + start).clamp_(0.0, 1.0)
-    with eval_mode(model):
-        if method == "fgsm-rs":
-            return _ascend(model, x_adv, x, y, eps, FGSM_RS_STEP * eps)
-        for _ in range(steps):
-            x_adv = _ascend(model, x_adv, x, y, eps, PGD_STEP * eps / steps)
-    return x_adv
+    seed = int(torch.randint(SEED_RANGE, (1,), generator=generator))
+    return training_attack(method, eps, steps, seed).perturb(model, x, y)
+
+
+def training_attack(method: str, eps: float, steps: int, seed: int) -> PGD:
+    """The attack adversarial training crafts its batches with: PGD taking every step (no
+    early stop, as Madry et al.), or FGSM-RS as one PGD step of ``1.25 ε`` from a random start."""
+    if method == AdversarialMethod.FGSM_RS:
+        return PGD(eps=eps, steps=1, step_size=FGSM_RS_STEP * eps, seed=seed, early_stop=False)
+    return PGD(eps=eps, steps=steps, seed=seed, early_stop=False)
 
 
 def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = MONITOR_STEPS,
                  seed: int = 0) -> float:  # fmt: skip
     """Accuracy under a ``steps``-step PGD at ε (random start): the overfitting monitor."""
-    generator = torch.Generator().manual_seed(seed)
-    x_adv = adversarial_batch(model, x, y, "pgd", eps, steps, generator)
+    x_adv = training_attack(AdversarialMethod.PGD, eps, steps, seed).perturb(model, x, y)
     with eval_mode(model), torch.no_grad():
         return float((model(x_adv).argmax(1) == y).float().mean())
 

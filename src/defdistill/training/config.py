@@ -10,10 +10,11 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from defdistill.names import AdversarialMethod, Role, values
 from defdistill.temperature import check_temperature
 
-ROLES = ("baseline", "teacher", "student", "trained_at_T", "adversarial")
-ADVERSARIAL_METHODS = ("pgd", "fgsm-rs")
+ROLES = values(Role)
+ADVERSARIAL_METHODS = values(AdversarialMethod)
 
 
 MAX_TRAINING_TEMPERATURE = 1e4

@@ -30,9 +30,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from defdistill.inference import predict_logits
+from defdistill.inference import evaluate
 from defdistill.models import output_layer
-from defdistill.temperature import softmax_at, temperature_loss
+from defdistill.temperature import temperature_loss
 from defdistill.training.adversarial import RobustnessMonitor, adversarial_batch
 from defdistill.training.config import TrainConfig, role_seed
 from defdistill.training.devices import resolve_device
@@ -80,25 +80,6 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "adam":
         return torch.optim.Adam(groups)
     return torch.optim.SGD(groups, momentum=config.momentum)
-
-
-def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0
-) -> dict[str, float]:
-    """Accuracy and saturation of the softmax at ``temperature`` (deployed: 1).
-
-    Returns ``accuracy``, ``mean_max_probability``, ``saturated_fraction`` (samples whose
-    top probability is exactly 1 in float32) and ``mean_max_logit`` (the logit scale that
-    distillation at T multiplies, about T times the baseline's for a student).
-    """
-    logits = predict_logits(model, x)
-    probs = softmax_at(logits.double(), temperature).float()
-    return {
-        "accuracy": float((logits.argmax(1) == y).float().mean()),
-        "mean_max_probability": float(probs.max(1).values.mean()),
-        "saturated_fraction": float((probs.max(1).values == 1.0).float().mean()),
-        "mean_max_logit": float(logits.max(1).values.double().mean()),
-    }
 
 
 def chance_threshold(num_classes: int) -> float:
@@ -252,6 +233,6 @@ def _refuse_untrained(model: nn.Module, accuracy: float, config: TrainConfig, de
             f"{desc}: test accuracy {accuracy:.2%} is near chance ({1 / num_classes:.0%}); the "
             f"model did not learn (T={config.temperature:g}, head_scaling={config.head_scaling}, "
             f"{config.epochs} epoch(s)). Attacks on it would be meaningless. Train longer (more "
-            "--epochs; at large T plain training needs more), or pass --allow-untrained to "
-            "`defdistill train` or `distill` to save it anyway"
+            "epochs; at large T plain training needs more), or pass allow_untrained=True to "
+            "keep it anyway"
         )

@@ -9,9 +9,10 @@ from torch import nn
 
 from defdistill.checkpoint import save_model
 from defdistill.data import Dataset
+from defdistill.inference import evaluate
 from defdistill.models import build_model
 from defdistill.training.config import TrainConfig
-from defdistill.training.loop import evaluate, train
+from defdistill.training.loop import train
 
 
 def dataset_signature(ds: Dataset) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import itertools
 import math
 from typing import Any
 
+from defdistill.experiments.report.columns import BY_KEY, attack_value
 from defdistill.experiments.report.data import (
     baseline,
     dataset_title,
@@ -16,6 +17,7 @@ from defdistill.experiments.report.data import (
     stat,
 )
 from defdistill.experiments.results import seed_runs, seeds_of
+from defdistill.names import AttackId
 
 
 def _small_if(text: str) -> dict[str, Any]:
@@ -166,24 +168,30 @@ def collect_examples(results: dict) -> dict[str, dict[str, Any]]:
             title += f" seed {seeds_of(result)[0]}"
         first = seed_runs(result)[0]  # an example image is one seed's, never an average
         base, rows = baseline(first), distilled(first)
-        examples[f"{title} baseline\nJSMA on F"] = base["jsma_probs"].get("example")
+        examples[f"{title} baseline\nJSMA on F"] = attack_value(base, AttackId.JSMA_F, "example")
         if rows:
             top = rows[-1]
             t = f"{top['temperature']:g}"
-            examples[f"{title} T={t}\nJSMA on F"] = top["jsma_probs"].get("example")
-            examples[f"{title} T={t}\nJSMA on Z"] = top["adaptive"]["jsma_logits"].get("example")
+            examples[f"{title} T={t}\nJSMA on F"] = attack_value(top, AttackId.JSMA_F, "example")
+            examples[f"{title} T={t}\nJSMA on Z"] = attack_value(top, AttackId.JSMA_Z, "example")
     return examples
 
 
+def _fooled_percent(key: str) -> Any:
+    """100 - the accuracy % of column ``key``: an accuracy under attack read as a success rate."""
+    column = BY_KEY[key]
+    return lambda r: None if column.shown(r) is None else 100.0 - column.shown(r)
+
+
 def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
-    pct = 100.0
+    success, rho = BY_KEY["jsma_probs_success_rate"].shown, BY_KEY["rho_adv_percent"].shown
     figures = {
         "success_vs_temperature.png": _vs_temperature(
             results, paper, "JSMA success rate", "adversarial success rate (%)",
             {"ours, distilled (JSMA on F, paper's attack)":
-                (lambda r: pct * r["jsma_probs"]["success_rate"], "b-o")},
+                (success, "b-o")},
             "success_rate_by_temperature",
-            baseline_line=lambda r: pct * r["jsma_probs"]["success_rate"],
+            baseline_line=success,
         ),
         "accuracy_variation_vs_temperature.png": _vs_temperature(
             results, paper, "Accuracy variation", "accuracy - baseline accuracy (pp)",
@@ -192,9 +200,9 @@ def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
         ),
         "rho_adv_vs_temperature.png": _vs_temperature(
             results, paper, "Robustness rho_adv", "mean min. features changed (%)",
-            {"ours, distilled (JSMA on F)": (lambda r: r["jsma_probs"]["rho_adv_percent"], "b-o")},
+            {"ours, distilled (JSMA on F)": (rho, "b-o")},
             "rho_adv_by_temperature",
-            baseline_line=lambda r: r["jsma_probs"]["rho_adv_percent"],
+            baseline_line=rho,
         ),
         "soft_labels_vs_temperature.png": _vs_temperature(
             results, paper, "Teacher's soft labels at T", "mean entropy (nats)",
@@ -211,18 +219,13 @@ def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
         "robust_vs_temperature.png": _vs_temperature(
             results, paper, "Paper's attack vs adaptive attacks", "attack success rate (%)",
             {
-                "JSMA on F (paper)": (lambda r: pct * r["jsma_probs"]["success_rate"], "b-o"),
-                "JSMA on Z (logits)":
-                    (lambda r: pct * r["adaptive"]["jsma_logits"]["success_rate"], "r-^"),
-                "JSMA on softmax(Z/T)":
-                    (lambda r: pct * r["adaptive"]["jsma_temperature"]["success_rate"], "y-s"),
-                "C&W L2": (lambda r: pct * r["adaptive"]["cw_l2"]["success_rate"], "m-v"),
-                "PGD Linf on Z/T (CE)":
-                    (lambda r: pct * (1 - r["adaptive"]["pgd_temperature"]["accuracy"]), "g-D"),
-                "PGD Linf margin on Z":
-                    (lambda r: pct * (1 - r["adaptive"]["pgd_margin"]["accuracy"]), "k-+"),
-                "transfer from baseline":
-                    (lambda r: pct * r["adaptive"]["transfer"]["success_rate"], "c-x"),
+                "JSMA on F (paper)": (success, "b-o"),
+                "JSMA on Z (logits)": (BY_KEY["jsma_logits_success_rate"].shown, "r-^"),
+                "JSMA on softmax(Z/T)": (BY_KEY["jsma_temperature_success_rate"].shown, "y-s"),
+                "C&W L2": (BY_KEY["cw_l2_success_rate"].shown, "m-v"),
+                "PGD Linf on Z/T (CE)": (_fooled_percent("pgd_temperature_accuracy"), "g-D"),
+                "PGD Linf margin on Z": (_fooled_percent("pgd_margin_accuracy"), "k-+"),
+                "transfer from baseline": (BY_KEY["transfer_success_rate"].shown, "c-x"),
             },
             None,
         ),

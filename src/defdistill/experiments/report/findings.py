@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
+from defdistill.experiments.report.columns import ACCURACY, SUCCESS, attack_value
 from defdistill.experiments.report.data import (
     PAPER_DATASET,
     adversarial,
@@ -19,6 +21,32 @@ from defdistill.experiments.report.data import (
     paper_entry,
     verdict,
 )
+from defdistill.names import AttackId, StatementKind
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One sentence of the report and what it is about (code selects by ``kind``, never by text)."""
+
+    kind: StatementKind
+    text: str
+
+
+# the statements the robustness section repeats beside its table
+ROBUSTNESS = frozenset({StatementKind.VERDICT, StatementKind.MASKING, StatementKind.ADAPTIVE,
+                        StatementKind.ROBUST_ACCURACY})  # fmt: skip
+
+
+def _success(row: dict, attack: AttackId) -> float | None:
+    return attack_value(row, attack, SUCCESS)
+
+
+def _accuracy(row: dict, attack: AttackId) -> float | None:
+    return attack_value(row, attack, ACCURACY)
+
+
+def _pct(value: float | None, spec: str = ".1f") -> str:
+    return fmt(None if value is None else 100 * value, spec, "%")
 
 
 def masking_detected(result: dict) -> bool:
@@ -29,105 +57,120 @@ def masking_detected(result: dict) -> bool:
     return bool(found and found["masking"])
 
 
-def findings(dataset: str, result: dict, profile: dict) -> list[str]:
+def findings(dataset: str, result: dict, profile: dict) -> list[Statement]:
     """Plain statements computed from the numbers (trends, masking, flagged models)."""
     rows = distilled(result["models"])
     base = baseline(result["models"])
-    out: list[str] = []
+    out: list[Statement] = []
     if not rows:
         return out
+
+    def say(kind: StatementKind, text: str) -> None:
+        out.append(Statement(kind, text))
+
     top = rows[-1]
-    b_succ, t_succ = base["jsma_probs"]["success_rate"], top["jsma_probs"]["success_rate"]
-    out.append(
+    say(StatementKind.PAPER_ATTACK,
         f"The paper's attack (JSMA on the deployed softmax F) succeeds on "
-        f"{100 * b_succ:.1f}% of attempts against the baseline and {100 * t_succ:.1f}% against "
-        f"the student distilled at T = {top['temperature']:g}."
-    )
-    z = top["adaptive"]["jsma_logits"]["success_rate"]
-    zt = top["adaptive"]["jsma_temperature"]["success_rate"]
-    cw = top["adaptive"]["cw_l2"]
-    pgd = top["adaptive"]["pgd_temperature"]["accuracy"]
-    margin = top["adaptive"]["pgd_margin"]["accuracy"]
+        f"{_pct(_success(base, AttackId.JSMA_F))} of attempts against the baseline and "
+        f"{_pct(_success(top, AttackId.JSMA_F))} against the student distilled at "
+        f"T = {top['temperature']:g}.")  # fmt: skip
+    z, zt = _pct(_success(top, AttackId.JSMA_Z)), _pct(_success(top, AttackId.JSMA_ZT))
+    cw_rate, cw_l2 = _pct(_success(top, AttackId.CW_L2)), attack_value(top, AttackId.CW_L2, "mean_l2")
+    on_zt = AttackId.PGD_CE_ZT if top["temperature"] != 1.0 else AttackId.PGD_CE_F  # Z/1 is F
+    pgd = _pct(_accuracy(top, on_zt))
+    margin = _pct(_accuracy(top, AttackId.PGD_MARGIN))
     top_verdict = verdict(top)
     if top_verdict is not None:
         # with several seeds the texts differ (numbers in them) while the decision agrees
         text = top_verdict.get("text") or ("apparent robustness is gradient masking, in every seed"
                                            if top_verdict["masking"] else
                                            "no sign of gradient masking, in every seed")  # fmt: skip
-        out.append(f"Masking checks on the T = {top['temperature']:g} student (the rule "
-                   f"`defdistill audit` applies): {text}.")  # fmt: skip
+        say(StatementKind.VERDICT, f"Masking checks on the T = {top['temperature']:g} student (the rule "
+                                   f"`defdistill audit` applies): {text}.")  # fmt: skip
     if masking_detected(result):
-        out.append(
+        say(StatementKind.MASKING,
             f"**This is gradient masking, not robustness.** The same JSMA on the logits Z "
-            f"succeeds on {100 * z:.1f}% of attempts and on softmax(Z/T) with the training "
-            f"temperature on {100 * zt:.1f}%; Carlini & Wagner L2 succeeds on "
-            f"{100 * cw['success_rate']:.1f}% (mean L2 {fmt(cw['mean_l2'], '.2f')}, baseline "
-            f"{fmt(base['adaptive']['cw_l2']['mean_l2'], '.2f')}); PGD L∞ leaves {100 * pgd:.1f}% "
+            f"succeeds on {z} of attempts and on softmax(Z/T) with the training "
+            f"temperature on {zt}; Carlini & Wagner L2 succeeds on "
+            f"{cw_rate} (mean L2 {fmt(cw_l2, '.2f')}, baseline "
+            f"{fmt(attack_value(base, AttackId.CW_L2, 'mean_l2'), '.2f')}); PGD L∞ leaves {pgd} "
             f"accuracy with cross-entropy on the logits divided by the training temperature and "
-            f"{100 * margin:.1f}% with the margin loss on the logits. Distillation "
+            f"{margin} with the margin loss on the logits. Distillation "
             "saturates the deployed softmax so that its gradient vanishes in float32; the "
-            "decision boundary is as close as before."
-        )
+            "decision boundary is as close as before.")  # fmt: skip
     else:
-        out.append(
+        say(StatementKind.ADAPTIVE,
             f"Adaptive attacks on the T = {top['temperature']:g} student: JSMA on Z "
-            f"{100 * z:.1f}%, JSMA on softmax(Z/T) {100 * zt:.1f}%, "
-            f"C&W L2 {100 * cw['success_rate']:.1f}%, PGD accuracy {100 * pgd:.1f}% (CE on Z/T) "
-            f"and {100 * margin:.1f}% (margin)."
-        )
+            f"{z}, JSMA on softmax(Z/T) {zt}, C&W L2 {cw_rate}, PGD accuracy {pgd} (CE on Z/T) "
+            f"and {margin} (margin).")  # fmt: skip
+    say(StatementKind.ROBUST_ACCURACY, _robust_sentence(top, base))
     logs = [r["gradients"]["median_log10"] for r in [base, *rows]]
     if logs[0] is not None and logs[-1] is not None:
-        out.append(
+        say(StatementKind.GRADIENTS,
             f"The median gradient amplitude of the deployed softmax falls from 10^{logs[0]:.1f} "
             f"(baseline) to 10^{logs[-1]:.1f} at T = {top['temperature']:g}, "
             f"{logs[0] - logs[-1]:.1f} orders of magnitude; in float32, the precision attacks "
             f"compute in, {100 * top['gradients']['zero_fraction']:.0f}% of its samples have "
-            "an exactly zero Jacobian."
-        )
+            "an exactly zero Jacobian.")  # fmt: skip
     soft = [(r["temperature"], (r["soft_labels"] or {}).get("mean_entropy")) for r in rows]
     soft = [(t, e) for t, e in soft if e is not None]
     if len(soft) > 1:
         rising = all(b > a for (_, a), (_, b) in itertools.pairwise(soft))
-        out.append(
+        say(StatementKind.SOFT_LABELS,
             "The teacher's soft labels at T carry "
             + ", ".join(f"{e:.3f}" for _, e in soft)
             + f" nats of entropy at T = {', '.join(f'{t:g}' for t, _ in soft)}"
             + (": softer labels as T rises, the mechanism the paper describes."
-               if rising else ": not monotonic in T in this run.")
-        )  # fmt: skip
+               if rising else ": not monotonic in T in this run."))  # fmt: skip
     copies = [r["scaled_copy"] for r in rows if r.get("scaled_copy")]
     if copies:
         worst = min(copies, key=lambda c: c["relative_residual"])
-        out.append(
+        say(StatementKind.SCALED_COPY,
             "No two students are scaled copies of each other: the closest pair's centred logits "
             f"differ from the best scalar multiple by {worst['relative_residual']:.3f} of their "
             "norm (0 would mean one network with logits ×T)."
             if worst["relative_residual"] > 0.01 else
             f"**Two students are (nearly) scaled copies** (relative residual "
-            f"{worst['relative_residual']:.2g}): the sweep did not measure what T does."
-        )  # fmt: skip
-    out += [positive_control(row, top) for row in adversarial(result["models"])]
+            f"{worst['relative_residual']:.2g}): the sweep did not measure what T does.")  # fmt: skip
+    for row in adversarial(result["models"]):
+        say(StatementKind.POSITIVE_CONTROL, positive_control(row, top))
     drop = profile.get("max_accuracy_drop", 1.5)
     flagged = [r["name"] for r in rows if r["accuracy_variation_pp"] < -drop]
     if flagged:
-        out.append(f"Accuracy more than {drop} pp below the baseline: {', '.join(flagged)}.")
+        say(StatementKind.ACCURACY, f"Accuracy more than {drop} pp below the baseline: {', '.join(flagged)}.")
     else:
-        out.append(f"Every distilled model is within {drop} pp of the baseline's accuracy.")
+        say(StatementKind.ACCURACY, f"Every distilled model is within {drop} pp of the baseline's accuracy.")
     return out
+
+
+def _robust_text(row: dict) -> str:
+    """``a% [low, high] of n images (b% of the m correctly classified)`` for a model's row."""
+    robust = row.get("robust_accuracy") or {}
+    u, c = robust.get("unconditional_interval") or {}, robust.get("conditional_interval") or {}
+    if u.get("rate") is None:
+        return "–"
+    return (f"{100 * u['rate']:.1f}% [{100 * u['low']:.0f}, {100 * u['high']:.0f}] of {u['n']} images "
+            f"({_pct(c.get('rate'))} of the {c.get('n')} correctly classified)")  # fmt: skip
+
+
+def _robust_sentence(top: dict, base: dict) -> str:
+    """Robust accuracy (AutoAttack's convention) of the hottest student and of the baseline."""
+    attacks = ", ".join((top.get("robust_accuracy") or {}).get("attacks") or [])
+    return (f"Robust accuracy at the primary L∞ budget, per image (correctly classified and fooled by "
+            f"none of {attacks}; a clean error counts as a failure): T = {top['temperature']:g} student "
+            f"{_robust_text(top)}; baseline {_robust_text(base)}. The reproduction's attacks (no APGD, "
+            "no Square) bound it from above; `defdistill audit` adds them.")  # fmt: skip
 
 
 def positive_control(row: dict, top: dict) -> str:
     """The adversarially trained model beside the hottest student: resisting vs masking."""
-    attacks = row["adaptive"]
-    worst = min(attacks[k]["accuracy"] for k in ("pgd_plain", "pgd_temperature", "pgd_margin"))
     found = verdict(row)
     decided = "–" if found is None else ("masking" if found["masking"] else "no sign of masking")
-    top_worst = min(top["adaptive"][k]["accuracy"] for k in ("pgd_plain", "pgd_temperature", "pgd_margin"))
     return (
         f"The positive control, `{row['name']}` (adversarially trained, clean accuracy "
-        f"{100 * row['test_accuracy']:.2f}%), keeps {100 * worst:.1f}% accuracy under the strongest "
-        f"PGD L∞ of the table (verdict: {decided}), where the T = {top['temperature']:g} student "
-        f"keeps {100 * top_worst:.1f}%: adversarial training resists, distillation masks. "
+        f"{100 * row['test_accuracy']:.2f}%), has a robust accuracy of {_robust_text(row)} under the "
+        f"attacks of the table (verdict: {decided}), where the T = {top['temperature']:g} student "
+        f"has {_robust_text(top)}: adversarial training resists, distillation masks. "
         "`defdistill audit` measures it with APGD and Square too."
     )
 
@@ -160,9 +203,9 @@ def comparison(results: dict, paper: dict) -> list[str]:
     for name, result in swept.items():
         base = baseline(result["models"])
         hot = next(r for r in distilled(result["models"]) if r["temperature"] == t)
-        succ = [100 * r["jsma_probs"]["success_rate"] for r in (base, hot)]
-        rho = [r["jsma_probs"]["rho_adv_percent"] for r in (base, hot)]
-        censored = bool(hot["jsma_probs"]["samples_without_success"])
+        succ = [100 * _success(r, AttackId.JSMA_F) for r in (base, hot)]
+        rho = [attack_value(r, AttackId.JSMA_F, "rho_adv_percent") for r in (base, hot)]
+        censored = bool(attack_value(hot, AttackId.JSMA_F, "samples_without_success"))
         factors[name] = (_change(*rho), censored)
         p_succ = paper_entry(paper, name, "success_rate_by_temperature").get("values") or {}
         p_rho = paper_entry(paper, name, "rho_adv_by_temperature").get("values") or {}
@@ -254,18 +297,15 @@ def _unmasked(title: str, result: dict) -> str:
         return (f"On {title}, the seeds disagree on whether the T = {top['temperature']:g} student "
                 "masks gradients: read each seed's masking checks in `results.json` before "
                 "concluding.")  # fmt: skip
-    pgd = [min(r["adaptive"][k]["accuracy"] for k in ("pgd_temperature", "pgd_margin"))
-           for r in (base, top)]  # fmt: skip
-    cw = [r["adaptive"]["cw_l2"]["mean_l2"] for r in (base, top)]
+    cw = [attack_value(r, AttackId.CW_L2, "mean_l2") for r in (base, top)]
     drop = top["accuracy_variation_pp"]
     return (
         f"On {title}, no masking check fires on the T = {top['temperature']:g} student: "
         f"{100 * top['gradients']['zero_fraction']:.0f}% of its softmax Jacobians are exactly "
         "zero, and the paper's attack still succeeds on "
-        f"{100 * top['jsma_probs']['success_rate']:.1f}% of attempts (baseline "
-        f"{100 * base['jsma_probs']['success_rate']:.1f}%). Under the strongest PGD it keeps "
-        f"{100 * pgd[1]:.1f}% accuracy (baseline {100 * pgd[0]:.1f}%; "
-        f"{top['adaptive']['pgd_margin']['samples']} images) and C&W needs a mean L2 of "
+        f"{_pct(_success(top, AttackId.JSMA_F))} of attempts (baseline "
+        f"{_pct(_success(base, AttackId.JSMA_F))}). Its robust accuracy under the table's attacks is "
+        f"{_robust_text(top)} (baseline {_robust_text(base)}) and C&W needs a mean L2 of "
         f"{fmt(cw[1], '.2f')} (baseline {fmt(cw[0], '.2f')}), at a clean accuracy "
         f"{abs(drop):.1f} pp {'below' if drop < 0 else 'above'} the baseline's. That is an upper "
         "bound on its robust accuracy from PGD and C&W alone: `defdistill audit` adds APGD and "
@@ -297,7 +337,7 @@ def differences(dataset: str, result: dict) -> list[str]:
         "models, not between samples."
     )
     features = math.prod(signature["input_shape"])
-    cap = max(r["jsma_probs"]["rho_adv_censored_at_percent"] for r in result["models"])
+    cap = max(attack_value(r, AttackId.JSMA_F, "rho_adv_censored_at_percent") for r in result["models"])
     mnist_note = (" The paper's MNIST value at T = 100 (14.08 % with 0.45 % success) lies just "
                   "below that cap, as this convention gives." if dataset == "mnist" else "")  # fmt: skip
     notes.append(

@@ -9,55 +9,20 @@ import io
 from pathlib import Path
 from typing import Any
 
+from defdistill.experiments.report.columns import COLUMNS
 from defdistill.experiments.report.data import dataset_title, paper_values
 from defdistill.experiments.report.figures import make_figures
-from defdistill.experiments.report.findings import comparison, conclusion, differences, findings
+from defdistill.experiments.report.findings import ROBUSTNESS, comparison, conclusion, differences, findings
 from defdistill.experiments.report.tables import robustness_table, summary_table, temperature_table
 from defdistill.experiments.results import SCHEMA_VERSION, mean_std, seed_runs, seeds_of
 from defdistill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-CSV_COLUMNS = [
-    "dataset", "seed", "name", "temperature", "test_accuracy", "accuracy_variation_pp",
-    "teacher_accuracy", "soft_label_mean_max_probability", "soft_label_mean_entropy",
-    "mean_max_logit", "mean_max_probability", "saturated_fraction",
-    "jsma_probs_success_rate", "jsma_probs_mean_l0_percent", "rho_adv_percent",
-    "rho_adv_censored_samples", "gradient_median_log10", "gradient_float32_zero_fraction",
-    "jsma_logits_success_rate", "jsma_temperature_success_rate",
-    "pgd_temperature_accuracy", "pgd_plain_accuracy", "pgd_margin_accuracy",
-    "cw_l2_success_rate", "cw_l2_mean", "transfer_success_rate",
-]  # fmt: skip
+_CSV_IDS = ("dataset", "seed", "name", "temperature")
+CSV_COLUMNS = [*_CSV_IDS[:3], *(c.key for c in COLUMNS)]
 
 
 def _flat(dataset: str, seed: int, row: dict[str, Any]) -> dict[str, Any]:
-    jsma, grads, adaptive = row["jsma_probs"], row["gradients"], row["adaptive"]
-    return {
-        "dataset": dataset,
-        "seed": seed,
-        "name": row["name"],
-        "temperature": row["temperature"],
-        "test_accuracy": row["test_accuracy"],
-        "accuracy_variation_pp": row["accuracy_variation_pp"],
-        "teacher_accuracy": row["teacher_accuracy"],
-        "soft_label_mean_max_probability": (row["soft_labels"] or {}).get("mean_max_probability"),
-        "soft_label_mean_entropy": (row["soft_labels"] or {}).get("mean_entropy"),
-        "mean_max_logit": row["mean_max_logit"],
-        "mean_max_probability": row["mean_max_probability"],
-        "saturated_fraction": row["saturated_fraction"],
-        "jsma_probs_success_rate": jsma["success_rate"],
-        "jsma_probs_mean_l0_percent": jsma["mean_l0_percent"],
-        "rho_adv_percent": jsma["rho_adv_percent"],
-        "rho_adv_censored_samples": jsma["samples_without_success"],
-        "gradient_median_log10": grads["median_log10"],
-        "gradient_float32_zero_fraction": grads["zero_fraction"],
-        "jsma_logits_success_rate": adaptive["jsma_logits"]["success_rate"],
-        "jsma_temperature_success_rate": adaptive["jsma_temperature"]["success_rate"],
-        "pgd_temperature_accuracy": adaptive["pgd_temperature"]["accuracy"],
-        "pgd_plain_accuracy": adaptive["pgd_plain"]["accuracy"],
-        "pgd_margin_accuracy": adaptive["pgd_margin"]["accuracy"],
-        "cw_l2_success_rate": adaptive["cw_l2"]["success_rate"],
-        "cw_l2_mean": adaptive["cw_l2"]["mean_l2"],
-        "transfer_success_rate": adaptive["transfer"]["success_rate"],
-    }
+    return {"dataset": dataset, "seed": seed, "name": row["name"], **{c.key: c.get(row) for c in COLUMNS}}
 
 
 def write_csv(path: Path, results: dict[str, dict[str, Any]]) -> None:
@@ -77,9 +42,6 @@ def write_csv(path: Path, results: dict[str, dict[str, Any]]) -> None:
                            "temperature": row["temperature"]}  # fmt: skip
                     writer.writerow({**ids, **{c: v[i] for c, v in stats.items()}})
     atomic_write_text(path, buffer.getvalue())
-
-
-_CSV_IDS = ("dataset", "seed", "name", "temperature")
 
 
 def write_report(out: str | Path, results: dict[str, dict[str, Any]]) -> dict[str, Path]:
@@ -138,7 +100,7 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
             "",
             *summary_table(dataset, result, paper),
             "",
-            *[f"- {f}" for f in findings(dataset, result, cfg["profile"])],
+            *[f"- {f.text}" for f in findings(dataset, result, cfg["profile"])],
             "",
             "What the temperature does (teacher trained at T, its soft labels at T, the student "
             "trained on them at T and deployed at T = 1; the last column is the check that no "
@@ -166,9 +128,8 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
     lines += ["## Is defensive distillation robust?", ""]
     for dataset, result in results.items():
         lines += [f"### {dataset_title(dataset)}", "", *robustness_table(result), ""]
-        verdicts = ("Masking checks", "**This is", "Adaptive attacks")
-        lines += [f"- {f}" for f in findings(dataset, result, result["config"]["profile"])
-                  if f.startswith(verdicts)]  # fmt: skip
+        lines += [f"- {f.text}" for f in findings(dataset, result, result["config"]["profile"])
+                  if f.kind in ROBUSTNESS]  # fmt: skip
         lines.append("")
     lines += conclusion(results)
     lines += [

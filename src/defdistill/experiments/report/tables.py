@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from defdistill.experiments.report.columns import BY_KEY, Column, columns
 from defdistill.experiments.report.data import adversarial, fmt, in_order, paper_entry, stat, verdict
 
 
@@ -19,6 +20,15 @@ def _cell(result: dict, name: str, get: Any, spec: str, suffix: str = "") -> str
     return f"{fmt(mean, spec)} ± {fmt(std, spec.lstrip('+'))}{suffix}"
 
 
+def _column_cell(result: dict, name: str, column: Column) -> str:
+    return _cell(result, name, column.shown, column.spec, column.suffix)
+
+
+def _value(key: str) -> Any:
+    """The table value (scaled) of column ``key``, as a getter over rows."""
+    return BY_KEY[key].shown
+
+
 def _paper_value(paper: dict, dataset: str, key: str, temperature: float | None) -> str:
     entry = paper_entry(paper, dataset, key)
     values = entry.get("values") or {}
@@ -31,8 +41,8 @@ def _paper_value(paper: dict, dataset: str, key: str, temperature: float | None)
 
 def _rho_cell(result: dict, name: str) -> str:
     """``rho_adv`` with ``≥`` when never-broken samples were censored at the attack's cap."""
-    censored, _ = stat(result, name, lambda r: r["jsma_probs"]["samples_without_success"])
-    cell = _cell(result, name, lambda r: r["jsma_probs"]["rho_adv_percent"], ".2f")
+    censored, _ = stat(result, name, _value("rho_adv_censored_samples"))
+    cell = _column_cell(result, name, BY_KEY["rho_adv_percent"])
     return f"≥ {cell}" if censored else cell
 
 
@@ -47,18 +57,18 @@ def summary_table(dataset: str, result: dict, paper: dict) -> list[str]:
         t, name = row["temperature"], row["name"]
         lines.append(
             f"| {name} | {fmt(t, 'g') if t else '1 (none)'} "
-            f"| {_cell(result, name, lambda r: _pct(r['test_accuracy']), '.2f')} "
-            f"({_cell(result, name, lambda r: r['accuracy_variation_pp'], '+.2f')}) "
+            f"| {_column_cell(result, name, BY_KEY['test_accuracy'])} "
+            f"({_column_cell(result, name, BY_KEY['accuracy_variation_pp'])}) "
             f"| {_paper_value(paper, dataset, 'accuracy_variation_by_temperature', t)} "
-            f"| {_cell(result, name, lambda r: _pct(r['jsma_probs']['success_rate']), '.1f')} "
+            f"| {_column_cell(result, name, BY_KEY['jsma_probs_success_rate'])} "
             f"| {_paper_value(paper, dataset, 'success_rate_by_temperature', t)} "
             f"| {_rho_cell(result, name)} "
-            f"| {_cell(result, name, lambda r: r['jsma_probs']['samples_without_success'], '.0f')}"
-            f"/{_cell(result, name, lambda r: r['jsma_probs']['samples'], '.0f')} "
+            f"| {_column_cell(result, name, BY_KEY['rho_adv_censored_samples'])}"
+            f"/{_column_cell(result, name, BY_KEY['jsma_samples'])} "
             f"| {_paper_value(paper, dataset, 'rho_adv_by_temperature', t)} "
-            f"| {_cell(result, name, lambda r: r['gradients']['median_log10'], '.1f')} "
-            f"| {_cell(result, name, lambda r: _pct(r['gradients']['zero_fraction']), '.0f', '%')} "
-            f"| {_cell(result, name, lambda r: _pct(r['saturated_fraction']), '.0f', '%')} |"
+            + "".join(f"| {_column_cell(result, name, c)} " for c in columns(
+                "gradient_median_log10", "gradient_float32_zero_fraction", "saturated_fraction"))
+            + "|"
         )
     return lines
 
@@ -100,35 +110,46 @@ def temperature_table(result: dict) -> list[str]:
     return lines
 
 
+ROBUSTNESS_COLUMNS = columns(
+    "jsma_probs_success_rate", "jsma_logits_success_rate", "jsma_temperature_success_rate",
+    "pgd_temperature_accuracy", "pgd_plain_accuracy", "pgd_margin_accuracy",
+)
+
+
+def _robust_cell(result: dict, name: str, which: str) -> str:
+    """Robust accuracy with its 95 % interval (one seed) or its spread (several)."""
+    key = "robust_accuracy" if which == "unconditional" else "robust_accuracy_conditional"
+    cell = _column_cell(result, name, BY_KEY[key])
+    low, _ = stat(result, name, _value(f"{key}_low"))
+    high, spread = stat(result, name, _value(f"{key}_high"))
+    if spread is not None or low is None or high is None:
+        return cell
+    return f"{cell} [{low:.0f}, {high:.0f}]"
+
+
 def robustness_table(result: dict) -> list[str]:
+    """Each attack's rate per model, and the robust accuracy: per image, no attack at the
+    primary budget fooled it; unconditional (a clean error counts as a failure) and on the
+    correctly classified images."""
     lines = [
-        "| model | T | JSMA on F % | JSMA on Z % | JSMA on softmax(Z/T) % | PGD L∞ CE on Z/T: acc % "
-        "| PGD L∞ CE on F: acc % | PGD L∞ margin: acc % | C&W L2 success % (mean L2) "
-        "| transfer success % | masking checks |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | T | " + " | ".join(c.header for c in ROBUSTNESS_COLUMNS)
+        + " | C&W L2 success % (mean L2) | transfer success % | robust acc. % [95% CI] "
+        "| on clean-correct % [95% CI] | masking checks |",
+        "|---|---|" + "---|" * (len(ROBUSTNESS_COLUMNS) + 5),
     ]
     for row in [*in_order(result["models"]), *adversarial(result["models"])]:
         name = row["name"]
-        cells = [_cell(result, name, get, ".1f") for get in _ROBUSTNESS_COLUMNS]
-        mean_l2 = _cell(result, name, lambda r: r["adaptive"]["cw_l2"]["mean_l2"], ".2f")
-        transfer = _cell(result, name, lambda r: _pct(r["adaptive"]["transfer"]["success_rate"]), ".1f")
+        cells = [_column_cell(result, name, c) for c in ROBUSTNESS_COLUMNS]
+        cw = _column_cell(result, name, BY_KEY["cw_l2_success_rate"])
+        mean_l2 = _column_cell(result, name, BY_KEY["cw_l2_mean"])
+        transfer = _column_cell(result, name, BY_KEY["transfer_success_rate"])
         lines.append(
             f"| {name} | {fmt(row['temperature'], 'g') if row['temperature'] else '–'} "
-            f"| {' | '.join(cells[:6])} | {cells[6]} ({mean_l2}) "
-            f"| {transfer if name != 'baseline' else '–'} | {_verdict_cell(row)} |"
+            f"| {' | '.join(cells)} | {cw} ({mean_l2}) | {transfer} "
+            f"| {_robust_cell(result, name, 'unconditional')} | {_robust_cell(result, name, 'conditional')} "
+            f"| {_verdict_cell(row)} |"
         )
     return lines
-
-
-_ROBUSTNESS_COLUMNS = (
-    lambda r: _pct(r["jsma_probs"]["success_rate"]),
-    lambda r: _pct(r["adaptive"]["jsma_logits"]["success_rate"]),
-    lambda r: _pct(r["adaptive"]["jsma_temperature"]["success_rate"]),
-    lambda r: _pct(r["adaptive"]["pgd_temperature"]["accuracy"]),
-    lambda r: _pct(r["adaptive"]["pgd_plain"]["accuracy"]),
-    lambda r: _pct(r["adaptive"]["pgd_margin"]["accuracy"]),
-    lambda r: _pct(r["adaptive"]["cw_l2"]["success_rate"]),
-)
 
 
 def _verdict_cell(row: dict) -> str:

@@ -1,0 +1,104 @@
+"""The battery: per-image outcomes, the union that makes robust accuracy, and the evidence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from defdistill.evaluation.battery import AttackSpec, BatteryResult, Outcome, run_battery
+from defdistill.evaluation.threats import ThreatModel
+from defdistill.names import AttackId, Norm
+
+PRIMARY = ThreatModel(Norm.LINF, 0.3)
+
+
+class FirstPixel(nn.Module):
+    """Predicts class ``round(x[0])``: which images are correct is set by hand."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = x.flatten(1)[:, :1]
+        return torch.cat([1 - first, first], dim=1) * 10
+
+
+def fooling(images: list[int]):
+    """An attack that fools exactly the attacked images at the given positions."""
+
+    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Outcome:
+        fooled = torch.zeros(len(x), dtype=torch.bool)
+        fooled[images] = True
+        return Outcome(fooled, int(fooled.sum()), len(x))
+
+    return run
+
+
+@pytest.fixture
+def drawn() -> tuple[torch.Tensor, torch.Tensor]:
+    # 8 drawn images; the model gets images 2 and 5 wrong, so 6 are attacked
+    x = torch.zeros(8, 1, 2, 2)
+    y = torch.zeros(8, dtype=torch.long)
+    x[[2, 5], 0, 0, 0] = 1.0
+    return x, y
+
+
+def test_robust_accuracy_is_the_union_per_image_below_every_attack(drawn):
+    x, y = drawn
+    specs = [
+        AttackSpec(AttackId.PGD_CE_F, "A", fooling([0, 1]), PRIMARY, worst_case=True),
+        AttackSpec(AttackId.PGD_MARGIN, "B", fooling([1, 4]), PRIMARY, worst_case=True),
+        AttackSpec(AttackId.SQUARE, "C", fooling([5]), PRIMARY, gradient=False, worst_case=True),
+        AttackSpec(AttackId.APGD_CE_L2, "D", fooling([0, 1, 2, 3, 4, 5]), ThreatModel(Norm.L2, 2.0)),
+    ]
+    result = run_battery(FirstPixel(), specs, x, y)
+    assert result.clean.tolist() == [True, True, False, True, True, False, True, True]
+    accuracies = [result[a].accuracy.rate for a in (AttackId.PGD_CE_F, AttackId.PGD_MARGIN, AttackId.SQUARE)]
+    assert accuracies == [4 / 6, 4 / 6, 5 / 6]
+    # fooled by A, B or C: attacked images 0, 1, 4, 5 -> 2 of 6 survive; D is not at the primary budget
+    conditional = result.robust_accuracy_conditional()
+    assert (conditional.k, conditional.n) == (2, 6)
+    assert conditional.rate < min(accuracies)  # strictly: the attacks fool different images
+    # unconditional: the clean errors count as failures, over the 8 drawn images
+    unconditional = result.robust_accuracy()
+    assert (unconditional.k, unconditional.n) == (2, 8)
+    # attacked positions 0..5 are drawn images 0, 1, 3, 4, 6, 7: drawn 3 and 4 survive
+    assert result.robust().tolist() == [False, False, False, True, True, False, False, False]
+    assert result.robust_accuracy_dict()["attacks"] == ["pgd-ce-f", "pgd-margin", "square"]
+
+
+def test_evidence_comes_from_the_attack_ids(drawn):
+    x, y = drawn
+    specs = [
+        AttackSpec(AttackId.PGD_CE_F, "A", fooling([0]), PRIMARY, worst_case=True),
+        AttackSpec(AttackId.PGD_MARGIN, "B", fooling([0, 1, 2]), PRIMARY, worst_case=True),
+        AttackSpec(AttackId.SQUARE, "C", fooling([0, 1, 2, 3, 4]), PRIMARY, gradient=False, worst_case=True),
+    ]
+    evidence = run_battery(FirstPixel(), specs, x, y).evidence(saturated_fraction=0.5)
+    assert evidence.pgd_f == pytest.approx(1 / 6) and evidence.pgd_margin == pytest.approx(3 / 6)
+    assert evidence.gradient == pytest.approx(3 / 6)  # the best gradient attack, Square excluded
+    assert evidence.gradient_free == pytest.approx(5 / 6)
+    assert evidence.jsma_f is None and evidence.transfer is None  # not run: their checks are skipped
+    assert evidence.robust_accuracy == pytest.approx(1 / 8)
+    assert evidence.robust_accuracy_conditional == pytest.approx(1 / 6)
+    assert evidence.saturated_fraction == 0.5
+
+
+def test_samples_limit_an_attack_to_the_first_correct_images_and_the_json_round_trips(drawn):
+    x, y = drawn
+    specs = [AttackSpec(AttackId.JSMA_F, "J", fooling([1]), samples=3),
+             AttackSpec(AttackId.PGD_CE_F, "A", fooling([2]), PRIMARY, worst_case=True)]  # fmt: skip
+    result = run_battery(FirstPixel(), specs, x, y)
+    assert len(result[AttackId.JSMA_F].fooled) == 3 and result[AttackId.JSMA_F].success.n == 3
+    written = result.to_dict()
+    assert written["attacks"]["jsma-f"]["fooled_images"] == [1]
+    assert written["attacks"]["pgd-ce-f"]["accuracy_interval"]["k"] == 5
+    again = BatteryResult.from_dict(written)
+    assert again.to_dict() == {**written}
+    assert again.robust_accuracy() == result.robust_accuracy()
+
+
+def test_worst_case_attacks_must_share_their_images(drawn):
+    x, y = drawn
+    specs = [AttackSpec(AttackId.PGD_CE_F, "A", fooling([0]), PRIMARY, worst_case=True, samples=2),
+             AttackSpec(AttackId.PGD_MARGIN, "B", fooling([0]), PRIMARY, worst_case=True)]  # fmt: skip
+    with pytest.raises(ValueError, match="same images"):
+        run_battery(FirstPixel(), specs, x, y).robust_accuracy()
