@@ -100,8 +100,7 @@ def test_a_run_that_wrote_nothing_leaves_no_directory(tmp_path):
 
 def test_remove_temporaries_takes_only_interrupted_writes(tmp_path):
     (tmp_path / "sub").mkdir()
-    leftovers = [tmp_path / ".defdistill-0123456789abcdef.partial",
-                 tmp_path / "sub" / ".defdistill-fedcba9876543210.partial"]  # fmt: skip
+    leftovers = [tmp_path / ".defdistill-k2j3_x9a.partial", tmp_path / "sub" / ".defdistill-abc12345.partial"]
     kept = [tmp_path / "results.json", tmp_path / "notes.tmp", tmp_path / ".hidden.tmp",
             tmp_path / ".draft.md.tmp", tmp_path / ".results.json.k2j3_x.tmp",
             tmp_path / ".defdistill-0123.partial", tmp_path / "sub" / "x.json"]  # fmt: skip

@@ -3,7 +3,7 @@
 A write goes to a temporary file in the same directory, is fsynced, then renamed: a
 reader never sees a half-written file, and a crash (even ``kill -9``) leaves either the
 old file or the new one, plus at most a temporary named by :data:`TEMPORARY` (a fixed
-prefix, 16 random hex digits, a fixed suffix: short whatever the target's name, and a
+prefix, 8 random characters, a fixed suffix: short whatever the target's name, and a
 pattern no user file has) that :func:`remove_temporaries` sweeps away. Files get the mode
 the umask gives (``0644`` under ``umask 022``), as ``open`` would. Write errors (full
 disk, read-only directory) raise :class:`OutputError` naming the path; the previous file
@@ -29,15 +29,17 @@ import json
 import math
 import os
 import re
-import secrets
 import stat
+import tempfile
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 LOCK_FILE = ".defdistill.lock"
-TEMPORARY = re.compile(r"\.defdistill-[0-9a-f]{16}\.partial")  # the writer's temporaries, nothing else
+TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".defdistill-", ".partial"
+# the writer's temporaries (mkstemp's 8 random characters between), and nothing else
+TEMPORARY = re.compile(rf"{re.escape(TEMPORARY_PREFIX)}[a-z0-9_]{{8}}{re.escape(TEMPORARY_SUFFIX)}")
 MAX_JSON_BYTES = 16 * 2**20  # results.json of a paper run is about 100 kB
 MAX_LOCK_BYTES = 32
 
@@ -86,18 +88,11 @@ def _stage(path: Path, data: bytes) -> str:
     """Write ``data`` to a fsynced temporary file beside ``path``; return its name."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            tmp = str(path.parent / f".defdistill-{secrets.token_hex(8)}.partial")
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             _file_mode())  # fmt: skip
-                break
-            except FileExistsError:  # 2^-64 per try
-                continue
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX)
     except OSError as err:
         raise _error(path, err, "choose a writable location") from err
     try:
-        os.fchmod(fd, _file_mode())  # the mode open() would give, whatever the directory's defaults
+        os.fchmod(fd, _file_mode())  # mkstemp creates 0600 whatever the umask
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
