@@ -298,7 +298,7 @@ def load_factory_model(factory: str, weights: str | Path, device: str | torch.de
                               "model's state_dict", "weights")  # fmt: skip
     try:
         model.load_state_dict(read_weights(path, model), strict=True)
-    except (RuntimeError, ValueError) as err:
-        detail = " ".join(str(err).split())[:200]
+    except (CheckpointError, RuntimeError, ValueError) as err:
+        detail = " ".join(str(err).removeprefix(f"{path}: ").split())[:200]
         raise CheckpointError(f"{path}: does not hold {factory}'s weights ({detail})", "weights") from err
     return model.to(device).eval()
