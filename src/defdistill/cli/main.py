@@ -19,8 +19,8 @@ import logging
 import os
 import signal
 import sys
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from defdistill.cli import attack, audit, download, evaluate, models, reproduce, train
 from defdistill.cli.options import Parser, UsageError, flag, printable
@@ -65,7 +65,8 @@ def build_parser() -> Parser:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """The first Ctrl-C interrupts; those after it are ignored while the run cleans up."""
+    """The first Ctrl-C interrupts; those after it are ignored while the run cleans up and
+    the interpreter exits (a second press would otherwise interrupt the clean-up itself)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
 
@@ -78,13 +79,32 @@ def _detach_stdout() -> None:
         os.close(devnull)
 
 
-def _stdout_failed() -> bool:
-    """Whether stdout cannot be written (flushing it fails now)."""
-    try:
-        sys.stdout.flush()
-    except OSError:
-        return True
-    return False
+class StdoutError(OSError):
+    """Standard output cannot be written (a full device, an I/O error)."""
+
+
+class _GuardedStdout:
+    """``sys.stdout`` whose write errors are :class:`StdoutError`, told apart from file errors."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def _guard(self, action: Callable[[], object]) -> object:
+        try:
+            return action()
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise StdoutError(err.errno, err.strerror) from err
+
+    def write(self, text: str) -> object:
+        return self._guard(lambda: self._stream.write(text))
+
+    def flush(self) -> object:
+        return self._guard(self._stream.flush)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -99,8 +119,7 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _interrupt) if on_main_thread else None
+    stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)  # type: ignore[assignment]
     try:
         return _run(argv)
     except KeyboardInterrupt:
@@ -109,23 +128,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _detach_stdout()
         return BROKEN_PIPE
+    except StdoutError as err:
+        print(f"defdistill: error: cannot write to standard output ({err.strerror})", file=sys.stderr)
+        sys.stdout = stdout
+        _detach_stdout()
+        return STDOUT_FAILED
     except MemoryError:
         print("defdistill: error: out of memory; use fewer samples (--limit-test, --samples) or a "
               "machine with more memory", file=sys.stderr)  # fmt: skip
         return USER_ERROR
     except Exception as err:
-        if isinstance(err, OSError) and _stdout_failed():
-            print(f"defdistill: error: cannot write to standard output ({err.strerror or err})",
-                  file=sys.stderr)  # fmt: skip
-            _detach_stdout()
-            return STDOUT_FAILED
         if not isinstance(err, user_errors()):
             raise
         print(f"defdistill: error: {describe(err)}", file=sys.stderr)
         return USER_ERROR
     finally:
-        if on_main_thread:
-            signal.signal(signal.SIGINT, previous)
+        sys.stdout = stdout
 
 
 def entry() -> None:
@@ -135,11 +153,22 @@ def entry() -> None:
     every object torch created, about 0.4 s of each command's wall time (measured on
     ``defdistill attack``; benchmarks/RESULTS.md).
     """
+    signal.signal(signal.SIGINT, _interrupt)  # for the process's whole life, exit included
     try:
         code = main()
+    except KeyboardInterrupt:  # pressed before main's handler was reached
+        print("defdistill: interrupted", file=sys.stderr)
+        code = INTERRUPTED
     except SystemExit as stop:  # argparse: --help, or a usage error
         code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else USER_ERROR
-        if _stdout_failed():
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            code = BROKEN_PIPE
+            _detach_stdout()
+        except OSError as err:
+            print(f"defdistill: error: cannot write to standard output ({err.strerror})", file=sys.stderr)
+            code = STDOUT_FAILED
             _detach_stdout()
     gc.freeze()
     sys.exit(code)
