@@ -40,7 +40,7 @@ class Case:
     after: Callable[[Path], bool] = field(default=lambda tmp: True)
 
 
-def run_case(case: Case, tmp: Path, capsys) -> None:
+def run_case(case: Case, tmp: Path, capsys, name: str = "") -> None:
     argv = case.build(tmp)
     before = snapshot(*(tmp / k for k in case.kept))
     kept_files = {k: (tmp / k).read_bytes() for k in case.kept if (tmp / k).is_file()}
@@ -52,6 +52,10 @@ def run_case(case: Case, tmp: Path, capsys) -> None:
     assert snapshot(*(tmp / k for k in case.kept)) == before
     assert {k: (tmp / k).read_bytes() for k in kept_files} == kept_files
     assert case.after(tmp)
+    if os.environ.get("RELIABILITY_TABLE"):  # the rows of docs/reliability.md
+        with open(os.environ["RELIABILITY_TABLE"], "a") as table:
+            shown = (lines[-1] if lines else "").replace(str(tmp), "T").replace("|", "\\|")
+            table.write(f"| {name} | {code} | `{shown}` |\n")
 
 
 def model_dir(tmp: Path, name: str = "m", **meta) -> Path:
@@ -110,7 +114,7 @@ OWN_FILES = {
 
 @pytest.mark.parametrize("case", sorted(OWN_FILES))
 def test_only_our_own_files_are_touched(tmp_path, capsys, synthetic_cli, case):
-    run_case(OWN_FILES[case], tmp_path, capsys)
+    run_case(OWN_FILES[case], tmp_path, capsys, case)
 
 
 def test_the_sweep_never_enters_a_directory_another_run_holds(tmp_path, capsys, synthetic_cli):
@@ -181,7 +185,7 @@ BOUNDED = {
 
 @pytest.mark.parametrize("case", sorted(BOUNDED))
 def test_every_file_is_read_within_a_cap(tmp_path, capsys, case):
-    run_case(BOUNDED[case], tmp_path, capsys)
+    run_case(BOUNDED[case], tmp_path, capsys, case)
 
 
 # ---------------------------------------------------------------- 4. no traceback, right exit code
@@ -223,7 +227,7 @@ NO_TRACEBACK = {
 def test_hostile_numbers_and_user_code_are_one_line(tmp_path, capsys, monkeypatch, cached_mnist, case):
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    run_case(NO_TRACEBACK[case], tmp_path, capsys)
+    run_case(NO_TRACEBACK[case], tmp_path, capsys, case)
 
 
 # ---------------------------------------------------------------- 5. outputs checked first
@@ -272,7 +276,7 @@ def test_outputs_are_checked_before_the_work(tmp_path, capsys, monkeypatch, cach
     if OUTPUTS[case].code == 2:  # refused before any data is loaded or attack built
         monkeypatch.setattr(options, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
         monkeypatch.setattr(attack_command, "build_attack", lambda *a, **k: pytest.fail("attack built"))
-    run_case(OUTPUTS[case], tmp_path, capsys)
+    run_case(OUTPUTS[case], tmp_path, capsys, case)
 
 
 # ---------------------------------------------------------------- 6. damaged models, raw text
@@ -307,7 +311,7 @@ DAMAGED = {
 
 @pytest.mark.parametrize("case", sorted(DAMAGED))
 def test_damaged_models_are_refused_by_every_command(tmp_path, capsys, cached_mnist, case):
-    run_case(DAMAGED[case], tmp_path, capsys)
+    run_case(DAMAGED[case], tmp_path, capsys, case)
 
 
 def test_text_from_files_is_printed_with_control_characters_escaped(tmp_path, capsys, cached_mnist):
@@ -335,7 +339,7 @@ SMALL_THINGS = {
 @pytest.mark.parametrize("case", sorted(SMALL_THINGS))
 def test_small_things(tmp_path, capsys, monkeypatch, cached_mnist, case):
     monkeypatch.chdir(tmp_path)
-    run_case(SMALL_THINGS[case], tmp_path, capsys)
+    run_case(SMALL_THINGS[case], tmp_path, capsys, case)
 
 
 def test_library_errors_name_parameters_and_the_cli_shows_flags(tmp_path):
