@@ -54,8 +54,9 @@ class Dataset:
     def content_sha256(self) -> str:
         """sha256 over the four tensors' dtypes, shapes and bytes: what a model saw, not its name.
 
-        Computed once per :class:`Dataset` (about 0.3 s for MNIST's 220 MB on one core);
-        reuse keys include it, so a model trained on other images or labels is never reused.
+        Computed once per :class:`Dataset` (one pass of sha256 over the bytes; timing in
+        docs/reliability.md); reuse keys include it, so a model trained on other images or
+        labels is never reused.
         """
         digest = hashlib.sha256()
         for tensor in (self.x_train, self.y_train, self.x_test, self.y_test):
