@@ -66,7 +66,7 @@ def test_a_second_run_on_a_locked_directory_stops_with_the_holders_pid(tmp_path)
     holder.start()
     try:
         assert started.wait(30)
-        busy = rf"in use by another defdistill run \(pid {holder.pid}\).*--out"
+        busy = rf"in use by another defdistill run \(pid {holder.pid}\).*choose another out$"
         with pytest.raises(OutputError, match=busy), exclusive(tmp_path / "out"):
             pass
     finally:
@@ -100,9 +100,10 @@ def test_a_run_that_wrote_nothing_leaves_no_directory(tmp_path):
 
 def test_remove_temporaries_takes_only_interrupted_writes(tmp_path):
     (tmp_path / "sub").mkdir()
-    leftovers = [tmp_path / ".results.json.k2j3_x.tmp", tmp_path / "sub" / ".model.safetensors.abc.tmp"]
+    leftovers = [tmp_path / ".defdistill-k2j3_x9a.partial", tmp_path / "sub" / ".defdistill-abc12345.partial"]
     kept = [tmp_path / "results.json", tmp_path / "notes.tmp", tmp_path / ".hidden.tmp",
-            tmp_path / "sub" / "x.json"]  # fmt: skip
+            tmp_path / ".draft.md.tmp", tmp_path / ".results.json.k2j3_x.tmp",
+            tmp_path / ".defdistill-0123.partial", tmp_path / "sub" / "x.json"]  # fmt: skip
     for path in leftovers + kept:
         path.write_text("x")
     assert remove_temporaries(tmp_path) == 2

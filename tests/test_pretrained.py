@@ -105,7 +105,10 @@ def test_resolve_prefers_an_existing_directory_then_a_name(
     monkeypatch.chdir(tmp_path)
     assert pretrained.resolve_model("tiny") == registry / "tiny"
     assert pretrained.resolve_model(Path("tiny")) == registry / "tiny"
-    (tmp_path / "tiny").mkdir()  # a local directory of that name wins
+    (tmp_path / "tiny").mkdir()  # an empty local directory of that name: a hint, not "not found"
+    with pytest.raises(CheckpointError, match="local directory without meta.json hides the shipped model"):
+        pretrained.resolve_model("tiny")
+    (tmp_path / "tiny" / "meta.json").write_text("{}")  # a local model directory of that name wins
     assert pretrained.resolve_model("tiny") == Path("tiny")
     assert pretrained.resolve_model(registry / "tiny") == registry / "tiny"
 

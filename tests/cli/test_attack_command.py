@@ -74,7 +74,7 @@ def test_attack_temperature_must_be_finite_and_positive(existing, capsys, value)
 @pytest.mark.parametrize("value", ["-0.1", "-1", "nan", "inf"])
 def test_eps_must_be_finite_and_nonnegative(existing, capsys, attack, value):
     assert_user_error(capsys, ["attack", "--model", existing, "--attack", attack, "--eps", value],
-                      "eps must be a finite number >= 0", value, protect=(existing,))  # fmt: skip
+                      "--eps: must be a finite number >= 0", value, protect=(existing,))  # fmt: skip
 
 
 @pytest.mark.parametrize("value", ["0", "-0.1", "1.5", "nan"])
@@ -84,7 +84,7 @@ def test_gamma_must_be_in_0_1(existing, capsys, value):
 
 
 ATTACK_OPTIONS = [
-    (["--attack", "cw", "--confidence", "-1"], "confidence must be a finite number >= 0"),
+    (["--attack", "cw", "--confidence", "-1"], "--confidence: must be a finite number >= 0"),
     (["--attack", "pgd", "--steps", "0"], "--steps: must be a positive integer"),
     (["--attack", "jsma", "--theta", "0.5"], "argument --theta: invalid choice"),
     (["--attack", "fgsm", "--samples", "0"], "--samples: must be a positive integer"),

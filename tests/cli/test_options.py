@@ -41,7 +41,7 @@ TRAINING_OPTIONS = [
     (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     (["--seed", "99999999999999999999999"], "--seed: must be an integer in [0, 2^63)"),
     (["--seed", "-1"], "--seed: must be an integer in [0, 2^63)"),
-    (["--lr", "1e300"], "lr <= 3.4e+38"),
+    (["--lr", "1e300"], "--lr: 1e300 is beyond float32's range"),
     (["--temperature", "1e30"], "too large to train at"),
     (["--temperature", "1e4", "--lr", "1e31", "--head-scaling"], "head scaling multiplies lr by T^2"),
     (["--adv-eps", "0.1"], "--adv-eps, --adv-steps and --adv-warmup need --adversarial"),

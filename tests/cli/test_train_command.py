@@ -38,7 +38,7 @@ def test_train_then_refuse_to_overwrite_without_force(tmp_path, capsys, syntheti
 
 
 def no_temporary_files(root: Path) -> bool:
-    return not [p for p in root.rglob(".*.tmp")]
+    return not [p for p in root.rglob(".defdistill-*.partial")]
 
 
 def fail_inside(root: Path, error: int):
@@ -131,7 +131,7 @@ def test_a_second_run_on_the_same_out_stops_and_replaces_nothing(tmp_path, capsy
 def test_train_sweeps_temporaries_left_by_an_interrupted_run(tmp_path, capsys, synthetic_cli):
     out = tmp_path / "m"
     out.mkdir()
-    (out / ".model.safetensors.x81k2.tmp").write_bytes(b"\0" * 1000)  # what kill -9 mid-write leaves
+    (out / ".defdistill-x81k2abc.partial").write_bytes(b"\0" * 1000)  # what kill -9 mid-write leaves
     assert run_cli([*TRAIN, "--out", out], capsys)[0] == 0
     assert no_temporary_files(out) and (out / WEIGHTS).is_file()
 

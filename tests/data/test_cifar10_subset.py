@@ -100,7 +100,7 @@ def test_limits_take_the_first_samples(subset):
     small = load_cifar10_subset(limit_train=100, limit_test=10)
     assert len(small.x_train) == 100 and len(small.x_test) == 10
     assert torch.equal(small.x_train, subset.x_train[:100]) and torch.equal(small.y_test, subset.y_test[:10])
-    with pytest.raises(DataError, match="limit-test"):
+    with pytest.raises(DataError, match="limit_test"):
         load_cifar10_subset(limit_test=0)
 
 

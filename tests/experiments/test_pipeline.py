@@ -152,7 +152,8 @@ def test_a_second_reproduce_on_the_same_out_stops_before_any_work(tmp_path):
 def test_reproduce_sweeps_temporaries_of_an_interrupted_run(tmp_path, tiny_run):
     out = tmp_path / "out"
     shutil.copytree(tiny_run[0], out)
-    planted = [out / ".results.json.a1b2.tmp", out / "synthetic" / "models" / "baseline" / ".meta.json.z.tmp"]
+    planted = [out / ".defdistill-a1b2c3d4.partial",
+               out / "synthetic" / "models" / "baseline" / ".defdistill-zzzzzzzz.partial"]
     for path in planted:
         path.write_text("half-written")
     reproduce_on(tiny_dataset(), TINY, out, progress=False)  # every unit reused: seconds

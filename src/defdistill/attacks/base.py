@@ -194,6 +194,26 @@ def view_per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- base class
+def _check_finite(logits: torch.Tensor, offset: int) -> None:
+    """``ValueError`` naming the first sample whose logits (on its attacked input) are not finite."""
+    bad = ~torch.isfinite(logits).all(dim=1)
+    if bool(bad.any()):
+        first = offset + int(bad.nonzero()[0, 0])
+        raise ValueError(f"model returned NaN or infinite logits on sample {first} ({int(bad.sum())} of "
+                         f"{len(logits)} in this batch); an attack on it would be meaningless")  # fmt: skip
+
+
+def _differentiable(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``model``'s output on ``x`` has a gradient w.r.t. ``x``."""
+    with torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        out = model(xg)
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return False
+        (g,) = torch.autograd.grad(out.sum(), xg, allow_unused=True)
+    return g is not None
+
+
 class Attack(ABC):
     """Base class: validation, eval mode, batching, seeding and success bookkeeping.
 
@@ -316,7 +336,16 @@ class Attack(ABC):
                 sl = slice(start, start + step)
                 xc, yc = x[sl].detach(), y[sl]
                 tc = None if target is None else target[sl]
-                x_adv, info = self._run(model, xc, yc, tc, generator)
+                try:
+                    x_adv, info = self._run(model, xc, yc, tc, generator)
+                except RuntimeError as err:  # autograd's errors on a model it cannot differentiate
+                    if _differentiable(model, xc[:1]):
+                        raise
+                    raise ValueError(
+                        "the model cannot be differentiated w.r.t. its input (torch.no_grad, .detach() "
+                        "or a non-differentiable step inside it); a gradient attack needs gradients: "
+                        "use a gradient-free attack such as Square"
+                    ) from err
                 x_adv = x_adv.detach().clamp_(0.0, 1.0).to(x.dtype)
                 if x_adv.shape != xc.shape:
                     raise RuntimeError(
@@ -325,7 +354,9 @@ class Attack(ABC):
                     )
                 if measure_success:
                     with torch.no_grad():
-                        succ.append(is_adversarial(model(x_adv), yc, tc))
+                        logits = model(x_adv)
+                        _check_finite(logits, start)  # every sample: a NaN output is never "fooled"
+                        succ.append(is_adversarial(logits, yc, tc))
                     logger.debug("%s: samples %d-%d, success %.3f", type(self).__name__, start,
                                  start + len(xc), float(succ[-1].float().mean()))  # fmt: skip
                 advs.append(x_adv)

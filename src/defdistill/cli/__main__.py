@@ -1,7 +1,5 @@
-"""``python -m defdistill.cli``."""
+"""``python -m defdistill.cli``: the same entry point as the ``defdistill`` console script."""
 
-import sys
+from defdistill.cli.main import entry
 
-from defdistill.cli.main import main
-
-sys.exit(main())
+entry()

@@ -9,10 +9,14 @@ from typing import TYPE_CHECKING
 from defdistill.cli.options import (
     add_common,
     add_data,
+    fraction,
     load_for_data,
+    non_negative_float,
     nothing_to_attack,
+    output_path,
     positive_float,
     positive_int,
+    printable,
 )
 from defdistill.names import PGD_LOSSES, UNTARGETED, JsmaOn, Norm, TargetMode, values
 
@@ -31,23 +35,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="first N correctly classified test images (default 100)")
     p.add_argument("--targets", choices=[UNTARGETED, *values(TargetMode)], default=None,
                    help="targeted attempts per sample (default: all for jsma, none otherwise)")
-    p.add_argument("--eps", type=float, default=0.3, help="FGSM/PGD budget (default 0.3)")
+    p.add_argument("--eps", type=non_negative_float, default=0.3, help="FGSM/PGD budget (default 0.3)")
     p.add_argument("--norm", choices=values(Norm), default=Norm.LINF, help="PGD norm")
     p.add_argument("--steps", type=positive_int, default=40, help="PGD steps (default 40)")
     p.add_argument("--loss", choices=values(PGD_LOSSES), default=PGD_LOSSES[0], help="FGSM/PGD loss")
     p.add_argument("--temperature", type=positive_float, default=1.0,
                    help="attack softmax(logits / T) (FGSM/PGD/JSMA on probs; default 1)")
     p.add_argument("--theta", type=float, default=1.0, choices=[1.0, -1.0], help="JSMA theta")
-    p.add_argument("--gamma", type=float, default=0.145, help="JSMA max fraction changed")
+    p.add_argument("--gamma", type=fraction, default=0.145, help="JSMA max fraction changed")
     p.add_argument("--on", choices=[JsmaOn.PROBS, JsmaOn.LOGITS], default=JsmaOn.PROBS,
                    help="JSMA on the softmax F (paper) or the logits Z (adaptive)")
     p.add_argument("--iterations", type=positive_int, default=1000, help="C&W Adam steps")
     p.add_argument("--search-steps", type=positive_int, default=9, help="C&W binary search")
-    p.add_argument("--confidence", type=float, default=0.0, help="C&W confidence kappa")
+    p.add_argument("--confidence", type=non_negative_float, default=0.0, help="C&W confidence kappa")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="attack at most N inputs at once (bounds memory; default: all)")
-    p.add_argument("--json", type=Path, default=None, help="write summary and per-sample results")
-    p.add_argument("--save-examples", type=Path, default=None,
+    p.add_argument("--json", type=output_path, default=None, help="write summary and per-sample results")
+    p.add_argument("--save-examples", type=output_path, default=None,
                    help="PNG grid of originals, adversarials and perturbations")
     add_data(p, for_model=True)
     add_common(p)
@@ -55,9 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from defdistill.cli.outputs import check_output_file, model_files
     from defdistill.evaluation.attack_run import NothingToAttackError, run_attack
     from defdistill.io import atomic_write_json
 
+    inputs = model_files(args.model)
+    check_output_file(args.json, "--json", inputs)
+    check_output_file(args.save_examples, "--save-examples", [*inputs, *([args.json] if args.json else [])])
     attack = build_attack(args)
     model, meta, ds = load_for_data(args.model, args)
     targets = args.targets or (TargetMode.ALL if args.attack == "jsma" else UNTARGETED)
@@ -68,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     except NothingToAttackError:
         raise nothing_to_attack(len(ds.x_test)) from None
     s = run.summary
-    print(f"{attack!r} on {args.model} ({meta.get('role')}, T={meta.get('temperature', 1):g}): "
+    print(f"{attack!r} on {printable(args.model)} ({printable(meta.get('role'))}, "
+          f"T={meta.get('temperature', 1):g}): "
           f"{s['samples']} samples, {s['attempts']} attempts (targets: {targets})")
     if s["samples"] < args.samples:
         print(f"  note: only {s['samples']} of the {len(ds.x_test)} test images are classified "

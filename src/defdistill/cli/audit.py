@@ -11,8 +11,10 @@ from defdistill.cli.options import (
     add_data,
     load_for_data,
     nothing_to_attack,
+    output_path,
     positive_float,
     positive_int,
+    printable,
 )
 
 
@@ -44,17 +46,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="APGD iterations (default 100, as AutoAttack)")
     p.add_argument("--square-queries", type=positive_int, default=5000,
                    help="Square's query budget per image (default 5000)")
-    p.add_argument("--json", type=Path, default=None, help="write the audit as JSON")
+    p.add_argument("--json", type=output_path, default=None, help="write the audit as JSON")
     add_data(p, for_model=True)
     add_common(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from defdistill.cli.outputs import check_output_file, model_files
     from defdistill.evaluation.audit import audit
     from defdistill.evaluation.samples import first_correct_indices
     from defdistill.io import atomic_write_json
 
+    inputs = [*model_files(args.model), *model_files(args.reference), *filter(None, [args.weights])]
+    check_output_file(args.json, "--json", inputs)
     model, meta, ds = load_brought(args) if args.factory else load_for_data(args.model, args)
     reference = load_for_data(args.reference, args, ds.name)[0] if args.reference else None
     temperature = args.temperature or float(meta.get("temperature", 1.0))
@@ -68,12 +73,13 @@ def run(args: argparse.Namespace) -> int:
         apgd_steps=args.apgd_steps, square_queries=args.square_queries, seed=args.seed,
     )  # fmt: skip
     config = report.config
-    print(f"audit of {args.model or args.factory} ({meta.get('role')}, trained at T={temperature:g}) on "
-          f"{config['samples']} correctly classified test images (of the first {config['drawn']})")
+    print(f"audit of {printable(args.model or args.factory)} ({printable(meta.get('role'))}, trained at "
+          f"T={temperature:g}) on {config['samples']} correctly classified test images "
+          f"(of the first {config['drawn']})")
     print()
     print(f"{'check':<26} {'status':<9} finding")
     for f in report.findings:
-        print(f"{f.check:<26} {f.severity:<9} {f.message}")
+        print(f"{f.check:<26} {f.severity:<9} {printable(f.message)}")
     print()
     print(f"{'id':<18} {'attack':<40} {'accuracy [95% CI]':>18}  success")
     for key, name, acc, succ in report.table():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from defdistill.cli.options import add_common, add_data, load_for_data
+from defdistill.cli.options import add_common, add_data, load_for_data, printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
 
     model, meta, ds = load_for_data(args.model, args)
     result = evaluate(model, ds.x_test, ds.y_test, temperature=1.0)
-    print(f"{args.model}: {meta.get('role')} trained at T={meta.get('temperature', 1):g}, "
+    print(f"{printable(args.model)}: {printable(meta.get('role'))} trained at "
+          f"T={meta.get('temperature', 1):g}, "
           f"deployed at T=1 on {len(ds.x_test)} {ds.name} test images")
     print(f"  accuracy              {result['accuracy']:.2%}")
     print(f"  mean max-probability  {result['mean_max_probability']:.6f}")

@@ -3,19 +3,30 @@
 Parsing imports no torch (``defdistill --help`` answers at once): each sub-command module
 imports what it runs inside its ``run``, and the errors that are the user's to fix are
 resolved only when a command fails.
+
+What the terminal sees, whatever happens: a user error is one line on stderr and exit
+code 2 (the library's parameter names shown as flags, :func:`~defdistill.cli.options.flag`);
+Ctrl-C, pressed once or several times, is ``defdistill: interrupted`` and 130; a closed
+pipe on stdout (``defdistill models | head -1``) ends quietly with 141 (128 + SIGPIPE),
+as Unix tools do; any other failure to write stdout (a full device) is one line and 1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from defdistill.cli import attack, audit, download, evaluate, models, reproduce, train
-from defdistill.cli.options import Parser, UsageError
+from defdistill.cli.options import Parser, UsageError, flag, printable
 
 COMMANDS = (train, evaluate, download, attack, audit, reproduce, models)  # in the order of --help
+INTERRUPTED, BROKEN_PIPE, STDOUT_FAILED, USER_ERROR = 130, 128 + signal.SIGPIPE, 1, 2
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -34,6 +45,14 @@ def user_errors() -> tuple[type[Exception], ...]:
             UsageError)  # fmt: skip
 
 
+def describe(err: BaseException) -> str:
+    """``err`` as one printable line, naming flags where the library names parameters."""
+    from defdistill.io import ParameterError
+
+    text = err.render(flag(err.parameter)) if isinstance(err, ParameterError) and err.parameter else str(err)
+    return printable(" ".join(text.split()))
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="defdistill",
@@ -45,23 +64,86 @@ def build_parser() -> Parser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _interrupt(signum: int, frame: object) -> None:
+    """The first Ctrl-C interrupts; those after it are ignored while the run cleans up and
+    the interpreter exits (a second press would otherwise interrupt the clean-up itself)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter's last flush must not fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+class StdoutError(OSError):
+    """Standard output cannot be written (a full device, an I/O error)."""
+
+
+class _GuardedStdout:
+    """``sys.stdout`` whose write errors are :class:`StdoutError`, told apart from file errors."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def _guard(self, action: Callable[[], object]) -> object:
+        try:
+            return action()
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise StdoutError(err.errno, err.strerror) from err
+
+    def write(self, text: str) -> object:
+        return self._guard(lambda: self._stream.write(text))
+
+    def flush(self) -> object:
+        return self._guard(self._stream.flush)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
     )  # fmt: skip
+    code = int(args.func(args) or 0)
+    sys.stdout.flush()  # a closed pipe or a full device shows here, not at exit
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)  # type: ignore[assignment]
     try:
-        return int(args.func(args) or 0)
+        return _run(argv)
     except KeyboardInterrupt:
         print("defdistill: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
+    except BrokenPipeError:
+        _detach_stdout()
+        return BROKEN_PIPE
+    except StdoutError as err:
+        print(f"defdistill: error: cannot write to standard output ({err.strerror})", file=sys.stderr)
+        sys.stdout = stdout
+        _detach_stdout()
+        return STDOUT_FAILED
+    except MemoryError:
+        print("defdistill: error: out of memory; use fewer samples (--limit-test, --samples) or a "
+              "machine with more memory", file=sys.stderr)  # fmt: skip
+        return USER_ERROR
     except Exception as err:
         if not isinstance(err, user_errors()):
             raise
-        message = " ".join(str(err).split())  # always one line
-        print(f"defdistill: error: {message}", file=sys.stderr)
-        return 2
+        print(f"defdistill: error: {describe(err)}", file=sys.stderr)
+        return USER_ERROR
+    finally:
+        sys.stdout = stdout
 
 
 def entry() -> None:
@@ -71,6 +153,22 @@ def entry() -> None:
     every object torch created, about 0.4 s of each command's wall time (measured on
     ``defdistill attack``; benchmarks/RESULTS.md).
     """
-    code = main()
+    signal.signal(signal.SIGINT, _interrupt)  # for the process's whole life, exit included
+    try:
+        code = main()
+    except KeyboardInterrupt:  # pressed before main's handler was reached
+        print("defdistill: interrupted", file=sys.stderr)
+        code = INTERRUPTED
+    except SystemExit as stop:  # argparse: --help, or a usage error
+        code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else USER_ERROR
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            code = BROKEN_PIPE
+            _detach_stdout()
+        except OSError as err:
+            print(f"defdistill: error: cannot write to standard output ({err.strerror})", file=sys.stderr)
+            code = STDOUT_FAILED
+            _detach_stdout()
     gc.freeze()
     sys.exit(code)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from defdistill.cli.options import add_common
+from defdistill.cli.options import add_common, printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,14 +27,13 @@ def run(args: argparse.Namespace) -> int:
         d = describe(name)
         accuracy = d["test_accuracy"]
         shown = f"{accuracy:.2%}" if isinstance(accuracy, int | float) else "accuracy ?"
-        print(
-            f"  {name:<{width}}  {d['dataset']}  {d['role']}  T={d['temperature']:g}  test accuracy {shown}"
-        )
+        print(f"  {printable(name):<{width}}  {printable(d['dataset'])}  {printable(d['role'])}  "
+              f"T={d['temperature']:g}  test accuracy {shown}")  # fmt: skip
         p = d["provenance"]
         seconds = p.get("training_seconds")
         took = f"{seconds:.0f} s" if isinstance(seconds, int | float) else "? s"
         print(
-            f"      trained by `{p.get('command', '?')}` at commit {p.get('commit', '?')}, "
-            f"{took} on {p.get('cpu', '?')}"
+            f"      trained by `{printable(p.get('command', '?'))}` at commit "
+            f"{printable(p.get('commit', '?'))}, {took} on {printable(p.get('cpu', '?'))}"
         )
     return 0

@@ -41,11 +41,37 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # the tensors these numbers become are float32
+MIN_TRAINING_TEMPERATURE = 0.01  # below, logits / T and the loss's gradient leave float32's range
+
+
+def flag(parameter: str) -> str:
+    """The command-line flag of a library ``parameter`` (``limit_train`` -> ``--limit-train``):
+    how the CLI shows the errors of a library that names Python parameters."""
+    return "--" + parameter.replace("_", "-")
+
+
 def _number(text: str, kind: type, expected: str) -> int | float:
     try:
-        return kind(text)
-    except ValueError:
+        value = kind(text)
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if kind is float and abs(value) > FLOAT32_MAX and math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is beyond float32's range (±{FLOAT32_MAX:.4g})")
+    return value
+
+
+def output_path(text: str) -> Path:
+    """``argparse`` type of an output path: a non-empty path (``''`` is not ``.``)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty; give a path")
+    return Path(text)
+
+
+def printable(text: object) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``): text read from a file
+    never moves the cursor, clears the screen or fakes an output line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
 
 
 def positive_int(text: str) -> int:
@@ -98,14 +124,32 @@ def seed_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def training_temperature(text: str) -> float:
+    """A temperature to train at: finite, within float32, at least :data:`MIN_TRAINING_TEMPERATURE`."""
+    value = positive_float(text)
+    if value < MIN_TRAINING_TEMPERATURE:
+        raise argparse.ArgumentTypeError(
+            f"{text} is too small to train at (at least {MIN_TRAINING_TEMPERATURE:g}): the logits "
+            "divided by T leave float32's range; the paper trains at T = 1 to 100"
+        )
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(_number(text, float, "a number in (0, 1]"))
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text}")
+    return value
+
+
 def temperature_list(text: str) -> tuple[float, ...]:
+    parts = [t for t in text.split(",") if t.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,2,5,100, got {text!r}")
     try:
-        values = tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1,2,5,100, got {text!r}") from None
-    if not values or any(not t > 0 for t in values):
-        raise argparse.ArgumentTypeError(f"temperatures must be numbers > 0, got {text!r}")
-    return values
+        return tuple(training_temperature(t) for t in parts)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"temperatures like 1,2,5,100: {err}") from None
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -137,16 +181,16 @@ def add_amp(parser: argparse.ArgumentParser) -> None:
 
 def add_training(parser: argparse.ArgumentParser, default_temperature: float) -> None:
     """Hyper-parameters; unset ones take the paper's value for the data set."""
-    parser.add_argument("--out", type=Path, required=True, help="output model directory")
+    parser.add_argument("--out", type=output_path, required=True, help="output model directory")
     parser.add_argument("--arch", choices=values(Architecture), default=None,
                         help="architecture (default: the paper's network for the data set)")
-    parser.add_argument("--temperature", type=positive_float, default=default_temperature,
+    parser.add_argument("--temperature", type=training_temperature, default=default_temperature,
                         help=f"softmax temperature T of training (default {default_temperature:g})")
     parser.add_argument("--epochs", type=positive_int, default=None, help="default: paper's 50")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="default 128")
     parser.add_argument("--lr", type=positive_float, default=None,
                         help="learning rate (paper: MNIST 0.1, CIFAR-10 0.01)")
-    parser.add_argument("--momentum", type=float, default=None,
+    parser.add_argument("--momentum", type=non_negative_float, default=None,
                         help="SGD momentum (paper: MNIST 0.5, CIFAR-10 0.9)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default=None, help="default sgd")
     parser.add_argument("--head-scaling", action="store_true",
@@ -176,9 +220,11 @@ def training_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def check_out(args: argparse.Namespace) -> None:
-    """``--out`` is a directory that holds no model, or ``--force`` was given."""
-    if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a file, not a directory; choose another --out")
+    """``--out`` is a writable directory that holds no model, or ``--force`` was given."""
+    from defdistill.cli.outputs import check_output_dir
+
+    check_output_dir(args.out, "--out", directories=("teacher",),
+                     files=(META, "model.safetensors", "soft_labels.safetensors"))  # fmt: skip
     if (args.out / META).exists() and not args.force:
         raise UsageError(f"{args.out} already holds a model; pass --force to overwrite it")
 

@@ -11,6 +11,7 @@ from defdistill.cli.options import (
     add_common,
     add_data,
     non_negative_int,
+    output_path,
     positive_int,
     seed_list,
     temperature_list,
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cw-search-steps", type=positive_int, default=None,
                    help="C&W binary-search steps (override the profile)")
     add_amp(p)
-    p.add_argument("--out", type=Path, default=Path("results"), help="output directory")
+    p.add_argument("--out", type=output_path, default=Path("results"), help="output directory")
     p.add_argument("--force", action="store_true", help="recompute every unit")
     p.add_argument("--seeds", type=seed_list, default=None,
                    help="comma-separated seeds, e.g. 0,1,2: the sweep is repeated per seed and the "
@@ -62,12 +63,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from defdistill.cli.outputs import check_output_dir
     from defdistill.experiments.executors import make_executor
     from defdistill.experiments.pipeline import reproduce
     from defdistill.experiments.profiles import get_profile
 
     if args.seed is not None and args.seeds is not None:
         raise UsageError("give --seed N or --seeds N,M,..., not both")
+    # what the run writes, checked before any training: D/<dataset>/... and the combined report
+    check_output_dir(args.out, "--out", directories=(args.dataset, f"{args.dataset}/models",
+                                                     f"{args.dataset}/units", "figures"),
+                     files=("results.json", "results.csv", "report.md", "report.html",
+                            f"{args.dataset}/results.json"))  # fmt: skip
     seeds = args.seeds or (0 if args.seed is None else args.seed,)
     if args.executor != ExecutorKind.RAY:
         given = [f"--{n.replace('_', '-')}" for n, default in RAY_ONLY if getattr(args, n) != default]

@@ -5,16 +5,17 @@ restricted unpickler of :mod:`defdistill.data.safe_pickle`.
 """
 from __future__ import annotations
 
+import gzip
 import logging
 import tarfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from defdistill.data.dataset import (
-    MAX_FILE_BYTES,
     DataError,
     Dataset,
     empty_like_split,
@@ -44,6 +45,12 @@ CIFAR10_TEST_BATCH = "test_batch"
 CIFAR10_META = "batches.meta"
 
 
+MAX_BATCH_BYTES = 40 * 2**20  # a pickled batch of 10,000 images is 31 MB
+MAX_ARCHIVE_MEMBERS = 64  # the official archive has 9 (a directory and 8 files)
+MAX_ARCHIVE_BYTES = 192 * 2**20  # the official archive decompresses to 178 MiB
+MAX_BATCH_IMAGES = 60_000
+
+
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
@@ -61,18 +68,29 @@ def parse_cifar_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]
     batch = _decode_keys(safe_unpickle(data, source), source)
     if "data" not in batch or "labels" not in batch:
         raise DataError(f"{source}: missing 'data' or 'labels'; not a CIFAR-10 batch")
+    images, raw_labels = batch["data"], batch["labels"]
+    # checked before any conversion: a list of references to one object (a pickle's memo)
+    # would otherwise become an array far larger than the file
+    if not isinstance(images, np.ndarray):
+        raise DataError(f"{source}: 'data' is {type(images).__name__}, not a numpy array; "
+                        "not a CIFAR-10 batch")  # fmt: skip
+    if isinstance(raw_labels, np.ndarray):
+        small = raw_labels.ndim == 1 and raw_labels.size <= MAX_BATCH_IMAGES
+        raw_labels = raw_labels.tolist() if small else None
+    if (not isinstance(raw_labels, list) or len(raw_labels) > MAX_BATCH_IMAGES
+            or not all(type(v) is int for v in raw_labels)):  # fmt: skip
+        raise DataError(f"{source}: 'labels' must be a list of integer class indices (at most "
+                        f"{MAX_BATCH_IMAGES:,}); "
+                        "not a CIFAR-10 batch")  # fmt: skip
     try:
-        images, labels = np.asarray(batch["data"]), np.asarray(batch["labels"])
-    except (TypeError, ValueError) as err:
-        raise DataError(
-            f"{source}: 'data' or 'labels' is not an array ({err}); not a CIFAR-10 batch"
-        ) from err
+        labels = np.asarray(raw_labels, dtype=np.int64)
+    except OverflowError as err:
+        raise DataError(f"{source}: labels outside 0..9") from err
     if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
         raise DataError(
             f"{source}: 'labels' must be a list of integer class indices, found "
             f"{labels.dtype} {labels.shape}"
         )
-    labels = labels.astype(np.int64)
     if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
         raise DataError(
             f"{source}: 'data' must be uint8 of shape (N, 3072), found "
@@ -93,21 +111,9 @@ def _cifar_reader(root: Path) -> Callable[[str], tuple[bytes, str]]:
         None,
     )
     if root.is_dir() and batch_dir is not None:
-        return lambda name: (read_file_bytes(batch_dir / name), str(batch_dir / name))
+        return lambda name: (read_file_bytes(batch_dir / name, MAX_BATCH_BYTES), str(batch_dir / name))
     if archive.is_file():
-        try:
-            with tarfile.open(archive, "r:gz") as tar:
-                wanted = {*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH, CIFAR10_META}
-                files = [m for m in tar.getmembers() if m.isfile() and Path(m.name).name in wanted]
-                if any(m.size > MAX_FILE_BYTES for m in files):
-                    raise DataError(f"{archive}: a member is larger than any CIFAR-10 batch; "
-                                    "download the archive again")  # fmt: skip
-                members = {
-                    Path(m.name).name: tar.extractfile(m).read()  # type: ignore[union-attr]
-                    for m in files
-                }
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-            raise DataError(f"{archive}: corrupt or truncated archive ({err}); download again") from err
+        members = _read_archive(archive)
 
         def from_archive(name: str) -> tuple[bytes, str]:
             if name not in members:
@@ -120,6 +126,52 @@ def _cifar_reader(root: Path) -> Callable[[str], tuple[bytes, str]]:
         f"{CIFAR10_ARCHIVE}); download it from {CIFAR10_URL} (or run `defdistill download "
         f"cifar10 --data-dir {root}`) and pass --data-dir"
     )
+
+
+class _Capped:
+    """A binary stream that refuses to deliver more than :data:`MAX_ARCHIVE_BYTES` in all."""
+
+    def __init__(self, stream: BinaryIO, source: Path) -> None:
+        self.stream, self.source, self.delivered = stream, source, 0
+
+    def read(self, size: int = -1) -> bytes:
+        want = MAX_ARCHIVE_BYTES + 1 - self.delivered
+        data = self.stream.read(want if size < 0 else min(size, want))
+        self.delivered += len(data)
+        if self.delivered > MAX_ARCHIVE_BYTES:
+            raise DataError(f"{self.source}: decompresses to more than {MAX_ARCHIVE_BYTES / 2**20:.0f} MiB; "
+                            "not the CIFAR-10 archive (download it again)")  # fmt: skip
+        return data
+
+
+def _read_archive(archive: Path) -> dict[str, bytes]:
+    """The batches in ``cifar-10-python.tar.gz``, read member by member within bounded memory.
+
+    At most :data:`MAX_ARCHIVE_MEMBERS` members are listed (an archive of millions of empty
+    members is refused at once) and each batch is at most :data:`MAX_BATCH_BYTES`; the archive
+    itself is streamed, never read whole.
+    """
+    wanted = {*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH, CIFAR10_META}
+    members: dict[str, bytes] = {}
+    try:
+        with gzip.open(archive, "rb") as raw, tarfile.open(fileobj=_Capped(raw, archive), mode="r|") as tar:
+            # a stream: no index of every member is kept, headers included in the byte cap
+            for count, member in enumerate(tar, 1):
+                if count > MAX_ARCHIVE_MEMBERS:
+                    raise DataError(f"{archive}: more than {MAX_ARCHIVE_MEMBERS} members; not the "
+                                    "CIFAR-10 archive (download it again)")  # fmt: skip
+                name = Path(member.name).name
+                if not member.isfile() or name not in wanted:
+                    continue
+                if member.size > MAX_BATCH_BYTES:
+                    raise DataError(f"{archive}: member {member.name} is larger than any CIFAR-10 "
+                                    "batch; download the archive again")  # fmt: skip
+                members[name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{archive}: corrupt or truncated archive ({err}); download again") from err
+    except MemoryError:
+        raise DataError(f"{archive}: not enough memory to read the archive") from None
+    return members
 
 
 def concatenate_batches(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +202,7 @@ def load_cifar10(
     else:
         meta = _decode_keys(safe_unpickle(meta_bytes, meta_src), meta_src)
         names = meta.get("label_names")
-        if isinstance(names, list) and len(names) == 10:
+        if isinstance(names, list) and len(names) == 10 and all(isinstance(n, bytes | str) for n in names):
             classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
     ds = Dataset("cifar10", *to_tensors(x_tr, y_tr), *to_tensors(x_te, y_te), classes)
     return subset(ds, limit_train, limit_test)

@@ -47,7 +47,12 @@ class _DTypeStub:
 
 
 class _ArrayStub:
-    """Stands in for a ``numpy.ndarray`` while unpickling; checks its state, then copies it."""
+    """Stands in for a ``numpy.ndarray`` while unpickling; checks its state and keeps a view.
+
+    Nothing is copied while unpickling: one bytes object referenced by many arrays (the
+    pickle's memo) would otherwise cost a copy per reference. :func:`_resolve` copies the
+    arrays actually returned, within a budget of the pickle's own size.
+    """
 
     def __init__(self) -> None:
         self.array: np.ndarray | None = None
@@ -64,7 +69,7 @@ class _ArrayStub:
         ):  # fmt: skip
             raise pickle.UnpicklingError("malformed numpy array (shape, dtype or size)")
         order = "F" if fortran else "C"
-        self.array = np.ndarray(shape, dtype.dtype, buffer=raw, order=order).copy()
+        self.array = np.ndarray(shape, dtype.dtype, buffer=raw, order=order)  # a view of raw
 
 
 def _reconstruct(cls: object, shape: object, typecode: object) -> _ArrayStub:
@@ -100,14 +105,27 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
 
 
-def _resolve(obj: object) -> object:
-    """Replace the array stand-ins at the top level (and in a top-level dict) by arrays."""
-    if isinstance(obj, _ArrayStub):
-        if obj.array is None:
+def _resolve(obj: object, budget: int) -> object:
+    """Replace the array stand-ins at the top level (and in a top-level dict) by arrays.
+
+    The arrays copied may take at most ``budget`` bytes in all (the pickle's size: each
+    array's bytes are in the pickle once, unless the memo makes many arrays of one buffer).
+    """
+    spent = 0
+
+    def array(stub: _ArrayStub) -> np.ndarray:
+        nonlocal spent
+        if stub.array is None:
             raise pickle.UnpicklingError("numpy array without data")
-        return obj.array
+        spent += stub.array.nbytes
+        if spent > budget:
+            raise pickle.UnpicklingError("arrays larger than the pickle (memo references to one buffer)")
+        return stub.array.copy()
+
+    if isinstance(obj, _ArrayStub):
+        return array(obj)
     if isinstance(obj, dict):
-        return {k: _resolve(v) if isinstance(v, _ArrayStub) else v for k, v in obj.items()}
+        return {k: array(v) if isinstance(v, _ArrayStub) else v for k, v in obj.items()}
     return obj
 
 
@@ -140,7 +158,7 @@ def safe_unpickle(data: bytes, source: str) -> object:
     """
     try:
         _check_opcodes(data)
-        return _resolve(_RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load())
+        return _resolve(_RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load(), len(data))
     except pickle.UnpicklingError as err:
         raise DataError(f"{source}: unsafe or corrupt pickle ({err}); not a CIFAR-10 batch") from err
     except Exception as err:  # untrusted bytes: EOFError, MemoryError, OverflowError, ...

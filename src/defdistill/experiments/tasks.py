@@ -35,7 +35,7 @@ from defdistill.inference import evaluate
 from defdistill.names import AttackId, JsmaOn, Loss, Norm, TargetMode
 from defdistill.training.config import TrainConfig
 from defdistill.training.devices import resolve_device
-from defdistill.training.distill import distill
+from defdistill.training.distill import distill, role_configs
 from defdistill.training.runs import train_model
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,11 @@ def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
     if not task.force:
         try:
             _, meta = load_reusable(path, wanted)
+            if task.distilled:
+                _check_teacher(task, meta)
             return {"name": task.name, "meta": meta, "reused": True}
-        except CheckpointError:
-            pass
+        except CheckpointError as err:
+            log.info("%s: %s; training it", task.name, err)
     config = TrainConfig(**task.config)
     if task.distilled:
         meta = distill(ds, task.architecture, config, path, device=task.device,
@@ -132,6 +134,16 @@ def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
         _, meta = train_model(ds, task.architecture, TrainConfig(**deployed), path, role,
                               device=task.device, progress=task.progress)  # fmt: skip
     return {"name": task.name, "meta": meta, "reused": False}
+
+
+def _check_teacher(task: TrainTask, student_meta: dict[str, Any]) -> None:
+    """``CheckpointError`` unless the student was distilled from the teacher now beside it,
+    itself trained on this data with this run's teacher configuration."""
+    teacher_config = role_configs(TrainConfig(**task.config))[0].to_dict()
+    wanted = {"config": teacher_config, "dataset": task.dataset, "architecture": task.architecture}
+    _, teacher = load_reusable(Path(task.path) / "teacher", wanted)
+    if student_meta.get("teacher", {}).get("weights_sha256") != teacher["weights_sha256"]:
+        raise CheckpointError(f"{task.path} was distilled from another teacher")
 
 
 def eval_unit(ds: Dataset, task: EvalTask) -> dict[str, Any]:

@@ -5,7 +5,8 @@ its result depends on (configuration, data, the weights it evaluates). Its resul
 stored in ``units/<name>.json`` together with the key, written atomically when the unit
 finishes. A rerun reuses a stored result only when the stored key equals the new one, so
 ``kill -9`` loses at most the unit in progress and a changed configuration never reuses
-stale results; a damaged file (unreadable, or JSON of another shape) is recomputed.
+stale results; a damaged file (unreadable, JSON of another shape, or a result that no
+longer matches the sha256 stored beside it: edited by hand) is recomputed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from defdistill.io import atomic_write_json, read_json_object
+from defdistill.io import atomic_write_json, json_bytes, read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class UnitStore:
         if not isinstance(stored.get("result"), dict):
             log.warning("%s: no result stored; recomputing", path)
             return None
+        if stored.get("result_sha256") != key_digest(stored["result"]):
+            log.warning("%s: the result does not match its sha256 (edited?); recomputing", path)
+            return None
         return stored["result"]
 
     def run(self, name: str, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict:
@@ -64,7 +68,8 @@ class UnitStore:
             self.reused.append(name)
             return result
         result = compute()
-        atomic_write_json(self._path(name), {"key": key, "key_sha256": key_digest(key),
-                                             "result": result})  # fmt: skip
+        stored = json.loads(json_bytes(result))  # the result as it reads back (NaN -> null)
+        atomic_write_json(self._path(name), {"key": key, "key_sha256": key_digest(key), "result": stored,
+                                             "result_sha256": key_digest(stored)})  # fmt: skip
         self.computed.append(name)
         return result

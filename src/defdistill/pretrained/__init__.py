@@ -40,9 +40,14 @@ def resolve_model(spec: str | Path) -> Path:
         CheckpointError: ``spec`` is neither a directory nor a shipped model's name.
     """
     path = Path(spec)
+    names = available()
+    if path.is_dir() and str(spec) in names and not (path / META).exists():
+        raise CheckpointError(
+            f"{spec}: a local directory without {META} hides the shipped model of that name; "
+            f"remove or rename the directory, or run from another directory to use the shipped {spec}"
+        )
     if path.is_dir():
         return path
-    names = available()
     if str(spec) in names:
         return REGISTRY / str(spec)
     raise CheckpointError(

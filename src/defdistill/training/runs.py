@@ -16,13 +16,19 @@ from defdistill.training.loop import train
 
 
 def dataset_signature(ds: Dataset) -> dict[str, Any]:
-    """What identifies the data a model was trained on (for safe reuse of artefacts)."""
+    """What identifies the data a model was trained on (for safe reuse of artefacts).
+
+    The name and sizes for the reader, and the sha256 of the images and labels themselves
+    (:attr:`Dataset.content_sha256`, computed once per data set): another ``--data-dir``
+    with the same counts, or one changed label, is other data and is never reused.
+    """
     return {
         "name": ds.name,
         "n_train": len(ds.x_train),
         "n_test": len(ds.x_test),
         "input_shape": list(ds.input_shape),
         "num_classes": ds.num_classes,
+        "sha256": ds.content_sha256,
     }
 
 
