@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from defdistill.attacks import APGD, PGD, Square
-from defdistill.evaluation import checks
+from defdistill.evaluation import checks, probes
 from defdistill.evaluation.battery import (
     run_apgd_targeted,
     run_cw,
@@ -87,6 +87,7 @@ def audit(
     reference: nn.Module | None = None, samples: int = 100, jsma_samples: int = 20,
     jsma_gamma: float = 0.145, cw_iterations: int = 1000, cw_search_steps: int = 6,
     apgd_steps: int = 100, apgd_targets: int = 3, square_queries: int = 5000, seed: int = 0,
+    preprocess: str | None = None,
 ) -> AuditReport:  # fmt: skip
     """Audit ``model`` on the first ``samples`` correctly classified ``(x, y)``.
 
@@ -106,6 +107,8 @@ def audit(
         apgd_targets: the number of target classes of APGD-T (the most likely other ones).
         square_queries: Square's query budget per sample.
         seed: seeds every randomised attack.
+        preprocess: the name of a preprocessing submodule, if the user knows one: adds BPDA
+            with the identity through it (:mod:`.probes`).
 
     Returns:
         The findings, every attack's summary, the verdict and the worst-case robust accuracy.
@@ -168,6 +171,13 @@ def audit(
         name = f"transfer PGD {linf} from reference"
         transfer, fooled[name] = run_transfer(reference, model, xs, ys, eps=eps, seed=seed)
         attacks[name] = transfer
+    # structure-blind probes (issue 29): randomness -> EOT, shattered gradients -> transfer, BPDA
+    blind_gradient = max(attacks[k]["success_rate"] for k in fooled
+                         if not k.startswith(("Square", "transfer")))  # fmt: skip
+    probed = probes.probe(model, xs, ys, x, eps, white_box_accuracy=attacks[f"APGD-CE {linf}"]["accuracy"],
+                          gradient_success=blind_gradient, preprocess=preprocess, steps=apgd_steps, seed=seed)
+    attacks.update(probed.attacks)
+    fooled.update(probed.fooled)
     worst = torch.stack(list(fooled.values())).any(0) if len(xs) else torch.zeros(0, dtype=torch.bool)
     robust = 1 - float(worst.float().mean()) if len(xs) else None
     gradient_names = [k for k in fooled if not k.startswith(("Square", "transfer"))]
@@ -188,8 +198,10 @@ def audit(
         robust_accuracy=robust,
     )  # fmt: skip
     findings, decision = checks.assess(evidence)
+    findings += probed.findings
+    decision = checks.verdict(findings, robust)
     config = {"samples": len(xs), "jsma_samples": jsma_samples, "temperature": temperature,
               "budgets": budgets.to_dict(), "seed": seed, "apgd_steps": apgd_steps,
-              "square_queries": square_queries}  # fmt: skip
+              "square_queries": square_queries, "probes": probed.measurements}  # fmt: skip
     worst_case = {"robust_accuracy": robust, "eps": eps, "norm": "linf", "attacks": sorted(fooled)}
     return AuditReport(findings, attacks, decision, config, worst_case)
