@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from defdistill.attacks import APGD, EOT, PGD, bpda
+from defdistill.attacks import APGD, EOT, NES, PGD, bpda
 from defdistill.defences import BitDepthReduction, GaussianNoise, Preprocessed, ThermometerEncoding
 
 
@@ -77,3 +77,19 @@ def test_eot_works_with_apgd_and_rejects_bad_arguments():
     for bad in ({"samples": 0}, {"noise": -1.0}):
         with pytest.raises(ValueError):
             EOT(model, **bad)
+
+
+def test_nes_estimates_the_gradient_from_forward_passes_only():
+    torch.manual_seed(0)
+    net = _linear()
+    x = torch.rand(4, 1, 4, 4, requires_grad=True)
+    (g_true,) = torch.autograd.grad(net(x)[:, 0].sum(), x)
+    (g_nes,) = torch.autograd.grad(NES(net, samples=2000, sigma=0.01)(x)[:, 0].sum(), x)
+    cosine = torch.nn.functional.cosine_similarity(g_true.flatten(1), g_nes.flatten(1))
+    assert (cosine > 0.95).all()  # a linear model: the smoothing's gradient is its own
+    quantised = Preprocessed(BitDepthReduction(2), net)
+    (g_q,) = torch.autograd.grad(NES(quantised, 500, 0.2)(x)[:, 0].sum(), x)
+    assert torch.nn.functional.cosine_similarity(g_true.flatten(1), g_q.flatten(1)).mean() > 0.5
+    assert torch.equal(NES(quantised)(x), quantised(x))
+    with pytest.raises(ValueError, match="sigma"):
+        NES(net, sigma=0)

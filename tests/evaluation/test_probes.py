@@ -65,6 +65,8 @@ def test_the_audit_calls_a_quantised_model_masking_without_over_reporting_it(tra
     assert "unavailable_gradients" in _flagged(report)
     assert report.attacks["PGD Linf 0.3 on F"]["success_rate"] == 0.0  # its gradients cannot move it
     assert "transfer PGD Linf 0.3 from a surrogate" in report.attacks  # so attacks without them run
+    smoothed = next(v for k, v in report.attacks.items() if k.startswith("smoothed-gradient"))
+    assert smoothed["estimator"] == "NES"  # no gradient to average: estimated from forward passes
     # the quantised model is no more robust than the network inside it (60 % of 30 here)
     plain = audit(model, ds.x_test, ds.y_test, **AUDIT).worst_case["robust_accuracy"]
     assert report.worst_case["robust_accuracy"] <= plain + 0.1

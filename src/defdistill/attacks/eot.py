@@ -64,3 +64,58 @@ class EOT(nn.Module):
             batch = batch + self.noise * torch.randn_like(batch)
         logits = self.model(batch)
         return logits.view(self.samples, len(x), -1).mean(0)
+
+
+class _NESGradient(torch.autograd.Function):
+    """Forward: the model's logits; backward: their vector-Jacobian product estimated from
+    forward passes only (antithetic Gaussian sampling)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, wrapper: NES) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.wrapper = wrapper
+        with torch.no_grad():
+            return wrapper.model(x)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        w: NES = ctx.wrapper
+        total = torch.zeros_like(x)
+        with torch.no_grad():
+            for _ in range(w.samples):
+                u = torch.randn_like(x)
+                up = (w.model(x + w.sigma * u) * grad_output).sum(1)
+                down = (w.model(x - w.sigma * u) * grad_output).sum(1)
+                total += ((up - down) / (2 * w.sigma)).view(-1, *([1] * (x.dim() - 1))) * u
+        return total / w.samples, None
+
+
+class NES(nn.Module):
+    """The model's logits, with a gradient estimated from forward passes only.
+
+    Natural evolution strategies (Ilyas, Engstrom, Athalye & Lin 2018, arXiv:1804.08598;
+    SPSA in Uesato et al. 2018, arXiv:1802.05666, is the same idea): the gradient of the
+    Gaussian smoothing of ``f`` at ``x`` is ``E[f(x + σu) u] / σ``, estimated with ``samples``
+    antithetic pairs ``f(x ± σu)``. It exists where the model's own gradient is zero or
+    undefined (quantisation, thermometer encoding), so APGD or PGD given this wrapper
+    attack a shattered model without knowing its layers. The forward pass is the model's.
+
+    Args:
+        model: the model, returning logits (never differentiated).
+        samples: antithetic pairs per gradient estimate, >= 1 (2 · samples forward passes).
+        sigma: the smoothing's standard deviation, > 0.
+    """
+
+    def __init__(self, model: nn.Module, samples: int = 16, sigma: float = 0.05) -> None:
+        super().__init__()
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be an int >= 1, got {samples!r}")
+        if isinstance(sigma, bool) or not isinstance(sigma, float | int) or not sigma > 0:
+            raise ValueError(f"sigma must be a number > 0, got {sigma!r}")
+        self.model = model
+        self.samples = samples
+        self.sigma = float(sigma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _NESGradient.apply(x, self)

@@ -12,10 +12,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from defdistill.cli import attack, audit, download, evaluate, models, reproduce, train
+from defdistill.cli import attack, audit, download, evaluate, models, panel, reproduce, train
 from defdistill.cli.options import Parser, UsageError
 
-COMMANDS = (train, evaluate, download, attack, audit, reproduce, models)  # in the order of --help
+COMMANDS = (train, evaluate, download, attack, audit, reproduce, models, panel)  # in the order of --help
 
 
 def user_errors() -> tuple[type[Exception], ...]:
