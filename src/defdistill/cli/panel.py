@@ -23,12 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--apgd-steps", type=positive_int, default=50, help="APGD iterations (default 50)")
     p.add_argument("--square-queries", type=positive_int, default=2000,
                    help="Square's query budget per image (default 2000)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the members of OUT/panel.json (same settings) and run only the others")
     p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="warnings only")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+
     import torch
 
     from defdistill.data import load_dataset
@@ -39,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     ds = load_dataset("mnist")
     config = PanelConfig(samples=args.samples, seed=args.seed, apgd_steps=args.apgd_steps,
                          square_queries=args.square_queries)  # fmt: skip
-    panel = run_panel(members(ds, args.cache, args.members, args.seed), ds, config, out=args.out)
+    done = None
+    if args.resume and (args.out / "panel.json").is_file():
+        done = json.loads((args.out / "panel.json").read_text())
+    todo = [m for m in args.members if not done or m not in {r["name"] for r in done["members"]}]
+    panel = run_panel(members(ds, args.cache, todo, args.seed), ds, config, out=args.out, done=done)
     print(report_markdown(panel))
     return 0

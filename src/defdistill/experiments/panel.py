@@ -172,18 +172,27 @@ def environment() -> dict[str, Any]:
             "threads": torch.get_num_threads()}  # fmt: skip
 
 
-def run_panel(members: list[Member], ds: Dataset, config: PanelConfig,
-              out: Path | None = None) -> dict[str, Any]:  # fmt: skip
+def run_panel(members: list[Member], ds: Dataset, config: PanelConfig, out: Path | None = None,
+              done: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Evaluate every member in turn, writing the panel to ``out`` after each one (a run cut
-    short keeps the members it finished)."""
+    short keeps the members it finished). ``done``: an earlier panel of the same config whose
+    members are kept (and not rerun); its wall time is added."""
+    if done is not None and done["config"] != config.__dict__:
+        raise ValueError("--resume: the earlier panel.json was made with another configuration "
+                         f"({done['config']}); rerun without --resume")  # fmt: skip
     start = time.perf_counter()
-    panel: dict[str, Any] = {"config": config.__dict__, "environment": environment(), "members": []}
+    earlier = done["seconds"] if done else 0.0
+    rows = list(done["members"]) if done else []
+    panel: dict[str, Any] = {"config": config.__dict__, "environment": environment(), "members": rows,
+                             "seconds": earlier}  # fmt: skip
+    finished = {r["name"] for r in panel["members"]}
     for member in members:
+        if member.name in finished:
+            continue
         panel["members"].append(evaluate_member(member, ds, config))
-        panel["seconds"] = time.perf_counter() - start
+        panel["seconds"] = earlier + time.perf_counter() - start
         if out is not None:
             write_panel(panel, out)
-    panel["seconds"] = time.perf_counter() - start
     return panel
 
 
