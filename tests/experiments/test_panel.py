@@ -17,7 +17,8 @@ def _row(name, masking, verdict_masking, blind, aware):
 
 
 def test_acceptance_allows_5_pp_on_broken_and_3_pp_on_robust_members():
-    assert acceptance(_row("a", True, True, 0.04, 0.0)) == {"verdict": True, "gap_limit_pp": 5.0, "gap_ok": True}
+    expected = {"verdict": True, "gap_limit_pp": 5.0, "gap_ok": True}
+    assert acceptance(_row("a", True, True, 0.04, 0.0)) == expected
     assert not acceptance(_row("b", True, True, 0.06, 0.0))["gap_ok"]
     assert not acceptance(_row("c", False, False, 0.94, 0.90))["gap_ok"]
     assert acceptance(_row("d", False, False, 0.80, 0.90))["gap_ok"]  # below the reference is allowed
