@@ -246,6 +246,19 @@ def report_markdown(panel: dict[str, Any]) -> str:
                            if trained else "") + ".",
         "",
     ]
+    random_rows = [r for r in panel["members"] if "vote_robust_accuracy" in r["structure_aware"]]
+    if random_rows:
+        lines += [
+            "On random members the blind robust accuracy is the per-image union over the audit's "
+            "attacks, each scored on its own random draw: an image counts as fooled if any one draw "
+            "errs, which is below what one attack scored once gives. Like for like, the majority vote "
+            f"of {VOTE_DRAWS} draws on the examples of the blind EOT attack vs on the aware attack's: "
+            + "; ".join(f"{r['name']} {100 * r['blind_eot_vote_accuracy']:.0f} % vs "
+                        f"{100 * r['structure_aware']['vote_robust_accuracy']['rate']:.0f} %"
+                        for r in random_rows if "blind_eot_vote_accuracy" in r)
+            + " (the blind figure is conditional on the images a draw classified correctly).",
+            "",
+        ]
     for r in panel["members"]:
         if not (r["acceptance"]["verdict"] and r["acceptance"]["gap_ok"]):
             verdict = "ok" if r["acceptance"]["verdict"] else "wrong"
