@@ -12,12 +12,13 @@ BLOCKS = {"temperature", "inference", "io", "models", "checkpoint", "pretrained"
 # what each layer may import besides itself
 ALLOWED = {
     "blocks": {"blocks"},
+    "defences": {"blocks"},  # defended models, at the level of the models
     "data": {"blocks"},
     "attacks": {"blocks"},
-    "training": {"blocks", "data", "attacks"},
-    "evaluation": {"blocks", "data", "attacks", "training"},
-    "experiments": {"blocks", "data", "attacks", "training", "evaluation"},
-    "cli": {"blocks", "data", "attacks", "training", "evaluation", "experiments"},
+    "training": {"blocks", "defences", "data", "attacks"},
+    "evaluation": {"blocks", "defences", "data", "attacks", "training"},
+    "experiments": {"blocks", "defences", "data", "attacks", "training", "evaluation"},
+    "cli": {"blocks", "defences", "data", "attacks", "training", "evaluation", "experiments"},
 }
 
 

@@ -151,6 +151,11 @@ class AttackId(StrEnum):
     JSMA_ZT = "jsma-zt"  # JSMA on softmax(Z / T)
     CW_L2 = "cw-l2"  # Carlini & Wagner L2 (arXiv:1608.04644), minimum distortion
     TRANSFER = "transfer"  # PGD L∞ crafted on an undefended reference model
+    # the structure-blind probes' attacks (defdistill.evaluation.probes)
+    EOT_APGD_CE = "eot-apgd-ce"  # APGD-CE on the expectation over a random model's draws
+    SMOOTHED_APGD_CE = "smoothed-apgd-ce"  # APGD-CE on the gradient of the Gaussian smoothing (EOT or NES)
+    SURROGATE_TRANSFER = "transfer-surrogate"  # PGD crafted on a surrogate trained on the model's labels
+    BPDA_APGD_CE = "bpda-apgd-ce"  # APGD-CE through a named preprocessing layer taken as the identity
 
 
 def attack_key(attack: AttackId, eps: float | None = None) -> str:
@@ -169,6 +174,13 @@ class CheckId(StrEnum):
     GRADIENT_FREE_VS_GRADIENT = "gradient_free_vs_gradient"
     ACCURACY_VS_EPS = "accuracy_vs_eps"
     MORE_EFFORT = "more_effort"
+    # the structure-blind probes (defdistill.evaluation.probes; Pintor et al. 2022's indicators)
+    UNSTABLE_PREDICTIONS = "unstable_predictions"
+    STOCHASTIC_GRADIENTS = "stochastic_gradients"
+    EOT_VS_SINGLE_DRAW = "eot_vs_single_draw"
+    UNAVAILABLE_GRADIENTS = "unavailable_gradients"
+    SHATTERED_GRADIENTS = "shattered_gradients"
+    SURROGATE_TRANSFER_VS_WHITEBOX = "surrogate_transfer_vs_whitebox"
 
 
 class StatementKind(StrEnum):

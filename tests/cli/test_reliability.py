@@ -356,7 +356,8 @@ def test_library_errors_name_parameters_and_the_cli_shows_flags(tmp_path):
 
 # ---------------------------------------------------------------- the terminal: pipes, full devices, Ctrl-C
 def defdistill(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "defdistill.cli", *args], stdout=kwargs.pop("stdout", subprocess.PIPE),
+    command = [sys.executable, "-m", "defdistill.cli", *args]
+    return subprocess.Popen(command, stdout=kwargs.pop("stdout", subprocess.PIPE),
                             stderr=subprocess.PIPE, text=True, **kwargs)  # fmt: skip
 
 

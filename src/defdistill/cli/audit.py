@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="APGD iterations (default 100, as AutoAttack)")
     p.add_argument("--square-queries", type=positive_int, default=5000,
                    help="Square's query budget per image (default 5000)")
+    p.add_argument("--preprocess", metavar="SUBMODULE", default=None,
+                   help="name of a preprocessing submodule of the model (e.g. an input quantiser): adds "
+                        "BPDA through it, taken as the identity (Athalye et al. 2018)")
     p.add_argument("--json", type=output_path, default=None, help="write the audit as JSON")
     add_data(p, for_model=True)
     add_common(p)
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         reference=reference, samples=args.samples, jsma_samples=args.jsma_samples,
         cw_iterations=args.cw_iterations, cw_search_steps=args.cw_search_steps,
         apgd_steps=args.apgd_steps, square_queries=args.square_queries, seed=args.seed,
+        preprocess=args.preprocess,
     )  # fmt: skip
     config = report.config
     print(f"audit of {printable(args.model or args.factory)} ({printable(meta.get('role'))}, trained at "

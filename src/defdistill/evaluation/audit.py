@@ -32,7 +32,7 @@ from torch import nn
 
 from defdistill.attacks import APGD, Square
 from defdistill.evaluation import battery as b
-from defdistill.evaluation import checks
+from defdistill.evaluation import checks, probes
 from defdistill.evaluation.battery import AttackSpec, BatteryResult, run_battery
 from defdistill.evaluation.checks import Finding, Verdict
 from defdistill.evaluation.gradients import zero_gradient_fraction
@@ -146,6 +146,7 @@ def audit(
     reference: nn.Module | None = None, samples: int = 100, jsma_samples: int = 20,
     jsma_gamma: float = 0.145, cw_iterations: int = 1000, cw_search_steps: int = 6,
     apgd_steps: int = 100, apgd_targets: int = 3, square_queries: int = 5000, seed: int = 0,
+    preprocess: str | None = None,
 ) -> AuditReport:  # fmt: skip
     """Audit ``model`` on the first ``samples`` correctly classified ``(x, y)``.
 
@@ -169,10 +170,14 @@ def audit(
         apgd_targets: the number of target classes of APGD-T (the most likely other ones).
         square_queries: Square's query budget per sample.
         seed: seeds every randomised attack.
+        preprocess: the name of a preprocessing submodule, if the user knows one: adds BPDA
+            with the identity through it (:mod:`.probes`).
 
     Returns:
         The findings, the battery's typed results (robust accuracy included) and the verdict.
     """
+    if preprocess is not None and preprocess not in dict(model.named_modules()):
+        raise ValueError(f"preprocess: the model has no submodule {preprocess!r} (see model.named_modules())")
     correct = first_correct_indices(model, x, y, samples)
     drawn = int(correct[-1]) + 1 if len(correct) else 0
     budgets = standard_budgets(x)
@@ -182,13 +187,23 @@ def audit(
                           seed)  # fmt: skip
     result = run_battery(model, specs, x[:drawn], y[:drawn])
     xs, ys = x[correct], y[correct]
+    # structure-blind probes (issue 29): randomness -> EOT; unavailable or shattered gradients ->
+    # smoothed gradients, transfer from a surrogate, BPDA through a named preprocessing layer
+    gradient = [a.success.rate for a in result.worst_case_attacks() if a.gradient]
+    probed = probes.probe(model, xs, ys, x, budgets.primary.eps,
+                          white_box_accuracy=result[AttackId.APGD_CE].accuracy.rate,
+                          gradient_success=max(gradient) if gradient else None, preprocess=preprocess,
+                          steps=apgd_steps, seed=seed)  # fmt: skip
+    result.attacks.update(probed.attacks)
     evidence = result.evidence(
         zero_gradient_fraction=zero_gradient_fraction(model, xs),
         saturated_fraction=evaluate(model, xs, ys)["saturated_fraction"],
         outputs_are_logits=checks.check_outputs_are_logits(model, xs),
     )  # fmt: skip
-    findings, decision = checks.assess(evidence)
+    findings, _ = checks.assess(evidence)
+    findings += probed.findings
+    decision = checks.verdict(findings, evidence.robust_accuracy, evidence.robust_accuracy_conditional)
     config = {"samples": len(xs), "drawn": drawn, "jsma_samples": jsma_samples, "temperature": temperature,
               "budgets": budgets.to_dict(), "seed": seed, "apgd_steps": apgd_steps,
-              "square_queries": square_queries}  # fmt: skip
+              "square_queries": square_queries, "probes": probed.measurements}  # fmt: skip
     return AuditReport(findings, result, decision, config)

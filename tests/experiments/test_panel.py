@@ -1,0 +1,39 @@
+"""The audit panel's bookkeeping: acceptance per member and the report page."""
+
+from defdistill.experiments.panel import acceptance, report_markdown
+
+
+def _p(r):
+    return {"k": round(100 * r), "n": 100, "rate": r, "low": max(0, r - 0.05), "high": min(1, r + 0.05)}
+
+
+def _row(name, masking, verdict_masking, blind, aware):
+    return {"name": name, "title": name, "literature_masking": masking, "literature": "–",
+            "trained_seconds": 0.0, "clean_accuracy": _p(0.99),
+            "verdict": {"masking": verdict_masking, "text": ""}, "verdict_agrees": masking == verdict_masking,
+            "checks_fired": ["zero_gradients"] if verdict_masking else [], "blind_robust_accuracy": _p(blind),
+            "structure_aware": {"attack": "BPDA", "robust_accuracy": _p(aware)},
+            "gap_pp": 100 * (blind - aware)}  # fmt: skip
+
+
+def test_acceptance_allows_5_pp_on_broken_and_3_pp_on_robust_members():
+    expected = {"verdict": True, "gap_limit_pp": 5.0, "gap_ok": True}
+    assert acceptance(_row("a", True, True, 0.04, 0.0)) == expected
+    assert not acceptance(_row("b", True, True, 0.06, 0.0))["gap_ok"]
+    assert not acceptance(_row("c", False, False, 0.94, 0.90))["gap_ok"]
+    assert acceptance(_row("d", False, False, 0.80, 0.90))["gap_ok"]  # below the reference is allowed
+    assert not acceptance(_row("e", False, True, 0.9, 0.9))["verdict"]
+
+
+def test_the_report_names_each_miss_and_the_cpu():
+    rows = [_row("ok", True, True, 0.0, 0.0), _row("over", True, True, 0.5, 0.0)]
+    for r in rows:
+        r["acceptance"] = acceptance(r)
+    page = report_markdown({"config": {"samples": 100, "seed": 0, "apgd_steps": 50, "square_queries": 2000,
+                                       "cw_iterations": 100, "cw_search_steps": 3, "jsma_samples": 5},
+                            "environment": {"cpu": "AMD EPYC, 2 cores", "torch": "2"}, "members": rows,
+                            "seconds": 600.0})  # fmt: skip
+    assert "on 2 of 2 members" in page and "on 1 of 2." in page
+    assert "**over** misses: verdict ok, gap +50 pp (limit 5)" in page
+    assert "Wall time 10.0 min on AMD EPYC, 2 cores" in page
+    assert "50 % [45, 55]" in page
