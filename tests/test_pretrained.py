@@ -43,6 +43,7 @@ def check_shipped(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.heavy
 def test_every_shipped_model_is_what_its_meta_says(name: str) -> None:
     check_shipped(name)
 

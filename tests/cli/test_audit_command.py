@@ -11,6 +11,7 @@ from cli_helpers import assert_user_error
 from defdistill.cli import main
 
 
+@pytest.mark.heavy
 def test_audit_command_gives_a_verdict(small_model, tmp_path, capsys):
     out_json = tmp_path / "audit.json"
     assert main(["audit", "--model", str(small_model), "--samples", "10", "--jsma-samples", "2",
@@ -62,6 +63,7 @@ def without_timings(value):
     return value
 
 
+@pytest.mark.heavy
 def test_a_model_the_user_brings_gets_the_same_audit(small_model, user_net, tmp_path, capsys):
     """--factory module:callable + safetensors weights: the very audit of the model directory."""
     args = ["--samples", "8", "--jsma-samples", "2", "--cw-iterations", "50", "--cw-search-steps", "2",

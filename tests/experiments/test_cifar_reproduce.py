@@ -4,6 +4,7 @@ import json
 import pickle
 
 import numpy as np
+import pytest
 from synthetic import make_synthetic
 
 from defdistill.cli import main
@@ -26,6 +27,7 @@ def write_learnable_cifar(root, n_per_batch=40, n_test=40):
     (root / CIFAR10_TEST_BATCH).write_bytes(pickle.dumps(batch(ds.x_test, ds.y_test), protocol=2))
 
 
+@pytest.mark.heavy
 def test_reproduce_cifar10_beside_nothing_else(tmp_path, capsys):
     write_learnable_cifar(tmp_path / "cifar")
     out = tmp_path / "results"

@@ -81,7 +81,8 @@ def test_ray_retries_transient_failures_only(ray_instance, tmp_path):
         list(RayExecutor(max_retries=0).map(_flaky, [("transient", 4)], str(tmp_path)))
 
 
-@pytest.mark.parametrize("executor_name", ["local", pytest.param("ray", marks=pytest.mark.heavy)])
+@pytest.mark.heavy  # the Ray variant starts a cluster; the local one trains a tiny sweep (about 50 s)
+@pytest.mark.parametrize("executor_name", ["local", "ray"])
 def test_resume_after_a_failed_task(request, tiny_run, tmp_path, executor_name):
     """The baseline's evaluation fails (its unit file cannot be written); a rerun computes it
     and whatever the failure left undone, and nothing else."""

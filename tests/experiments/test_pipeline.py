@@ -89,6 +89,7 @@ def test_rerun_reuses_every_unit(tiny_run):
     assert time.perf_counter() - start < first_seconds
 
 
+@pytest.mark.heavy
 def test_changed_configuration_recomputes(tiny_run, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(tiny_run[0], out)
@@ -102,6 +103,7 @@ def test_changed_configuration_recomputes(tiny_run, tmp_path):
     assert result["models"][0]["weights_sha256"] == new["models"][0]["weights_sha256"]
 
 
+@pytest.mark.heavy
 def test_force_retrains_every_model_and_remeasures(tiny_run, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(tiny_run[0], out)
@@ -115,6 +117,7 @@ def test_force_retrains_every_model_and_remeasures(tiny_run, tmp_path):
     assert stable(new) == stable(tiny_run[3])  # same seeds: the same models and numbers
 
 
+@pytest.mark.heavy
 def test_sigkill_mid_run_then_rerun_gives_the_same_results(tiny_run, tmp_path):
     expected = stable(tiny_run[3])
     out = tmp_path / "killed"

@@ -66,6 +66,7 @@ def two_seeds(tiny_run, tmp_path_factory):
     return out, json.loads((out / "synthetic" / "results.json").read_text())
 
 
+@pytest.mark.heavy
 def test_two_seeds_reuse_seed_0_and_store_every_seed(two_seeds, tiny_run):
     out, result = two_seeds
     config = result["config"]

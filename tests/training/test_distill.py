@@ -39,6 +39,7 @@ def test_soft_labels_are_teacher_softmax_at_t():
     assert stats["mean_entropy"] == pytest.approx(stats["max_entropy"])
 
 
+@pytest.mark.heavy
 def test_distillation_end_to_end_and_teacher_reuse(synthetic, tmp_path, caplog):
     cfg = TrainConfig(epochs=2, batch_size=32, temperature=20.0, lr=0.05)
     with caplog.at_level(logging.INFO, logger="defdistill.training.distill"):

@@ -22,6 +22,7 @@ def test_learns_the_synthetic_task(synthetic):
     assert result.history[-1]["loss"] < result.history[0]["loss"]
 
 
+@pytest.mark.heavy
 def test_same_seed_gives_identical_weights(synthetic):
     a = fit(synthetic, epochs=1, seed=3).model.state_dict()
     b = fit(synthetic, epochs=1, seed=3).model.state_dict()

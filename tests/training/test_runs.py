@@ -37,6 +37,7 @@ def test_models_of_another_configuration_are_not_reused(tmp_path):
         load_reusable(tmp_path / "m", wanted)
 
 
+@pytest.mark.heavy
 def test_sigkilled_train_then_rerun_is_bit_identical(tmp_path):
     """Runs in the default suite (about 30 s): training killed at several points."""
     ref = tmp_path / "ref"
