@@ -56,6 +56,7 @@ def test_the_choices_agree_with_the_modules_that_define_them() -> None:
         from defdistill.checkpoint import META
         from defdistill.cli import choices
         from defdistill.data import DATASETS
+        from defdistill.devices import PRECISIONS
         from defdistill.evaluation.threats import TargetMode
         from defdistill.experiments.executors import EXECUTORS
         from defdistill.models import available_models
@@ -65,7 +66,7 @@ def test_the_choices_agree_with_the_modules_that_define_them() -> None:
             "DATASETS": tuple(DATASETS), "ARCHITECTURES": tuple(available_models()),
             "ADVERSARIAL_METHODS": tuple(ADVERSARIAL_METHODS),
             "TARGET_MODES": tuple(m.value for m in TargetMode), "NORMS": tuple(NORMS),
-            "EXECUTORS": tuple(EXECUTORS), "META": META,
+            "EXECUTORS": tuple(EXECUTORS), "META": META, "PRECISIONS": tuple(PRECISIONS),
         }
         for name, original in originals.items():
             copy = getattr(choices, name)

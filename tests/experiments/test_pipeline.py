@@ -59,6 +59,9 @@ def test_every_output_file_and_the_json_schema(tiny_run):
         assert row["gradients"]["samples"] == 16
         assert set(row["adaptive"]) >= {"jsma_logits", "pgd_temperature", "pgd_plain", "cw_l2",
                                         "transfer"}  # fmt: skip
+        steps = {"accuracy", "jsma_probs", "jsma_logits", "jsma_temperature", "pgd_plain",
+                 "pgd_temperature", "pgd_margin", "cw_l2", "transfer", "gradients"}  # fmt: skip
+        assert set(row["timings"]) == steps and all(s >= 0 for s in row["timings"].values())
     # distillation saturates the deployed softmax: gradients shrink by orders of magnitude
     logs = [r["gradients"]["median_log10"] for r in rows[:3]]
     assert logs[2] < logs[1] - 5 and logs[1] < logs[0]

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from defdistill.data.names import DATASETS
 
-__all__ = ["ADVERSARIAL_METHODS", "ARCHITECTURES", "DATASETS", "EXECUTORS", "META", "NORMS", "TARGET_MODES"]
+__all__ = ["ADVERSARIAL_METHODS", "ARCHITECTURES", "DATASETS", "EXECUTORS", "META", "NORMS", "PRECISIONS",
+           "TARGET_MODES"]
 
 ARCHITECTURES = ("cifar10_cnn", "mnist_cnn")  # defdistill.models.available_models() (built-in)
 ADVERSARIAL_METHODS = ("pgd", "fgsm-rs")  # defdistill.training.config.ADVERSARIAL_METHODS
 TARGET_MODES = ("all", "next", "random")  # defdistill.evaluation.threats.TargetMode values
 NORMS = ("linf", "l2")  # defdistill.attacks.base.NORMS
 EXECUTORS = ("local", "ray")  # defdistill.experiments.executors.EXECUTORS
+PRECISIONS = ("fp32", "bf16", "auto")  # defdistill.devices.PRECISIONS
 META = "meta.json"  # defdistill.checkpoint.META: the file that makes a directory a model

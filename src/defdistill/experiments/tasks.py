@@ -24,6 +24,7 @@ from torch import nn
 
 from defdistill.checkpoint import CheckpointError, load_model, load_reusable
 from defdistill.data import Dataset
+from defdistill.devices import resolve_device
 from defdistill.evaluation.battery import (
     run_cw,
     run_jsma,
@@ -35,9 +36,9 @@ from defdistill.evaluation.gradients import gradient_stats
 from defdistill.evaluation.samples import first_correct
 from defdistill.evaluation.threats import standard_budgets
 from defdistill.experiments.profiles import Profile
+from defdistill.experiments.timing import Stopwatch
 from defdistill.experiments.units import UnitStore
 from defdistill.training.config import TrainConfig
-from defdistill.training.devices import resolve_device
 from defdistill.training.distill import distill
 from defdistill.training.loop import evaluate
 from defdistill.training.runs import train_model
@@ -127,7 +128,7 @@ def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
             return {"name": task.name, "meta": meta, "reused": True}
         except CheckpointError:
             pass
-    config = TrainConfig(**task.config)
+    config, clock = TrainConfig(**task.config), Stopwatch(f"train-{task.name}")
     if task.distilled:
         meta = distill(ds, task.architecture, config, path, device=task.device,
                        progress=task.progress, reuse_teacher=not task.force)  # fmt: skip
@@ -135,7 +136,8 @@ def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
         role = "adversarial" if deployed.get("adversarial") else "baseline"
         _, meta = train_model(ds, task.architecture, TrainConfig(**deployed), path, role,
                               device=task.device, progress=task.progress)  # fmt: skip
-    return {"name": task.name, "meta": meta, "reused": False}
+    clock.lap("training", None)
+    return {"name": task.name, "meta": meta, "reused": False, "timings": clock.seconds}
 
 
 def eval_unit(ds: Dataset, task: EvalTask) -> dict[str, Any]:
@@ -152,10 +154,11 @@ def eval_unit(ds: Dataset, task: EvalTask) -> dict[str, Any]:
         model = load_exact(task.model, key["weights"], dev)
         baseline = load_exact(task.baseline, key["baseline_weights"], torch.device("cpu"))
         index = None if task.index is None else torch.tensor(task.index, dtype=torch.long)
+        clock = Stopwatch(unit)
         return {
-            "accuracy": evaluate(model, ds.x_test, ds.y_test, temperature=1.0),
+            "accuracy": clock.lap("accuracy", evaluate(model, ds.x_test, ds.y_test, temperature=1.0)),
             **measure(model, baseline, ds.x_test, ds.y_test, task.profile, task.temperature,
-                      task.seed, index),
+                      task.seed, index, clock),
         }
 
     measured = store.run(unit, key, compute)
@@ -174,6 +177,7 @@ def load_exact(path: str, weights_sha256: str, device: torch.device) -> nn.Modul
 def measure(
     model: nn.Module, baseline: nn.Module, x: torch.Tensor, y: torch.Tensor, profile: Profile,
     temperature: float | None, seed: int, index: torch.Tensor | None = None,
+    clock: Stopwatch | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The paper's measurements and the adaptive attacks for one deployed model.
 
@@ -183,36 +187,40 @@ def measure(
     every model of the run classifies correctly, so all models face the same images);
     JSMA takes its first ``attack_samples``, the other attacks its first
     ``adaptive_samples``. Without it, each attack takes the first images ``model``
-    classifies correctly.
+    classifies correctly. ``timings``: each step's wall time in seconds, booked on
+    ``clock`` (started before the call when given).
     """
+    clock = clock or Stopwatch("measure")
+    lap = clock.lap
     if index is not None:
         x_att, y_att = x[index.to(x.device)], y[index.to(y.device)]
     else:
         x_att, y_att = x, y
     jsma = {"samples": profile.attack_samples, "targets": profile.targets, "seed": seed}
-    on_f = run_jsma(model, x_att, y_att, on="probs", **jsma)
+    on_f = lap("jsma_probs", run_jsma(model, x_att, y_att, on="probs", **jsma))
     xs, ys = first_correct(model, x_att, y_att, profile.adaptive_samples)
     eps = standard_budgets(x).primary.eps  # MNIST: Madry et al.'s 0.3; colour: 8/255
     adaptive = {
-        "jsma_logits": run_jsma_on_logits(model, x_att, y_att, **jsma),
+        "jsma_logits": lap("jsma_logits", run_jsma_on_logits(model, x_att, y_att, **jsma)),
         # JSMA on softmax(Z / T_train): at T = 1 this is the paper's attack itself
-        "jsma_temperature": on_f if temperature in (None, 1.0) else run_jsma(
+        "jsma_temperature": lap("jsma_temperature", on_f if temperature in (None, 1.0) else run_jsma(
             model, x_att, y_att, on="probs", temperature=temperature, **jsma
-        ),
-        "pgd_plain": run_pgd(model, xs, ys, eps=eps, seed=seed),
-        "pgd_temperature": run_pgd(
+        )),
+        "pgd_plain": lap("pgd_plain", run_pgd(model, xs, ys, eps=eps, seed=seed)),
+        "pgd_temperature": lap("pgd_temperature", run_pgd(
             model, xs, ys, eps=eps, temperature=temperature or 1.0, seed=seed
-        ),
+        )),
         # the logit margin does not saturate: cross-entropy in float32 does on confident
         # networks (its gradient rounds to 0), at any temperature
-        "pgd_margin": run_pgd(model, xs, ys, eps=eps, loss="margin", seed=seed),
-        "cw_l2": run_cw(
+        "pgd_margin": lap("pgd_margin", run_pgd(model, xs, ys, eps=eps, loss="margin", seed=seed)),
+        "cw_l2": lap("cw_l2", run_cw(
             model, xs, ys, iterations=profile.cw_iterations, search_steps=profile.cw_search_steps
-        ),
-        "transfer": run_transfer(baseline, model, xs, ys, eps=eps, seed=seed)[0],
+        )),
+        "transfer": lap("transfer", run_transfer(baseline, model, xs, ys, eps=eps, seed=seed)[0]),
     }
     return {
         "jsma_probs": on_f,
-        "gradients": gradient_stats(model, x[: profile.gradient_samples]),
+        "gradients": lap("gradients", gradient_stats(model, x[: profile.gradient_samples])),
         "adaptive": adaptive,
+        "timings": clock.seconds,
     }

@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from defdistill.devices import PRECISIONS
 from defdistill.temperature import check_temperature
 
 ROLES = ("baseline", "teacher", "student", "trained_at_T", "adversarial")
@@ -18,6 +19,7 @@ ADVERSARIAL_METHODS = ("pgd", "fgsm-rs")
 
 MAX_TRAINING_TEMPERATURE = 1e4
 FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
+DEFAULT_PRECISION = "auto"
 
 
 @dataclass
@@ -39,11 +41,13 @@ class TrainConfig:
         seed: seeds initialisation, shuffling and dropout.
         min_accuracy: refuse a model whose test accuracy is at or below this; ``None``
             means "near chance": ``1/K + 0.1 * (1 - 1/K)``.
-        amp: mixed precision for training: the forward pass under bfloat16 autocast on
-            channels-last inputs (weights, optimiser, loss and every evaluation stay
-            float32). About 3.5x faster on a CPU with bfloat16 units; see docs/training.md
-            for its accuracy. Recorded in :meth:`to_dict` only when on, so models trained
-            before the option existed stay reusable.
+        precision: number format of training (:mod:`defdistill.devices`): ``"fp32"``,
+            ``"bf16"`` (the forward pass under bfloat16 autocast on channels-last inputs;
+            weights, optimiser, loss and every evaluation stay float32) or ``"auto"``
+            (default: bf16 where the hardware computes it natively, else fp32). The
+            choice made is recorded in the model's ``meta.json`` (``precision``). Recorded
+            in :meth:`to_dict` only when not the default, so models trained before the
+            option existed stay reusable.
         adversarial: adversarial training (:mod:`defdistill.training.adversarial`):
             ``"pgd"`` (Madry et al. 2018) or ``"fgsm-rs"`` (Wong et al. 2020); ``None``
             (default) trains on clean inputs. Recorded in :meth:`to_dict` only when on.
@@ -64,7 +68,7 @@ class TrainConfig:
     head_scaling: bool = False
     seed: int = 0
     min_accuracy: float | None = None
-    amp: bool = False
+    precision: str = DEFAULT_PRECISION
     adversarial: str | None = None
     adversarial_eps: float = 0.3
     adversarial_steps: int = 40
@@ -72,6 +76,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_temperature(self.temperature)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.adversarial is not None and self.adversarial not in ADVERSARIAL_METHODS:
             raise ValueError(f"adversarial must be one of {', '.join(ADVERSARIAL_METHODS)}, "
                              f"got {self.adversarial!r}")  # fmt: skip
@@ -99,8 +105,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
-        if not self.amp:
-            del values["amp"]
+        if self.precision == DEFAULT_PRECISION:
+            del values["precision"]
         if self.adversarial is None:  # configurations from before the option stay reusable
             for key in ("adversarial", "adversarial_eps", "adversarial_steps", "adversarial_warmup"):
                 del values[key]
