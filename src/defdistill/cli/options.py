@@ -127,12 +127,12 @@ def add_data(parser: argparse.ArgumentParser, for_model: bool = False) -> None:
                         help="use the first N test samples")
 
 
-def add_precision(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+def add_precision(parser: argparse.ArgumentParser, default: str | None = "fp32") -> None:
     """``--precision``: the number format of training (:mod:`defdistill.devices`)."""
     parser.add_argument("--precision", choices=PRECISIONS, default=default,
                         help="training arithmetic: fp32, bf16 (bfloat16 autocast, channels-last; "
                              "evaluation, soft labels and attacks stay float32) or auto (bf16 where "
-                             "the CPU or GPU computes it natively, else fp32; default auto)")
+                             "the CPU or GPU computes it natively, else fp32); default fp32")
 
 
 def add_training(parser: argparse.ArgumentParser, default_temperature: float) -> None:

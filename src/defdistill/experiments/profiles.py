@@ -41,9 +41,10 @@ class Profile:
         cw_search_steps: binary-search steps over the C&W constant.
         max_accuracy_drop: accuracy drop (percentage points) vs the baseline beyond
             which a distilled model is flagged in the report.
-        precision: number format of training, ``fp32``, ``bf16`` or ``auto`` (default; see
-            :mod:`defdistill.devices`); recorded only when not ``auto``, so results computed
-            before the option stay reusable.
+        precision: number format of training, ``fp32`` (default, as
+            ``defdistill.training.config.DEFAULT_PRECISION``), ``bf16`` or ``auto`` (see
+            :mod:`defdistill.devices`); recorded only when not the default, so results
+            computed before the option stay reusable.
         adversarial: the positive control, an adversarially trained network of the same
             architecture measured beside the others: :class:`~defdistill.training.config.TrainConfig`
             fields (``adversarial``, ``adversarial_steps``, ``epochs``, ``optimizer``, ...) over
@@ -63,7 +64,7 @@ class Profile:
     cw_iterations: int = 200
     cw_search_steps: int = 9
     max_accuracy_drop: float = 1.5
-    precision: str = "auto"
+    precision: str = "fp32"  # defdistill.training.config.DEFAULT_PRECISION (torch-free here)
     adversarial: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -85,7 +86,7 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
-        if values["precision"] == "auto":
+        if values["precision"] == "fp32":
             del values["precision"]
         if not values["adversarial"]:
             del values["adversarial"]

@@ -19,7 +19,9 @@ ADVERSARIAL_METHODS = ("pgd", "fgsm-rs")
 
 MAX_TRAINING_TEMPERATURE = 1e4
 FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
-DEFAULT_PRECISION = "auto"
+# fp32 until bf16 is validated against it on hardware that computes bf16 natively (issue 28:
+# accuracy, logit scale, JSMA on F per temperature); then "auto" (docs/training.md)
+DEFAULT_PRECISION = "fp32"
 
 
 @dataclass
@@ -44,7 +46,8 @@ class TrainConfig:
         precision: number format of training (:mod:`defdistill.devices`): ``"fp32"``,
             ``"bf16"`` (the forward pass under bfloat16 autocast on channels-last inputs;
             weights, optimiser, loss and every evaluation stay float32) or ``"auto"``
-            (default: bf16 where the hardware computes it natively, else fp32). The
+            (bf16 where the hardware computes it natively, else fp32); default
+            :data:`DEFAULT_PRECISION`. The
             choice made is recorded in the model's ``meta.json`` (``precision``). Recorded
             in :meth:`to_dict` only when not the default, so models trained before the
             option existed stay reusable.
