@@ -68,7 +68,7 @@ def main() -> None:
             config = paper_config("mnist", epochs=args.epochs, seed=args.seed, precision=precision,
                                   temperature=t)  # fmt: skip
             meta = distill(ds, "mnist_cnn", config, args.out / precision / f"T{t:g}", device="cpu",
-                           progress=False)  # fmt: skip
+                           progress=False, allow_untrained=True)  # fmt: skip
             student, _ = load_model(args.out / precision / f"T{t:g}")
             entropy = meta["soft_labels"]["mean_entropy"]
             describe(f"{precision} student T = {t:g}", student, ds, args.jsma_samples,
