@@ -20,7 +20,7 @@ TINY = Profile(
 )
 
 
-TIMING_KEYS = {"seconds", "attempts_per_second"}
+TIMING_KEYS = {"seconds", "attempts_per_second", "timings"}
 
 
 def tiny_dataset():

@@ -8,7 +8,7 @@ from pathlib import Path
 import defdistill
 
 PACKAGE = Path(defdistill.__file__).parent
-BLOCKS = {"temperature", "inference", "io", "models", "checkpoint", "pretrained", "names"}
+BLOCKS = {"temperature", "inference", "io", "models", "checkpoint", "pretrained", "names", "devices"}
 # what each layer may import besides itself
 ALLOWED = {
     "blocks": {"blocks"},

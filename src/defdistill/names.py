@@ -42,6 +42,14 @@ def values(members: Iterable[StrEnum]) -> tuple[str, ...]:
     return tuple(member.value for member in members)
 
 
+class Precision(StrEnum):
+    """The number format training computes in (:func:`defdistill.devices.resolve_precision`)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    AUTO = "auto"  # bf16 where the hardware computes it natively, fp32 elsewhere
+
+
 class Norm(StrEnum):
     """The norm that bounds a perturbation: half of a threat model (the other is its ε)."""
 

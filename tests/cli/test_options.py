@@ -47,6 +47,7 @@ TRAINING_OPTIONS = [
     (["--adv-eps", "0.1"], "--adv-eps, --adv-steps and --adv-warmup need --adversarial"),
     (["--adversarial", "trades"], "argument --adversarial: invalid choice: 'trades'"),
     (["--adversarial", "pgd", "--adv-eps", "2"], "adversarial_eps must be in [0, 1]"),
+    (["--precision", "fp16"], "argument --precision: invalid choice: 'fp16'"),
 ]
 
 

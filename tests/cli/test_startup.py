@@ -57,6 +57,7 @@ def test_the_vocabulary_agrees_with_the_modules_that_use_it() -> None:
         from defdistill import names
         from defdistill.attacks.base import Norm
         from defdistill.checkpoint import META
+        from defdistill.devices import PRECISIONS
         from defdistill.evaluation.threats import TargetMode
         from defdistill.experiments.executors import EXECUTORS
         from defdistill.models import available_models
@@ -68,6 +69,7 @@ def test_the_vocabulary_agrees_with_the_modules_that_use_it() -> None:
         assert EXECUTORS == names.values(names.ExecutorKind)
         assert ADVERSARIAL_METHODS == names.values(names.AdversarialMethod)
         assert ROLES == names.values(names.Role)
+        assert PRECISIONS == names.values(names.Precision)
         print("ok")
     """)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -65,6 +65,8 @@ def test_every_output_file_and_the_json_schema(tiny_run):
         assert set(row["attacks"]) == expected
         robust = row["robust_accuracy"]
         assert robust["unconditional"] <= min(row["attacks"][a]["accuracy"] for a in robust["attacks"])
+        assert set(row["timings"]) == {"accuracy", "gradients", *row["attacks"]}
+        assert all(seconds >= 0 for seconds in row["timings"].values())
     # distillation saturates the deployed softmax: gradients shrink by orders of magnitude
     logs = [r["gradients"]["median_log10"] for r in rows[:3]]
     assert logs[2] < logs[1] - 5 and logs[1] < logs[0]

@@ -21,10 +21,12 @@ def test_temperature_must_be_finite_and_positive(value):
         TrainConfig(temperature=value)
 
 
-def test_amp_is_recorded_only_when_on():
-    assert "amp" not in TrainConfig().to_dict()  # configs from before the option stay reusable
-    assert TrainConfig(amp=True).to_dict()["amp"] is True
-    assert TrainConfig(**TrainConfig(amp=True).to_dict()).amp
+def test_precision_is_recorded_only_when_not_the_default():
+    assert "precision" not in TrainConfig().to_dict()  # configs from before the option stay reusable
+    assert TrainConfig(precision="bf16").to_dict()["precision"] == "bf16"
+    assert TrainConfig(**TrainConfig(precision="auto").to_dict()).precision == "auto"
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, auto, got 'fp16'"):
+        TrainConfig(precision="fp16")
 
 
 @pytest.mark.parametrize(

@@ -215,3 +215,20 @@ def test_sigkilled_distill_then_rerun_is_bit_identical(tmp_path):
     force = ["--force"] if (out / META).exists() else []
     assert run_until("none", "distill", *SMALL, *force, "--out", out).returncode == 0
     assert stable_meta(out) == expected and stable_meta(out / "teacher") == expected_teacher
+
+
+def test_soft_labels_stay_float32_after_bfloat16_training(tmp_path):
+    """bf16 trains the teacher; its soft labels are still computed in float32, on the saved
+    float32 weights (a bfloat16 forward pass would be off by about 1e-2)."""
+    from safetensors.torch import load as load_safetensors
+
+    ds = make_synthetic(n_train=128, n_test=64)
+    cfg = TrainConfig(epochs=1, batch_size=32, temperature=5.0, lr=0.05, precision="bf16", min_accuracy=0.0)
+    meta = distill(ds, "mnist_cnn", cfg, tmp_path / "d", progress=False)
+    teacher, teacher_meta = load_model(tmp_path / "d" / "teacher")
+    assert meta["precision"] == teacher_meta["precision"] == "bf16"
+    stored = load_safetensors((tmp_path / "d" / SOFT_LABELS).read_bytes())["soft_labels"]
+    with torch.no_grad():
+        exact = torch.softmax(teacher.double()(ds.x_train.double()) / 5.0, dim=1)
+    assert stored.dtype == torch.float32
+    assert torch.allclose(stored.double(), exact, atol=1e-5)

@@ -66,11 +66,12 @@ def test_soft_targets_and_saturation_of_deployed_model(synthetic):
     assert deployed["mean_max_probability"] > 0.999 > at_t["mean_max_probability"]
 
 
-def test_mixed_precision_learns_and_leaves_a_float32_contiguous_model(synthetic, tmp_path):
+def test_bf16_learns_and_leaves_a_float32_contiguous_model(synthetic, tmp_path):
     from defdistill.checkpoint import load_model, save_model
 
-    plain = fit(synthetic, epochs=1, seed=2)
-    amp = fit(synthetic, epochs=1, seed=2, amp=True)
+    plain = fit(synthetic, epochs=1, seed=2, precision="fp32")
+    amp = fit(synthetic, epochs=1, seed=2, precision="bf16")
+    assert (plain.precision, amp.precision) == ("fp32", "bf16")
     assert amp.test_accuracy > 0.95
     assert all(p.dtype == torch.float32 and p.is_contiguous() for p in amp.model.parameters())
     # bfloat16 forward passes: not the float32 trajectory, but the same classifier
@@ -84,3 +85,16 @@ def test_mixed_precision_learns_and_leaves_a_float32_contiguous_model(synthetic,
     x = synthetic.x_test[:16]
     with torch.no_grad():
         assert torch.equal(loaded(x), amp.model(x))
+
+
+def test_auto_precision_is_float32_without_native_bfloat16(synthetic, monkeypatch):
+    import defdistill.devices
+
+    monkeypatch.setattr(defdistill.devices, "cpu_has_native_bf16", lambda cpuinfo=None: False)
+    auto = fit(synthetic, epochs=1, seed=2, precision="auto")
+    plain = fit(synthetic, epochs=1, seed=2, precision="fp32")
+    assert auto.precision == "fp32"
+    pairs = zip(auto.model.parameters(), plain.model.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    monkeypatch.setattr(defdistill.devices, "cpu_has_native_bf16", lambda cpuinfo=None: True)
+    assert fit(synthetic, epochs=1, seed=2, precision="auto").precision == "bf16"

@@ -109,7 +109,7 @@ def load_brought(args: argparse.Namespace):
 
     from defdistill.checkpoint import load_factory_model
     from defdistill.data import load_dataset
-    from defdistill.training.devices import resolve_device
+    from defdistill.devices import resolve_device
 
     if args.weights is None:
         raise UsageError("--factory needs --weights, the safetensors file of the model's state_dict")

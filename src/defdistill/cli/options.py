@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from defdistill.data.names import DATASETS
-from defdistill.names import META, Architecture, values
+from defdistill.names import META, Architecture, Precision, values
 
 if TYPE_CHECKING:
     from defdistill.data import Dataset
@@ -173,10 +173,12 @@ def add_data(parser: argparse.ArgumentParser, for_model: bool = False) -> None:
                         help="use the first N test samples")
 
 
-def add_amp(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--amp", action="store_true",
-                        help="train in bfloat16 mixed precision, channels-last (faster on CPUs with "
-                             "bfloat16 units and on GPUs; evaluation stays float32)")
+def add_precision(parser: argparse.ArgumentParser, default: str | None = "fp32") -> None:
+    """``--precision``: the number format of training (:mod:`defdistill.devices`)."""
+    parser.add_argument("--precision", choices=values(Precision), default=default,
+                        help="training arithmetic: fp32, bf16 (bfloat16 autocast, channels-last; "
+                             "evaluation, soft labels and attacks stay float32) or auto (bf16 where "
+                             "the CPU or GPU computes it natively, else fp32); default fp32")
 
 
 def add_training(parser: argparse.ArgumentParser, default_temperature: float) -> None:
@@ -199,7 +201,7 @@ def add_training(parser: argparse.ArgumentParser, default_temperature: float) ->
                              "paper's; default: plain training at T)")
     parser.add_argument("--allow-untrained", action="store_true",
                         help="save a model even if its accuracy is near chance")
-    add_amp(parser)
+    add_precision(parser)
     parser.add_argument("--force", action="store_true", help="overwrite an existing model in --out")
     add_data(parser)
     add_common(parser)
@@ -212,7 +214,7 @@ def training_config(args: argparse.Namespace) -> TrainConfig:
     return paper_config(
         args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         momentum=args.momentum, optimizer=args.optimizer, temperature=args.temperature,
-        head_scaling=args.head_scaling, seed=args.seed, amp=args.amp,
+        head_scaling=args.head_scaling, seed=args.seed, precision=args.precision,
         adversarial=getattr(args, "adversarial", None), adversarial_eps=getattr(args, "adv_eps", None),
         adversarial_steps=getattr(args, "adv_steps", None),
         adversarial_warmup=getattr(args, "adv_warmup", None),
@@ -244,8 +246,8 @@ def load_for_data(path: Path, args: argparse.Namespace, dataset: str | None = No
     ``path`` is a model directory or the name of a shipped model (``defdistill models``).
     """
     from defdistill.checkpoint import load_model
+    from defdistill.devices import resolve_device
     from defdistill.pretrained import resolve_model
-    from defdistill.training.devices import resolve_device
 
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} is a file; give a model directory (with meta.json)")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from defdistill.cli.options import (
     UsageError,
-    add_amp,
     add_common,
     add_data,
+    add_precision,
     non_negative_int,
     output_path,
     positive_int,
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="C&W Adam steps per binary-search step (override the profile)")
     p.add_argument("--cw-search-steps", type=positive_int, default=None,
                    help="C&W binary-search steps (override the profile)")
-    add_amp(p)
+    add_precision(p, default=None)
     p.add_argument("--out", type=output_path, default=Path("results"), help="output directory")
     p.add_argument("--force", action="store_true", help="recompute every unit")
     p.add_argument("--seeds", type=seed_list, default=None,
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         attack_samples=args.attack_samples,
         adaptive_samples=args.adaptive_samples, cw_iterations=args.cw_iterations,
         cw_search_steps=args.cw_search_steps, limit_train=args.limit_train,
-        limit_test=args.limit_test, amp=args.amp or None,
+        limit_test=args.limit_test, precision=args.precision,
     )  # fmt: skip
     executor = make_executor(args.executor, args.address, args.cpus_per_task, args.max_retries,
                              args.device)  # fmt: skip

@@ -21,6 +21,7 @@ The attacks:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -39,6 +40,8 @@ from defdistill.evaluation.stats import Proportion
 from defdistill.evaluation.threats import ThreatModel
 from defdistill.inference import correct_mask, predict_logits
 from defdistill.names import AttackId, JsmaOn, Loss, Norm, TargetMode
+
+log = logging.getLogger(__name__)
 
 EXAMPLE_DECIMALS = 4
 
@@ -291,10 +294,12 @@ def run_battery(model: nn.Module, specs: list[AttackSpec], x: torch.Tensor, y: t
         idx = (order if spec.samples is None else order[: spec.samples]).to(x.device)
         start = time.perf_counter()
         out = spec.run(model, x[idx], y[idx.to(y.device)])
+        seconds = time.perf_counter() - start
         attacks[spec.name] = AttackSummary(
             spec.id, spec.label, spec.threat, spec.gradient, spec.worst_case, out.fooled.cpu(),
-            Proportion.of(out.successes, out.attempts), out.details, time.perf_counter() - start,
+            Proportion.of(out.successes, out.attempts), out.details, seconds,
         )  # fmt: skip
+        log.info("%s: %.1f s on %d images", spec.label, seconds, len(idx))
     return BatteryResult(clean, attacks)
 
 

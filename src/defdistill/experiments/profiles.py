@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from defdistill.evaluation.threats import TargetMode
+from defdistill.names import Precision, values
 
 PAPER_TEMPERATURES = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0)
 
@@ -42,8 +43,10 @@ class Profile:
         cw_search_steps: binary-search steps over the C&W constant.
         max_accuracy_drop: accuracy drop (percentage points) vs the baseline beyond
             which a distilled model is flagged in the report.
-        amp: train with bfloat16 mixed precision (:class:`defdistill.training.config.TrainConfig`);
-            recorded only when on, so results computed before the option stay reusable.
+        precision: number format of training, ``fp32`` (default, as
+            ``defdistill.training.config.DEFAULT_PRECISION``), ``bf16`` or ``auto`` (see
+            :mod:`defdistill.devices`); recorded only when not the default, so results
+            computed before the option stay reusable.
         adversarial: the positive control, an adversarially trained network of the same
             architecture measured beside the others: :class:`~defdistill.training.config.TrainConfig`
             fields (``adversarial``, ``adversarial_steps``, ``epochs``, ``optimizer``, ...) over
@@ -63,7 +66,7 @@ class Profile:
     cw_iterations: int = 200
     cw_search_steps: int = 9
     max_accuracy_drop: float = 1.5
-    amp: bool = False
+    precision: str = Precision.FP32  # defdistill.training.config.DEFAULT_PRECISION
     adversarial: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -80,12 +83,15 @@ class Profile:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         TargetMode.parse(self.targets)
+        if self.precision not in values(Precision):
+            raise ValueError(f"precision must be fp32, bf16 or auto, got {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
-        for key in ("amp", "adversarial"):
-            if not values[key]:
-                del values[key]
+        if values["precision"] == "fp32":
+            del values["precision"]
+        if not values["adversarial"]:
+            del values["adversarial"]
         return values
 
     def with_overrides(self, **overrides: Any) -> Profile:

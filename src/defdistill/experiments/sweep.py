@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from defdistill.checkpoint import environment
 from defdistill.data import Dataset
+from defdistill.devices import resolve_device
 from defdistill.evaluation.battery import BatteryResult
 from defdistill.evaluation.checks import assess
 from defdistill.evaluation.samples import common_correct
@@ -47,7 +48,6 @@ from defdistill.inference import predict_logits
 from defdistill.models import paper_architecture
 from defdistill.names import ExecutorKind
 from defdistill.training.config import PAPER_CONFIGS, TrainConfig, paper_config, role_seed
-from defdistill.training.devices import resolve_device
 from defdistill.training.distill import role_configs
 from defdistill.training.runs import dataset_signature
 
@@ -173,7 +173,7 @@ def _train_task(
     """The training task of one deployed model (see :func:`.tasks.train_unit`)."""
     config = paper_config(
         dataset if dataset in PAPER_CONFIGS else "mnist", epochs=profile.epochs,
-        batch_size=profile.batch_size, seed=seed, temperature=temperature or 1.0, amp=profile.amp,
+        batch_size=profile.batch_size, seed=seed, temperature=temperature or 1.0, precision=profile.precision,
     )  # fmt: skip
     # the deployed model: the baseline itself, or the student; each from a seed of its own
     deployed = (replace(config, seed=role_seed(seed, "baseline")) if temperature is None

@@ -24,17 +24,18 @@ from torch import nn
 
 from defdistill.checkpoint import CheckpointError, load_model, load_reusable
 from defdistill.data import Dataset
+from defdistill.devices import resolve_device
 from defdistill.evaluation import battery as b
 from defdistill.evaluation.battery import AttackSpec, run_battery
 from defdistill.evaluation.gradients import gradient_stats
 from defdistill.evaluation.samples import first_correct_indices
 from defdistill.evaluation.threats import ThreatModel, standard_budgets
 from defdistill.experiments.profiles import Profile
+from defdistill.experiments.timing import Stopwatch
 from defdistill.experiments.units import UnitStore
 from defdistill.inference import evaluate
 from defdistill.names import AttackId, JsmaOn, Loss, Norm, TargetMode
 from defdistill.training.config import TrainConfig
-from defdistill.training.devices import resolve_device
 from defdistill.training.distill import distill, role_configs
 from defdistill.training.runs import train_model
 
@@ -125,7 +126,7 @@ def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
             return {"name": task.name, "meta": meta, "reused": True}
         except CheckpointError as err:
             log.info("%s: %s; training it", task.name, err)
-    config = TrainConfig(**task.config)
+    config, clock = TrainConfig(**task.config), Stopwatch(f"train-{task.name}")
     if task.distilled:
         meta = distill(ds, task.architecture, config, path, device=task.device,
                        progress=task.progress, reuse_teacher=not task.force)  # fmt: skip
@@ -133,7 +134,8 @@ def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
         role = "adversarial" if deployed.get("adversarial") else "baseline"
         _, meta = train_model(ds, task.architecture, TrainConfig(**deployed), path, role,
                               device=task.device, progress=task.progress)  # fmt: skip
-    return {"name": task.name, "meta": meta, "reused": False}
+    clock.lap("training", None)
+    return {"name": task.name, "meta": meta, "reused": False, "timings": clock.seconds}
 
 
 def _check_teacher(task: TrainTask, student_meta: dict[str, Any]) -> None:
@@ -161,10 +163,11 @@ def eval_unit(ds: Dataset, task: EvalTask) -> dict[str, Any]:
         baseline = (None if task.model == task.baseline  # no transfer from the baseline to itself
                     else load_exact(task.baseline, key["baseline_weights"], torch.device("cpu")))  # fmt: skip
         index = None if task.index is None else torch.tensor(task.index, dtype=torch.long)
+        clock = Stopwatch(unit)
         return {
-            "accuracy": evaluate(model, ds.x_test, ds.y_test, temperature=1.0),
+            "accuracy": clock.lap("accuracy", evaluate(model, ds.x_test, ds.y_test, temperature=1.0)),
             **measure(model, baseline, ds.x_test, ds.y_test, task.profile, task.temperature,
-                      task.seed, index),
+                      task.seed, index, clock),
         }
 
     measured = store.run(unit, key, compute)
@@ -226,6 +229,7 @@ def sweep_battery(
 def measure(
     model: nn.Module, baseline: nn.Module | None, x: torch.Tensor, y: torch.Tensor, profile: Profile,
     temperature: float | None, seed: int, index: torch.Tensor | None = None,
+    clock: Stopwatch | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The paper's measurements and the adaptive attacks for one deployed model.
 
@@ -236,11 +240,16 @@ def measure(
     of the run classifies correctly, so all models face the same images); without it, the
     test set in order. The battery (:func:`sweep_battery`) attacks the first correctly
     classified drawn images: JSMA ``attack_samples`` of them, the others ``adaptive_samples``.
+    ``clock`` books the steps' wall times (started before the call when given).
 
     Returns:
-        ``gradients`` (:func:`gradient_stats`) and the battery's result
-        (:meth:`BatteryResult.to_dict`: ``attacks`` by id, ``robust_accuracy``, the drawn images).
+        ``gradients`` (:func:`gradient_stats`), the battery's result
+        (:meth:`BatteryResult.to_dict`: ``attacks`` by id, ``robust_accuracy``, the drawn
+        images) and ``timings``: seconds per step (``gradients``, each attack by its key, and
+        whatever ``clock`` had booked before).
     """
+    clock = clock or Stopwatch("measure")
+    lap = clock.lap
     if index is not None:
         x_att, y_att = x[index.to(x.device)], y[index.to(y.device)]
     else:
@@ -250,7 +259,10 @@ def measure(
     drawn = int(correct[-1]) + 1 if len(correct) else 0
     eps = standard_budgets(x).primary.eps  # MNIST: Madry et al.'s 0.3; colour: 8/255
     specs = sweep_battery(profile, eps, temperature, baseline, seed)
+    gradients = lap("gradients", gradient_stats(model, x[: profile.gradient_samples]))
+    result = run_battery(model, specs, x_att[:drawn], y_att[:drawn])
     return {
-        "gradients": gradient_stats(model, x[: profile.gradient_samples]),
-        **run_battery(model, specs, x_att[:drawn], y_att[:drawn]).to_dict(),
+        "gradients": gradients,
+        **result.to_dict(),
+        "timings": {**clock.seconds, **{key: a.seconds for key, a in result.attacks.items()}},
     }

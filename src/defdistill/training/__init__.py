@@ -5,11 +5,9 @@
   :func:`defdistill.inference.evaluate`).
 * :mod:`.runs`: build, train and save one network.
 * :mod:`.distill`: teacher at T, soft labels, student at T, deployed at 1.
-* :mod:`.devices`: ``--device auto|cpu|cuda``.
 """
 
 from defdistill.training.config import TrainConfig, paper_config, role_seed
-from defdistill.training.devices import resolve_device
 from defdistill.training.loop import TrainingError, train
 from defdistill.training.runs import train_model
 
@@ -17,7 +15,6 @@ __all__ = [
     "TrainConfig",
     "TrainingError",
     "paper_config",
-    "resolve_device",
     "role_seed",
     "train",
     "train_model",

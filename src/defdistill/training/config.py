@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from defdistill.names import AdversarialMethod, Role, values
+from defdistill.names import AdversarialMethod, Precision, Role, values
 from defdistill.temperature import check_temperature
 
 ROLES = values(Role)
@@ -19,6 +19,9 @@ ADVERSARIAL_METHODS = values(AdversarialMethod)
 
 MAX_TRAINING_TEMPERATURE = 1e4
 FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
+# fp32 until bf16 is validated against it on hardware that computes bf16 natively (issue 28:
+# accuracy, logit scale, JSMA on F per temperature); then "auto" (docs/training.md)
+DEFAULT_PRECISION = Precision.FP32
 
 
 @dataclass
@@ -40,11 +43,14 @@ class TrainConfig:
         seed: seeds initialisation, shuffling and dropout.
         min_accuracy: refuse a model whose test accuracy is at or below this; ``None``
             means "near chance": ``1/K + 0.1 * (1 - 1/K)``.
-        amp: mixed precision for training: the forward pass under bfloat16 autocast on
-            channels-last inputs (weights, optimiser, loss and every evaluation stay
-            float32). About 3.5x faster on a CPU with bfloat16 units; see docs/training.md
-            for its accuracy. Recorded in :meth:`to_dict` only when on, so models trained
-            before the option existed stay reusable.
+        precision: number format of training (:mod:`defdistill.devices`): ``"fp32"``,
+            ``"bf16"`` (the forward pass under bfloat16 autocast on channels-last inputs;
+            weights, optimiser, loss and every evaluation stay float32) or ``"auto"``
+            (bf16 where the hardware computes it natively, else fp32); default
+            :data:`DEFAULT_PRECISION`. The
+            choice made is recorded in the model's ``meta.json`` (``precision``). Recorded
+            in :meth:`to_dict` only when not the default, so models trained before the
+            option existed stay reusable.
         adversarial: adversarial training (:mod:`defdistill.training.adversarial`):
             ``"pgd"`` (Madry et al. 2018) or ``"fgsm-rs"`` (Wong et al. 2020); ``None``
             (default) trains on clean inputs. Recorded in :meth:`to_dict` only when on.
@@ -65,7 +71,7 @@ class TrainConfig:
     head_scaling: bool = False
     seed: int = 0
     min_accuracy: float | None = None
-    amp: bool = False
+    precision: str = DEFAULT_PRECISION
     adversarial: str | None = None
     adversarial_eps: float = 0.3
     adversarial_steps: int = 40
@@ -73,6 +79,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_temperature(self.temperature)
+        if self.precision not in values(Precision):
+            choices = ", ".join(values(Precision))
+            raise ValueError(f"precision must be one of {choices}, got {self.precision!r}")
         if self.adversarial is not None and self.adversarial not in ADVERSARIAL_METHODS:
             raise ValueError(f"adversarial must be one of {', '.join(ADVERSARIAL_METHODS)}, "
                              f"got {self.adversarial!r}")  # fmt: skip
@@ -100,8 +109,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
-        if not self.amp:
-            del values["amp"]
+        if self.precision == DEFAULT_PRECISION:
+            del values["precision"]
         if self.adversarial is None:  # configurations from before the option stay reusable
             for key in ("adversarial", "adversarial_eps", "adversarial_steps", "adversarial_warmup"):
                 del values[key]

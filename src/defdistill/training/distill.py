@@ -29,11 +29,11 @@ from torch import nn
 
 from defdistill.checkpoint import CheckpointError, load_reusable
 from defdistill.data import Dataset
+from defdistill.devices import resolve_device
 from defdistill.inference import predict_logits
 from defdistill.io import atomic_write_bytes
 from defdistill.temperature import check_temperature, softmax_at
 from defdistill.training.config import TrainConfig, role_seed
-from defdistill.training.devices import resolve_device
 from defdistill.training.runs import dataset_signature, train_model
 
 log = logging.getLogger(__name__)

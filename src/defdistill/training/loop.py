@@ -30,12 +30,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from defdistill.devices import resolve_device, resolve_precision
 from defdistill.inference import evaluate
 from defdistill.models import output_layer
 from defdistill.temperature import temperature_loss
 from defdistill.training.adversarial import RobustnessMonitor, adversarial_batch
 from defdistill.training.config import TrainConfig, role_seed
-from defdistill.training.devices import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class TrainResult:
     test_accuracy: float
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    precision: str = "fp32"
 
 
 def scale_head(model: nn.Module, temperature: float) -> nn.Linear:
@@ -115,7 +116,9 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     if config.head_scaling and config.temperature != 1.0:
         scale_head(model, config.temperature)
-    memory_format = _prepare(model, config, dev)
+    precision = resolve_precision(config.precision, dev)
+    log.info("%s: training in %s on %s (precision %r)", desc, precision, dev, config.precision)
+    memory_format = _prepare(model, precision, dev)
     optimizer = make_optimizer(model, config)
     perturb, monitor = _adversarial(config, targets, x_test, y_test)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
@@ -131,8 +134,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * decay
             order = torch.randperm(len(x_train), generator=generator)
-            record = _epoch(model, optimizer, x_train, targets, order, config, dev, memory_format,
-                            bar if progress else None, epoch, perturb)  # fmt: skip
+            record = _epoch(model, optimizer, x_train, targets, order, config, dev, precision,
+                            memory_format, bar if progress else None, epoch, perturb)  # fmt: skip
             if monitor is not None:
                 monitor(model, record, desc)  # in eval mode, restored to train mode after
             history.append(record)
@@ -143,7 +146,7 @@ def train(
                                     "lower --lr")  # fmt: skip
     finally:
         bar.close()
-    if config.amp:  # back to the standard layout (checkpoints and attacks expect it)
+    if precision == "bf16":  # back to the standard layout (checkpoints and attacks expect it)
         model.to(memory_format=torch.contiguous_format)
     model.eval()
     accuracy = evaluate(model, x_test, y_test)["accuracy"]
@@ -151,31 +154,32 @@ def train(
     log.info("%s test accuracy %.4f (%.0f s)", desc, accuracy, seconds)
     if not allow_untrained:
         _refuse_untrained(model, accuracy, config, desc)
-    return TrainResult(model=model, test_accuracy=accuracy, history=history, seconds=seconds)
+    return TrainResult(model=model, test_accuracy=accuracy, history=history, seconds=seconds,
+                       precision=precision)  # fmt: skip
 
 
-def _prepare(model: nn.Module, config: TrainConfig, dev: torch.device) -> torch.memory_format:
-    """Move ``model`` to ``dev`` in train mode; channels-last under ``--amp``. Returns the
+def _prepare(model: nn.Module, precision: str, dev: torch.device) -> torch.memory_format:
+    """Move ``model`` to ``dev`` in train mode; channels-last for ``bf16``. Returns the
     memory format the inputs must take."""
-    if config.amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError("--amp needs bfloat16 support, which this GPU lacks; train without --amp")
-    memory_format = torch.channels_last if config.amp else torch.contiguous_format
+    memory_format = torch.channels_last if precision == "bf16" else torch.contiguous_format
     model.to(dev).train()
-    if config.amp:
+    if precision == "bf16":
         model.to(memory_format=memory_format)
     return memory_format
 
 
 def _epoch(
     model: nn.Module, optimizer: torch.optim.Optimizer, x_train: torch.Tensor, targets: torch.Tensor,
-    order: torch.Tensor, config: TrainConfig, dev: torch.device, memory_format: torch.memory_format,
-    bar: tqdm | None, epoch: int, perturb: Perturb | None = None,
+    order: torch.Tensor, config: TrainConfig, dev: torch.device, precision: str,
+    memory_format: torch.memory_format, bar: tqdm | None, epoch: int, perturb: Perturb | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """One pass over ``x_train`` in the order ``order``: loss at T, backward, optimiser step.
 
     ``perturb(model, x, y, epoch)`` replaces each batch by adversarial examples (adversarial
-    training). Returns the epoch's mean loss and training accuracy (against the soft
-    labels' argmax; on the adversarial examples when ``perturb`` is given).
+    training; crafted in float32). ``precision`` ``bf16``: the forward pass under bfloat16
+    autocast, the loss on its logits cast to float32. Returns the epoch's mean loss and
+    training accuracy (against the soft labels' argmax; on the adversarial examples when
+    ``perturb`` is given).
     """
     labels = targets if targets.dim() == 1 else targets.argmax(1)
     n = len(x_train)
@@ -186,7 +190,7 @@ def _epoch(
         xb, tb = x_train[idx].to(dev, non_blocking=True), targets[idx].to(dev, non_blocking=True)
         if perturb is not None:
             xb = perturb(model, xb, tb, epoch)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.amp):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             logits = model(xb.contiguous(memory_format=memory_format) if xb.dim() == 4 else xb)
         loss = temperature_loss(logits.float(), tb, config.temperature)
         optimizer.zero_grad(set_to_none=True)

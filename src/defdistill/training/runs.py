@@ -68,6 +68,7 @@ def train_model(
         "mean_max_logit": deployed["mean_max_logit"],
         "history": result.history,
         "train_seconds": result.seconds,
+        "precision": result.precision,
         **(extra_meta or {}),
     }
     return result.model, save_model(out, result.model, meta)
