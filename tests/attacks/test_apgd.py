@@ -105,8 +105,9 @@ def test_first_steps_are_algorithm_1() -> None:
     model = Bump(c)
     x, y = torch.tensor([[0.5]]), torch.tensor([0])
     APGD(eps, steps=10)(model, x, y)
-    # Forward passes: the class count (base), the clean point, x0, x1, ..., x10, the success check.
-    iterates = [float(s[0, 0]) for s in model.seen[2:-1]]
+    # Forward passes: the class count and the gradient check (base), the clean point, x0, x1, ..., x10,
+    # the success check.
+    iterates = [float(s[0, 0]) for s in model.seen[3:-1]]
     assert len(iterates) == 11
 
     def proj(v: float) -> float:
@@ -128,7 +129,7 @@ def test_the_step_size_halves_and_the_best_point_is_returned() -> None:
     model = Bump(c)
     x, y = torch.tensor([[0.5]]), torch.tensor([0])
     res = APGD(eps, steps=100)(model, x, y)
-    iterates = torch.cat(model.seen[2:-1])[:, 0]
+    iterates = torch.cat(model.seen[3:-1])[:, 0]
     assert len(iterates) == 101
     moves = (iterates[1:] - iterates[:-1]).abs()
     ws = apgd_checkpoints(100)
@@ -181,7 +182,7 @@ def test_each_sample_stops_at_its_first_adversarial_iterate(trained_mlp3, norm: 
     for i in range(40):
         rec = Recorder(model)
         one = APGD(eps, norm=norm, steps=20)(rec, x[i : i + 1], y[i : i + 1])
-        iterates = torch.cat(rec.seen[2:-1])  # after the class count and the clean pass
+        iterates = torch.cat(rec.seen[3:-1])  # after the class count, the gradient check, the clean pass
         with torch.no_grad():
             adv = model(iterates).argmax(1) != y[i]
         assert not bool(adv[:-1].any())

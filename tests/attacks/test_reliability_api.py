@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from defdistill.attacks import FGSM, PGD
+from defdistill.attacks import APGD, FGSM, JSMA, PGD, CarliniWagnerL2, Square
 
 
 class NanOn(nn.Module):
@@ -46,7 +46,23 @@ CASES = {
     "pgd-nan-on-sample-3": (NanOn, PGD(eps=0.1, steps=3), "NaN or infinite logits on sample 3"),
     "fgsm-no-input-gradient": (Frozen, FGSM(eps=0.1), "cannot be differentiated w.r.t. its input"),
     "pgd-no-input-gradient": (Frozen, PGD(eps=0.1, steps=3), "cannot be differentiated w.r.t. its input"),
+    # C&W's distance term keeps a gradient of its own: autograd alone would not notice
+    "cw-no-input-gradient": (Frozen, CarliniWagnerL2(max_iterations=3, binary_search_steps=1),
+                             "cannot be differentiated w.r.t. its input"),
+    "apgd-no-input-gradient": (Frozen, APGD(eps=0.1, steps=3), "cannot be differentiated w.r.t. its input"),
 }  # fmt: skip
+
+
+def test_a_gradient_free_attack_runs_on_a_model_without_input_gradients():
+    x, y = inputs()
+    result = Square(eps=0.1, queries=5)(Frozen(), x, y)
+    assert result.x_adv.shape == x.shape and (result.x_adv - x).abs().max() <= 0.1 + 1e-6
+
+
+def test_a_targeted_gradient_attack_refuses_it_too():
+    x, y = inputs()
+    with pytest.raises(ValueError, match="cannot be differentiated"):
+        JSMA()(Frozen(), x, y, target=torch.ones(len(x), dtype=torch.long))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -228,6 +228,7 @@ class Attack(ABC):
     """
 
     requires_target: ClassVar[bool] = False
+    uses_gradients: ClassVar[bool] = True  # False: the attack only queries the model (Square)
 
     def __init__(self, *, batch_size: int | None = None, seed: int = 0) -> None:
         if batch_size is not None:
@@ -327,6 +328,12 @@ class Attack(ABC):
                     )
             if n == 0:
                 return x.clone(), torch.zeros(0, dtype=torch.bool, device=x.device), {}
+            if self.uses_gradients and not _differentiable(model, x[:1]):
+                raise ValueError(
+                    "the model cannot be differentiated w.r.t. its input (torch.no_grad, .detach() "
+                    "or a non-differentiable step inside it); a gradient attack needs gradients: "
+                    "use a gradient-free attack such as Square"
+                )
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
             step = self.batch_size or n
             advs: list[torch.Tensor] = []
@@ -336,16 +343,7 @@ class Attack(ABC):
                 sl = slice(start, start + step)
                 xc, yc = x[sl].detach(), y[sl]
                 tc = None if target is None else target[sl]
-                try:
-                    x_adv, info = self._run(model, xc, yc, tc, generator)
-                except RuntimeError as err:  # autograd's errors on a model it cannot differentiate
-                    if _differentiable(model, xc[:1]):
-                        raise
-                    raise ValueError(
-                        "the model cannot be differentiated w.r.t. its input (torch.no_grad, .detach() "
-                        "or a non-differentiable step inside it); a gradient attack needs gradients: "
-                        "use a gradient-free attack such as Square"
-                    ) from err
+                x_adv, info = self._run(model, xc, yc, tc, generator)
                 x_adv = x_adv.detach().clamp_(0.0, 1.0).to(x.dtype)
                 if x_adv.shape != xc.shape:
                     raise RuntimeError(

@@ -174,6 +174,8 @@ class Square(Attack):
         (True, True)
     """
 
+    uses_gradients = False
+
     def __init__(
         self,
         eps: float,
