@@ -369,9 +369,10 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
-def test_a_full_stdout_is_one_line_and_exit_1():
-    with open("/dev/full", "w") as full:
-        proc = defdistill("models", stdout=full)
+@pytest.mark.parametrize("command", [["models"], ["--help"], ["audit", "--help"]])
+def test_a_full_stdout_is_one_line_and_exit_1(command):
+    with open("/dev/full", "w") as full:  # --help: argparse swallows its own write error
+        proc = defdistill(*command, stdout=full)
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and err.strip() == (
         "defdistill: error: cannot write to standard output (No space left on device)")

@@ -166,8 +166,8 @@ def test_corrupt_archive(tmp_path):
 
 
 def test_missing_or_empty_directory(tmp_path):
-    with pytest.raises(DataError, match="missing: not found; download CIFAR-10 .*--data-dir"):
+    with pytest.raises(DataError, match="missing: not found; download CIFAR-10 .* as data_dir"):
         load_cifar10(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="empty: no CIFAR-10 found .*pass --data-dir"):
+    with pytest.raises(DataError, match="empty: no CIFAR-10 found .* as data_dir"):
         load_cifar10(tmp_path / "empty")

@@ -151,13 +151,15 @@ def test_load_dataset_by_name():
 
 
 def test_a_data_dir_is_refused_and_points_to_the_full_set(tmp_path):
-    with pytest.raises(DataError, match="embedded.*--dataset cifar10 --data-dir"):
+    with pytest.raises(DataError, match="embedded.*the data set cifar10") as err:
         load_dataset("cifar10-subset", data_dir=tmp_path)
+    assert err.value.parameter == "data_dir" and str(err.value).startswith("data_dir ")
 
 
 def test_cifar10_without_data_dir_suggests_the_subset():
-    with pytest.raises(DataError, match="--dataset cifar10-subset"):
+    with pytest.raises(DataError, match="cifar10-subset") as err:
         load_dataset("cifar10")
+    assert err.value.parameter == "data_dir"
 
 
 def test_the_subset_gets_cifar10s_settings():

@@ -13,7 +13,8 @@ def test_cifar10_is_not_embedded_and_the_error_says_how_to_get_it():
         load_dataset("cifar10")
     message = str(caught.value)
     assert message.startswith("CIFAR-10 is not embedded")
-    assert CIFAR10_URL in message and "--data-dir DIR" in message
+    assert CIFAR10_URL in message and caught.value.parameter == "data_dir" and "as data_dir" in message
+    assert caught.value.render("--data-dir").count("--data-dir") == 1  # the CLI shows its flag
 
 
 def test_unknown_dataset_names_the_choices():

@@ -92,7 +92,7 @@ def test_checksum_mismatch_names_the_file(tmp_path):
 
 
 def test_missing_directory_and_file(tmp_path):
-    with pytest.raises(DataError, match="nope: directory not found; give an existing --data-dir"):
+    with pytest.raises(DataError, match="nope: directory not found; give an existing data_dir"):
         load_mnist(tmp_path / "nope")
     (tmp_path / "file").write_text("x")
     with pytest.raises(DataError, match="directory not found"):

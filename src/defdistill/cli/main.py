@@ -88,6 +88,7 @@ class _GuardedStdout:
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        self.failed: StdoutError | None = None  # kept: argparse swallows its own write errors
 
     def _guard(self, action: Callable[[], object]) -> object:
         try:
@@ -95,7 +96,8 @@ class _GuardedStdout:
         except BrokenPipeError:
             raise
         except OSError as err:
-            raise StdoutError(err.errno, err.strerror) from err
+            self.failed = StdoutError(err.errno, err.strerror)
+            raise self.failed from err
 
     def write(self, text: str) -> object:
         return self._guard(lambda: self._stream.write(text))
@@ -118,10 +120,22 @@ def _run(argv: Sequence[str] | None) -> int:
     return code
 
 
+def _stdout_failed(err: StdoutError, stdout: TextIO) -> int:
+    print(f"defdistill: error: cannot write to standard output ({err.strerror})", file=sys.stderr)
+    sys.stdout = stdout
+    _detach_stdout()
+    return STDOUT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)  # type: ignore[assignment]
+    stdout, guarded = sys.stdout, _GuardedStdout(sys.stdout)
+    sys.stdout = guarded  # type: ignore[assignment]
     try:
         return _run(argv)
+    except SystemExit:  # argparse: --help or a usage error, whose own write may have failed
+        if guarded.failed is None:
+            raise
+        return _stdout_failed(guarded.failed, stdout)
     except KeyboardInterrupt:
         print("defdistill: interrupted", file=sys.stderr)
         return INTERRUPTED
@@ -129,10 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _detach_stdout()
         return BROKEN_PIPE
     except StdoutError as err:
-        print(f"defdistill: error: cannot write to standard output ({err.strerror})", file=sys.stderr)
-        sys.stdout = stdout
-        _detach_stdout()
-        return STDOUT_FAILED
+        return _stdout_failed(err, stdout)
     except MemoryError:
         print("defdistill: error: out of memory; use fewer samples (--limit-test, --samples) or a "
               "machine with more memory", file=sys.stderr)  # fmt: skip

@@ -24,6 +24,7 @@ from defdistill.data.dataset import (
     to_tensors,
 )
 from defdistill.data.safe_pickle import safe_unpickle
+from defdistill.io import PARAMETER
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,8 @@ def _cifar_reader(root: Path) -> Callable[[str], tuple[bytes, str]]:
         return from_archive
     raise DataError(
         f"{root}: no CIFAR-10 found (expected {CIFAR10_TEST_BATCH} and data_batch_1..5, or "
-        f"{CIFAR10_ARCHIVE}); download it from {CIFAR10_URL} (or run `defdistill download "
-        f"cifar10 --data-dir {root}`) and pass --data-dir"
+        f"{CIFAR10_ARCHIVE}); download it from {CIFAR10_URL} (or with defdistill's download) "
+        f"and pass its directory as {PARAMETER}", parameter="data_dir",
     )
 
 
@@ -188,7 +189,7 @@ def load_cifar10(
     if not root.exists():
         raise DataError(
             f"{root}: not found; download CIFAR-10 (python version) from {CIFAR10_URL} "
-            "and pass its directory with --data-dir"
+            f"and pass its directory as {PARAMETER}", parameter="data_dir",
         )
     read = _cifar_reader(root)
     x_te, y_te = parse_cifar_batch(*read(CIFAR10_TEST_BATCH))

@@ -11,7 +11,7 @@ from pathlib import Path
 from defdistill.data.cifar10 import CIFAR10_ARCHIVE, CIFAR10_ARCHIVE_MD5, CIFAR10_URL
 from defdistill.data.dataset import DATASETS, DataError
 from defdistill.data.mnist import MNIST_FILES, MNIST_URL
-from defdistill.io import OutputError, atomic_write_bytes
+from defdistill.io import PARAMETER, OutputError, atomic_write_bytes
 
 
 def _fetch(url: str, timeout: float) -> bytes:
@@ -21,7 +21,7 @@ def _fetch(url: str, timeout: float) -> bytes:
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         raise DataError(
             f"could not download {url} ({err}); are you offline? Download it by hand "
-            "and pass its directory with --data-dir"
+            f"and pass its directory as {PARAMETER}", parameter="data_dir",
         ) from err
 
 
@@ -32,7 +32,8 @@ def download(name: str, dest: str | Path, timeout: float = 60.0) -> Path:
     """
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
-        raise DataError(f"--data-dir {dest} is a file; give a directory to download into")
+        raise DataError(f"{PARAMETER} {dest} is a file; give a directory to download into",
+                        parameter="data_dir")
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if name == "cifar10-subset":
@@ -68,4 +69,4 @@ def _write(target: Path, blob: bytes) -> None:
     try:
         atomic_write_bytes(target, blob)
     except OutputError as err:
-        raise DataError(f"{err} (--data-dir)") from None
+        raise DataError(f"{err} ({PARAMETER})", parameter="data_dir") from None

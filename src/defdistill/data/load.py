@@ -8,6 +8,7 @@ from defdistill.data.cifar10 import CIFAR10_URL, load_cifar10
 from defdistill.data.cifar10_subset import load_cifar10_subset
 from defdistill.data.dataset import DATASETS, DataError, Dataset
 from defdistill.data.mnist import load_mnist
+from defdistill.io import PARAMETER
 
 
 def load_dataset(
@@ -29,15 +30,16 @@ def load_dataset(
         if data_dir is None:
             raise DataError(
                 f"CIFAR-10 is not embedded: download the python version from {CIFAR10_URL}, "
-                "unpack it (or keep the .tar.gz) and pass --data-dir DIR; offline, "
-                "--dataset cifar10-subset uses the embedded real subset (5,085 + 1,017 images)"
+                f"unpack it (or keep the .tar.gz) and pass its directory as {PARAMETER}; offline, "
+                "the data set cifar10-subset is the embedded real subset (5,085 + 1,017 images)",
+                parameter="data_dir",
             )
         return load_cifar10(data_dir, limit_train, limit_test, train=train)
     if name == "cifar10-subset":
         if data_dir is not None:
             raise DataError(
-                f"--data-dir {data_dir}: cifar10-subset is embedded in the package and reads no "
-                "directory; for the full set use --dataset cifar10 --data-dir DIR"
+                f"{PARAMETER} {data_dir}: cifar10-subset is embedded in the package and reads no "
+                "directory; the full set is the data set cifar10, with its directory", parameter="data_dir",
             )
         return load_cifar10_subset(limit_train, limit_test, train=train)
     raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from defdistill.data.dataset import DataError, Dataset, empty_like_split, read_file_bytes, subset, to_tensors
+from defdistill.io import PARAMETER
 
 EMBEDDED_MNIST = Path(__file__).parent / "embedded" / "mnist"
 
@@ -65,7 +66,7 @@ def _find(root: Path, stem: str) -> Path:
             return candidate
     raise DataError(
         f"{root / stem}(.gz): file not found; put the MNIST IDX files in {root} "
-        "or omit --data-dir to use the embedded copy"
+        f"or omit {PARAMETER} to use the embedded copy", parameter="data_dir",
     )
 
 
@@ -107,7 +108,7 @@ def load_mnist(
     """
     root = Path(root) if root is not None else EMBEDDED_MNIST
     if not root.is_dir():
-        raise DataError(f"{root}: directory not found; give an existing --data-dir")
+        raise DataError(f"{root}: directory not found; give an existing {PARAMETER}", parameter="data_dir")
     training = read_mnist_split(root, "train", verify) if train else None  # train first: its errors first
     test = read_mnist_split(root, "test", verify)
     x_tr, y_tr = to_tensors(*(empty_like_split(*test) if training is None else training))
