@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=positive_float, default=None,
                    help="training temperature for the adaptive PGD (default: from meta.json)")
     p.add_argument("--samples", type=positive_int, default=100,
-                   help="correctly classified test images attacked (default 100)")
+                   help="test images drawn at random with --seed (default 100); the correctly classified "
+                        "ones are attacked, a clean error counts as a failure")
     p.add_argument("--jsma-samples", type=positive_int, default=20,
                    help="of which attacked by JSMA toward every other class (default 20)")
     p.add_argument("--cw-iterations", type=positive_int, default=1000,
@@ -52,14 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from defdistill.evaluation.audit import audit
-    from defdistill.evaluation.samples import first_correct_indices
+    from defdistill.inference import correct_mask
     from defdistill.io import atomic_write_json
 
     model, meta, ds = load_brought(args) if args.factory else load_for_data(args.model, args)
     reference = load_for_data(args.reference, args, ds.name)[0] if args.reference else None
     temperature = args.temperature or float(meta.get("temperature", 1.0))
     device = next(model.parameters()).device
-    if not len(first_correct_indices(model, ds.x_test.to(device), ds.y_test.to(device), 1)):
+    if not bool(correct_mask(model, ds.x_test.to(device), ds.y_test.to(device)).any()):
         raise nothing_to_attack(len(ds.x_test))
     report = audit(
         model, ds.x_test.to(device), ds.y_test.to(device), temperature=temperature,
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     config = report.config
     print(f"audit of {args.model or args.factory} ({meta.get('role')}, trained at T={temperature:g}) on "
-          f"{config['samples']} correctly classified test images (of the first {config['drawn']})")
+          f"{config['samples']} correctly classified of {config['drawn']} test images drawn at random "
+          f"(seed {config['sample_seed']})")
     print()
     print(f"{'check':<26} {'status':<9} finding")
     for f in report.findings:

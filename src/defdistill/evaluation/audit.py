@@ -36,7 +36,7 @@ from defdistill.evaluation import checks
 from defdistill.evaluation.battery import AttackSpec, BatteryResult, run_battery
 from defdistill.evaluation.checks import Finding, Verdict
 from defdistill.evaluation.gradients import zero_gradient_fraction
-from defdistill.evaluation.samples import first_correct_indices
+from defdistill.evaluation.samples import random_indices
 from defdistill.evaluation.threats import Budgets, ThreatModel, standard_budgets
 from defdistill.inference import evaluate, predict_logits
 from defdistill.names import AttackId, JsmaOn, Loss, Norm, TargetMode, attack_key
@@ -147,11 +147,13 @@ def audit(
     jsma_gamma: float = 0.145, cw_iterations: int = 1000, cw_search_steps: int = 6,
     apgd_steps: int = 100, apgd_targets: int = 3, square_queries: int = 5000, seed: int = 0,
 ) -> AuditReport:  # fmt: skip
-    """Audit ``model`` on the first ``samples`` correctly classified ``(x, y)``.
+    """Audit ``model`` on ``samples`` test images drawn at random with ``seed``.
 
-    The drawn images are the test images up to the ``samples``-th correctly classified
-    one: the attacks run on the correct ones, and the clean errors among them count as
-    failures in the unconditional robust accuracy.
+    The draw (:func:`defdistill.evaluation.samples.random_indices`) does not depend on the
+    model, so two models audited with the same seed on the same test set face the same
+    images. The attacks run on the correctly classified ones; the clean errors count as
+    failures in the unconditional robust accuracy. The indices and the seed are in
+    ``config`` (``sample_indices``, ``sample_seed``).
 
     Args:
         model: the network to audit, returning logits.
@@ -160,7 +162,7 @@ def audit(
         temperature: the training (distillation) temperature, if known: adds PGD and JSMA
             on ``softmax(Z / T)``. ``None`` or 1: no such attack (any defence).
         reference: an undefended model of the same task (transfer attack source).
-        samples: correctly classified inputs attacked (the first ones).
+        samples: test images drawn at random (correct or not).
         jsma_samples: of which attacked by JSMA toward every other class.
         jsma_gamma: JSMA's maximum fraction of features changed (the paper's 14.5 %).
         cw_iterations: Carlini & Wagner's Adam steps per binary-search step.
@@ -168,27 +170,28 @@ def audit(
         apgd_steps: APGD's iterations.
         apgd_targets: the number of target classes of APGD-T (the most likely other ones).
         square_queries: Square's query budget per sample.
-        seed: seeds every randomised attack.
+        seed: seeds the draw of the images and every randomised attack.
 
     Returns:
         The findings, the battery's typed results (robust accuracy included) and the verdict.
     """
-    correct = first_correct_indices(model, x, y, samples)
-    drawn = int(correct[-1]) + 1 if len(correct) else 0
+    index, _ = random_indices([model], x, y, samples, seed)
     budgets = standard_budgets(x)
     num_classes = predict_logits(model, x[:1]).shape[1]
     specs = audit_battery(budgets, num_classes, temperature, reference, jsma_samples, jsma_gamma,
                           cw_iterations, cw_search_steps, apgd_steps, apgd_targets, square_queries,
                           seed)  # fmt: skip
-    result = run_battery(model, specs, x[:drawn], y[:drawn])
-    xs, ys = x[correct], y[correct]
+    result = run_battery(model, specs, x[index], y[index.to(y.device)])
+    correct = index[result.clean.to(index.device)]
+    xs, ys = x[correct], y[correct.to(y.device)]
     evidence = result.evidence(
         zero_gradient_fraction=zero_gradient_fraction(model, xs),
         saturated_fraction=evaluate(model, xs, ys)["saturated_fraction"],
         outputs_are_logits=checks.check_outputs_are_logits(model, xs),
     )  # fmt: skip
     findings, decision = checks.assess(evidence)
-    config = {"samples": len(xs), "drawn": drawn, "jsma_samples": jsma_samples, "temperature": temperature,
+    config = {"samples": len(xs), "drawn": len(index), "sampling": "random", "sample_seed": seed,
+              "sample_indices": index.tolist(), "jsma_samples": jsma_samples, "temperature": temperature,
               "budgets": budgets.to_dict(), "seed": seed, "apgd_steps": apgd_steps,
               "square_queries": square_queries}  # fmt: skip
     return AuditReport(findings, result, decision, config)

@@ -29,7 +29,7 @@ from defdistill.checkpoint import environment
 from defdistill.data import Dataset
 from defdistill.evaluation.battery import BatteryResult
 from defdistill.evaluation.checks import assess
-from defdistill.evaluation.samples import common_correct
+from defdistill.evaluation.samples import random_indices
 from defdistill.evaluation.scaled_copy import scaled_copy_residual
 from defdistill.experiments.executors import Executor, LocalExecutor
 from defdistill.experiments.profiles import Profile
@@ -129,7 +129,7 @@ def run_sweeps(
             bar.update()
 
         shared = {s: compare_models(ds, profile, [t for t in train_tasks if t.seed == s], metas,
-                                    device) for s in seeds}  # fmt: skip
+                                    device, seed=s) for s in seeds}  # fmt: skip
         eval_tasks = [_eval_task(task, metas, profile, signature, force, shared[task.seed][0])
                       for task in train_tasks]  # fmt: skip
         rows: dict[int, list[dict[str, Any]]] = {s: [] for s in seeds}
@@ -161,6 +161,10 @@ def run_sweeps(
             "seconds": seconds,
             "units_reused": reused[seed],
             "units_computed": computed[seed],
+            # the evaluation images: drawn at random from the test set with the run's seed,
+            # the same for every model
+            "samples": {"sampling": "random", "seed": seed, "n": len(shared[seed][0]),
+                        "test_images": len(ds.x_test), "indices": shared[seed][0]},
         }
         results[seed] = SweepResult(config=config, models=rows[seed])
     return results
@@ -199,12 +203,14 @@ def _adversarial_task(baseline: TrainTask, overrides: dict[str, Any]) -> TrainTa
 
 def compare_models(
     ds: Dataset, profile: Profile, tasks: list[TrainTask], metas: dict[tuple[int, str], dict],
-    device: str, scale_samples: int = 500,
+    device: str, scale_samples: int = 500, seed: int = 0,
 ) -> tuple[list[int], dict[str, dict[str, Any]]]:  # fmt: skip
     """What the evaluations of one seed share, from its trained models.
 
-    Returns the test images every model is attacked on (the first ones that all of them
-    classify correctly, :func:`defdistill.evaluation.samples.common_correct`), and for each distilled
+    Returns the test images every model is evaluated on, ``max(attack_samples,
+    adaptive_samples)`` drawn at random with ``seed`` whatever the models predict
+    (:func:`defdistill.evaluation.samples.random_indices`: each model attacks the ones it
+    classifies correctly, a clean error counts as a failure), and for each distilled
     model the nearest other distilled model in the sense of
     :func:`defdistill.evaluation.scaled_copy.scaled_copy_residual` on the first ``scale_samples`` test
     images, with their agreement: a residual near 0 means the sweep degenerated into one
@@ -216,10 +222,7 @@ def compare_models(
     for task in tasks:
         models[task.name] = load_exact(task.path, metas[task.seed, task.name]["weights_sha256"], dev)
     n = max(profile.attack_samples, profile.adaptive_samples)
-    index = common_correct(list(models.values()), ds.x_test.to(dev), ds.y_test.to(dev), n)
-    if len(index) < n:
-        log.warning("only %d test images are classified correctly by every model (wanted %d)",
-                    len(index), n)  # fmt: skip
+    index, _ = random_indices(list(models.values()), ds.x_test.to(dev), ds.y_test.to(dev), n, seed)
     x = ds.x_test[:scale_samples].to(dev)
     logits = {t.name: predict_logits(models[t.name], x).cpu() for t in tasks if t.distilled}
     nearest: dict[str, dict[str, Any]] = {}
@@ -280,6 +283,7 @@ def _measured_row(
         "temperature": temperature,
         "distilled": temperature is not None,
         "test_accuracy": accuracy,
+        "test_accuracy_interval": measured["accuracy"].get("accuracy_interval"),
         "accuracy_variation_pp": 100.0 * (accuracy - base_accuracy),
         "mean_max_probability": measured["accuracy"]["mean_max_probability"],
         "saturated_fraction": measured["accuracy"]["saturated_fraction"],

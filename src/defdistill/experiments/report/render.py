@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from defdistill.experiments.report.columns import COLUMNS
+from defdistill.experiments.report.columns import COLUMNS, csv_keys, csv_values
 from defdistill.experiments.report.data import dataset_title, paper_values
 from defdistill.experiments.report.figures import make_figures
 from defdistill.experiments.report.findings import ROBUSTNESS, comparison, conclusion, differences, findings
@@ -18,11 +18,12 @@ from defdistill.experiments.results import SCHEMA_VERSION, mean_std, seed_runs, 
 from defdistill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 _CSV_IDS = ("dataset", "seed", "name", "temperature")
-CSV_COLUMNS = [*_CSV_IDS[:3], *(c.key for c in COLUMNS)]
+CSV_COLUMNS = [*_CSV_IDS[:3], *(key for c in COLUMNS for key in csv_keys(c))]
 
 
 def _flat(dataset: str, seed: int, row: dict[str, Any]) -> dict[str, Any]:
-    return {"dataset": dataset, "seed": seed, "name": row["name"], **{c.key: c.get(row) for c in COLUMNS}}
+    values = {key: value for c in COLUMNS for key, value in csv_values(c, row).items()}
+    return {"dataset": dataset, "seed": seed, "name": row["name"], **values}
 
 
 def write_csv(path: Path, results: dict[str, dict[str, Any]]) -> None:
