@@ -102,3 +102,32 @@ def test_worst_case_attacks_must_share_their_images(drawn):
              AttackSpec(AttackId.PGD_MARGIN, "B", fooling([0]), PRIMARY, worst_case=True)]  # fmt: skip
     with pytest.raises(ValueError, match="same images"):
         run_battery(FirstPixel(), specs, x, y).robust_accuracy()
+
+
+class Saturating(nn.Module):
+    """Class ``round(x[0])``, with logits 1000x larger where ``x[3] = 1``: there the float32
+    softmax saturates and JSMA on F cannot move (its image is censored at the cap)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        first = flat[:, :1]
+        return torch.cat([1 - first, first], dim=1) * 10 * (1 + 999 * flat[:, 3:4])
+
+
+def test_rho_adv_interval_is_over_the_attacked_images_with_censored_ones_at_the_cap():
+    from defdistill.evaluation import battery as b
+    from defdistill.evaluation.stats import MeanEstimate
+
+    x = torch.zeros(6, 1, 2, 2)
+    x[[1, 4], 0, 1, 1] = 1.0  # saturated: JSMA on F exhausts its budget on these two
+    y = torch.zeros(6, dtype=torch.long)
+    out = b.jsma(gamma=1.0, seed=3)(Saturating(), x, y)
+    details = out.details
+    assert details["samples_without_success"] == 2
+    cap = details["rho_adv_censored_at_percent"]
+    # per image: 2 of 4 features (one pair) where JSMA succeeds, the cap where it does not
+    per_image = [50.0, cap, 50.0, 50.0, cap, 50.0]
+    want = MeanEstimate.of(per_image, seed=3).to_dict()
+    assert details["rho_adv_interval"] == pytest.approx(want)
+    assert details["rho_adv_interval"]["mean"] == pytest.approx(details["rho_adv_percent"])
+    assert details["rho_adv_interval"]["n"] == 6

@@ -4,8 +4,9 @@ Schema version 5: ``config["samples"]`` (the evaluation images: ``sampling`` "ra
 ``seed``, ``n``, ``test_images``, ``indices`` in draw order, the same for every model); per
 model, ``accuracy_interval`` (Wilson, over ``test_images``), interval dicts beside the means
 (``rho_adv_interval``, ``mean_l2_interval``, the gradients' ``zero`` and ``amplitude`` and
-``log10`` intervals), ``attacks`` keyed by attack id (:class:`defdistill.names.AttackId`)
-with each rate's Wilson interval and the images each attack fooled, ``robust_accuracy``
+``log10`` intervals); top-level ``ablations`` (:mod:`defdistill.experiments.ablation_unit`).
+Per model, ``attacks`` keyed by attack id (:class:`defdistill.names.AttackId`) with each
+rate's Wilson interval and the images each attack fooled, ``robust_accuracy``
 (per image, unconditional and conditional on clean-correct images), the drawn images
 (``drawn``, ``clean_correct``, ``clean_images``), ``gradients`` and the masking ``checks``;
 models attacked on shared samples. A run with one seed writes ``schema_version``, ``config`` (with
@@ -99,7 +100,10 @@ def combine(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "environment": first["environment"],
         "models": aggregate_rows([per_seed[s]["models"] for s in seeds]),
         "per_seed": [{"seed": s, "samples": per_seed[s]["config"].get("samples"),
-                      "models": per_seed[s]["models"]} for s in seeds],
+                      "ablations": per_seed[s].get("ablations"), "models": per_seed[s]["models"]}
+                     for s in seeds],
+        # the first seed's ablations (each seed's are in per_seed)
+        **({"ablations": first["ablations"]} if first.get("ablations") else {}),
     }
 
 

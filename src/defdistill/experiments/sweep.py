@@ -31,6 +31,7 @@ from defdistill.evaluation.battery import BatteryResult
 from defdistill.evaluation.checks import assess
 from defdistill.evaluation.samples import random_indices
 from defdistill.evaluation.scaled_copy import scaled_copy_residual
+from defdistill.experiments.ablation_unit import ablation_task, ablation_unit
 from defdistill.experiments.executors import Executor, LocalExecutor
 from defdistill.experiments.profiles import Profile
 from defdistill.experiments.results import SCHEMA_VERSION
@@ -63,14 +64,16 @@ class SweepResult:
     models: list[dict[str, Any]]
     environment: dict[str, str] = field(default_factory=environment)
     schema_version: int = SCHEMA_VERSION
+    ablations: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema_version": self.schema_version,
             "config": self.config,
             "environment": self.environment,
             "models": self.models,
         }
+        return out if self.ablations is None else {**out, "ablations": self.ablations}
 
 
 def model_name(temperature: float | None) -> str:
@@ -117,8 +120,9 @@ def run_sweeps(
                         if task.name == model_name(None)]  # fmt: skip
     reused: dict[int, list[str]] = {s: [] for s in seeds}
     computed: dict[int, list[str]] = {s: [] for s in seeds}
-    bar = tqdm(total=2 * len(train_tasks), desc=f"{ds.name} sweep", unit="unit", disable=not progress,
-               dynamic_ncols=True)  # fmt: skip
+    hottest = max((t for t in temperatures if t is not None), default=None)
+    bar = tqdm(total=2 * len(train_tasks) + (len(seeds) if hottest else 0), desc=f"{ds.name} sweep",
+               unit="unit", disable=not progress, dynamic_ncols=True)  # fmt: skip
     start = time.perf_counter()
     try:
         metas: dict[tuple[int, str], dict[str, Any]] = {}
@@ -145,6 +149,13 @@ def run_sweeps(
             devices.add(done["device"])
             bar.set_postfix_str(f"measured {name}")
             bar.update()
+        ablations: dict[int, dict[str, Any]] = {}
+        if hottest is not None:
+            tasks = [_ablation_task(s, out, hottest, metas, profile, signature, device, force) for s in seeds]
+            for task, done in zip(tasks, executor.map(ablation_unit, tasks, ds), strict=True):
+                ablations[task.seed] = done["measured"]
+                (reused if done["reused"] else computed)[task.seed].append("ablations")
+                bar.update()
     finally:
         bar.close()
     seconds = time.perf_counter() - start
@@ -166,7 +177,7 @@ def run_sweeps(
             "samples": {"sampling": "random", "seed": seed, "n": len(shared[seed][0]),
                         "test_images": len(ds.x_test), "indices": shared[seed][0]},
         }
-        results[seed] = SweepResult(config=config, models=rows[seed])
+        results[seed] = SweepResult(config=config, models=rows[seed], ablations=ablations.get(seed))
     return results
 
 
@@ -235,6 +246,19 @@ def compare_models(
             nearest[name] = {"nearest": other, "relative_residual": residual,
                              "prediction_agreement": agreement, "samples": len(x)}  # fmt: skip
     return [int(i) for i in index], nearest
+
+
+def _ablation_task(
+    seed: int, out: Path, temperature: float, metas: dict[tuple[int, str], dict], profile: Profile,
+    signature: dict, device: str, force: bool,
+) -> Any:  # fmt: skip
+    """The ablations of seed ``seed`` (:mod:`.ablation_unit`): the baseline ×``temperature`` and
+    the student distilled at ``temperature``, on ``attack_samples`` images."""
+    root = seed_dir(out, seed)
+    student = model_name(temperature)
+    weights = (metas[seed, "baseline"]["weights_sha256"], metas[seed, student]["weights_sha256"])
+    return ablation_task(seed, str(root), str(root / "models" / "baseline"), str(root / "models" / student),
+                         temperature, profile.attack_samples, weights, signature, device, force)  # fmt: skip
 
 
 def _eval_task(

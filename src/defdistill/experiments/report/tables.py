@@ -157,3 +157,44 @@ def _verdict_cell(row: dict) -> str:
     if found is None:
         return "seeds disagree" if row.get("checks") is not None else "–"
     return "**masking**" if found["masking"] else "no sign of masking"
+
+
+ABLATION_ROWS = {
+    "baseline": "baseline, float32",
+    "baseline_scaled": "baseline × T, float32 (scale alone)",
+    "baseline_scaled_float64": "baseline × T, float64",
+    "student": "student at T, float32",
+    "student_float64": "student at T, float64 (precision alone)",
+}
+
+
+def _proportion_cell(found: dict | None) -> str:
+    if not found or found.get("rate") is None:
+        return "–"
+    return (f"{found['k']}/{found['n']} = {100 * found['rate']:.1f} "
+            f"[{100 * found['low']:.1f}, {100 * found['high']:.1f}]")  # fmt: skip
+
+
+def ablation_table(result: dict) -> list[str]:
+    """The two ablations' rows (:mod:`defdistill.evaluation.ablations`): JSMA's success rates
+    (k/n % [95 % Wilson]), the exactly-zero Jacobians, the median exact log10 amplitude and
+    the median gap between the two largest logits."""
+    found = result.get("ablations")
+    if not found:
+        return []
+    lines = [
+        f"| model (T = {found['temperature']:g}) | JSMA on F % | JSMA on F, exact pair choice % "
+        "| JSMA on Z % | zero Jacobian % | median log10 exact \\|dF/dx\\| | median top-2 logit gap |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, label in ABLATION_ROWS.items():
+        row = found["rows"].get(key)
+        if row is None:
+            continue
+        lines.append(
+            f"| {label} | {_proportion_cell(row.get('jsma_f'))} "
+            f"| {_proportion_cell(row.get('jsma_f_exact'))} "
+            f"| {_proportion_cell(row.get('jsma_z'))} | {_proportion_cell(row.get('zero_jacobian'))} "
+            f"| {fmt(row.get('median_log10_exact'), '.1f')} | {fmt(row.get('median_logit_gap'), '.0f')} |"
+        )
+    return lines
