@@ -29,7 +29,8 @@ def test_every_interval_column_is_in_the_csv_and_brackets_its_value(tiny_run):
         rows = list(csv.DictReader(f))
     with_interval = [c.key for c in COLUMNS if c.interval]
     assert {"test_accuracy", "jsma_probs_success_rate", "rho_adv_percent", "robust_accuracy",
-            "robust_accuracy_conditional", "gradient_float32_zero_fraction", "cw_l2_mean"} <= set(with_interval)
+            "robust_accuracy_conditional", "gradient_float32_zero_fraction",
+            "cw_l2_mean"} <= set(with_interval)  # fmt: skip
     checked = 0
     for row in rows:
         for key in with_interval:
