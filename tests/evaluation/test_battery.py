@@ -131,3 +131,16 @@ def test_rho_adv_interval_is_over_the_attacked_images_with_censored_ones_at_the_
     assert details["rho_adv_interval"] == pytest.approx(want)
     assert details["rho_adv_interval"]["mean"] == pytest.approx(details["rho_adv_percent"])
     assert details["rho_adv_interval"]["n"] == 6
+
+
+def test_clean_errors_after_the_last_correct_image_still_count_when_every_correct_one_was_attacked():
+    # 6 drawn images; the last two are clean errors, every correct one is attacked
+    x, y = torch.zeros(6, 1, 2, 2), torch.zeros(6, dtype=torch.long)
+    x[[4, 5], 0, 0, 0] = 1.0
+    specs = [AttackSpec(AttackId.PGD_CE_F, "A", fooling([0]), PRIMARY, worst_case=True)]
+    result = run_battery(FirstPixel(), specs, x, y)
+    assert (result.robust_accuracy().k, result.robust_accuracy().n) == (3, 6)
+    # with a sample limit that leaves correct images unattacked, the draw ends at the last attacked one
+    limited = run_battery(FirstPixel(), [AttackSpec(AttackId.PGD_CE_F, "A", fooling([0]), PRIMARY,
+                                                    worst_case=True, samples=2)], x, y)  # fmt: skip
+    assert (limited.robust_accuracy().k, limited.robust_accuracy().n) == (1, 2)

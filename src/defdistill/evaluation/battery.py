@@ -188,11 +188,14 @@ class BatteryResult:
         return torch.stack(masks).any(0)
 
     def robust(self) -> torch.Tensor:
-        """``(M,)`` bool over the first ``M`` drawn images, up to the last one the worst-case
-        attacks attacked: correctly classified and fooled by none of them."""
+        """``(M,)`` bool over the drawn images: correctly classified and fooled by none of the
+        worst-case attacks. ``M`` is every drawn image when the attacks attacked every
+        correctly classified one (the clean errors after the last correct image count as
+        failures too), else the images up to the last one they attacked."""
         fooled = self.fooled_by_any()
         correct = self.clean.nonzero().flatten()[: len(fooled)]
-        drawn = int(correct[-1]) + 1 if len(correct) else 0
+        everything = len(fooled) == int(self.clean.sum())
+        drawn = len(self.clean) if everything else int(correct[-1]) + 1 if len(correct) else 0
         robust = self.clean[:drawn].clone()
         robust[correct] = ~fooled
         return robust

@@ -505,7 +505,10 @@ def differences(dataset: str, result: dict) -> list[str]:
             f"Profile `{profile['name']}`: {profile['epochs']} epoch(s) instead of the paper's 50"
             f"{images}{limit}; accuracies are therefore below the paper's."
         )
-    notes.append(sampling_note(result))
+    notes.append(
+        "The rates are measured on a random draw of the test set (see the sampling note above), "
+        "not on the whole test set as in the paper: they carry the sampling error their intervals show."
+    )
     features = math.prod(signature["input_shape"])
     cap = max(attack_value(r, AttackId.JSMA_F, "rho_adv_censored_at_percent") or 0.0
               for r in result["models"])  # fmt: skip
