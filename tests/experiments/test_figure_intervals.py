@@ -11,7 +11,8 @@ def row(name, accuracy_k, accuracy_n, pgd_k, pgd_n):
     acc, pgd = Proportion.of(accuracy_k, accuracy_n), Proportion.of(pgd_k, pgd_n)
     return {"name": name, "test_accuracy": acc.rate, "test_accuracy_interval": acc.to_dict(),
             "accuracy_variation_pp": 100 * acc.rate - 90.0,
-            "attacks": {"pgd-margin": {"accuracy": pgd.rate, "accuracy_interval": pgd.to_dict()}}}  # fmt: skip
+            "attacks": {"pgd-margin": {"accuracy": pgd.rate,
+                                       "accuracy_interval": pgd.to_dict()}}}  # fmt: skip
 
 
 def test_error_bars_are_the_interval_around_the_value_in_percent():
