@@ -20,10 +20,10 @@ permutation, the first of ``max(2n, 256)`` samples and each next one twice as la
 until ``n`` are found: a few hundred correct images out of 10,000 cost a few hundred
 predictions, and a model that gets nothing right costs the whole set, once.
 
-:func:`first_correct_indices` and :func:`first_correct` are the same search over the
-identity order (the first ``n`` of the test set), kept for ``defdistill attack`` (whose
-attempts name their images by test-set index) and the benchmarks; the audit and the
-reproduction draw at random.
+:func:`first_correct_indices`, :func:`first_correct` and :func:`common_correct` are the
+same search over the identity order (the first ``n`` of the test set), kept for
+``defdistill attack`` (whose attempts name their images by test-set index), the example
+notebook and the benchmarks; the audit and the reproduction draw at random.
 """
 from __future__ import annotations
 
@@ -145,3 +145,8 @@ def first_correct(
     idx = first_correct_indices(model, x, y, n)
     return x[idx], y[idx]
 
+
+def common_correct(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices (ascending, on ``x``'s device) of the first ``n`` samples that *every* model
+    classifies correctly (:func:`random_common_correct` draws them at random instead)."""
+    return _search(models, x, y, n, torch.arange(len(x)))
