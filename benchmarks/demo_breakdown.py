@@ -34,7 +34,7 @@ from defdistill.experiments import sweep, timing
 from defdistill.experiments.profiles import get_profile
 from defdistill.experiments.tasks import measure
 from defdistill.experiments.timing import Stopwatch
-from defdistill.training.loop import evaluate
+from defdistill.inference import evaluate
 
 
 def main() -> None:

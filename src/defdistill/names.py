@@ -204,6 +204,9 @@ class StatementKind(StrEnum):
     SCALED_COPY = "scaled_copy"  # whether two students are one network with scaled logits
     POSITIVE_CONTROL = "positive_control"  # the adversarially trained model
     ACCURACY = "accuracy"  # distilled models' accuracy against the baseline's
+    DATASET_COMPARISON = "dataset_comparison"  # MNIST beside CIFAR-10: established or not, and why
+    ABLATION_SCALE = "ablation_scale"  # the baseline with logits ×T: is scale alone enough?
+    ABLATION_PRECISION = "ablation_precision"  # the hottest student in float64: is it the arithmetic?
 
 
 META = "meta.json"  # the file that makes a directory a model (defdistill.checkpoint.META)

@@ -25,7 +25,10 @@ def test_audit_command_gives_a_verdict(small_model, tmp_path, capsys):
     assert data["attacks"]["pgd-ce-f@0.1"]["eps"] == 0.1  # the second budget, keyed apart
     robust = data["robust_accuracy"]
     assert robust["unconditional"] <= robust["conditional"] <= data["attacks"]["pgd-ce-f"]["accuracy"]
-    assert robust["conditional_interval"]["n"] == data["config"]["samples"] == 10
+    # 10 images drawn at random: the correctly classified ones attacked, the others counted as failures
+    assert robust["unconditional_interval"]["n"] == data["config"]["drawn"] == 10
+    assert robust["conditional_interval"]["n"] == data["config"]["samples"] <= 10
+    assert len(data["config"]["sample_indices"]) == 10 and data["config"]["sample_seed"] == 0
 
 
 USER_NET = '''

@@ -4,6 +4,7 @@ import pytest
 
 from defdistill.evaluation.audit import audit
 from defdistill.evaluation.checks import assess
+from defdistill.evaluation.samples import random_order
 from defdistill.names import AttackId, CheckId
 
 
@@ -34,6 +35,13 @@ def test_audit_verdicts(trained, masked):
     # the worst case per image is at most every counted attack's accuracy
     robust = report.battery.robust_accuracy_conditional().rate
     assert all(robust <= a.accuracy.rate for a in report.battery.worst_case_attacks())
+    # the images: drawn at random with the seed, whatever the model, the same for both models
+    drawn = random_order(len(ds.x_test), 0)[:30].tolist()
+    assert plain.config["sample_indices"] == report.config["sample_indices"] == drawn
+    assert drawn != sorted(drawn) and plain.config["sample_seed"] == 0 and plain.config["drawn"] == 30
+    # the attacked images are the drawn ones the model classifies correctly; the others count as fooled
+    assert plain.config["samples"] == int(plain.battery.clean.sum())
+    assert json_ready["config"]["sample_indices"] == drawn
 
 
 def test_audit_and_reproduce_give_the_same_verdict(trained, masked):

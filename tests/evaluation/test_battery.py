@@ -102,3 +102,45 @@ def test_worst_case_attacks_must_share_their_images(drawn):
              AttackSpec(AttackId.PGD_MARGIN, "B", fooling([0]), PRIMARY, worst_case=True)]  # fmt: skip
     with pytest.raises(ValueError, match="same images"):
         run_battery(FirstPixel(), specs, x, y).robust_accuracy()
+
+
+class Saturating(nn.Module):
+    """Class ``round(x[0])``, with logits 1000x larger where ``x[3] = 1``: there the float32
+    softmax saturates and JSMA on F cannot move (its image is censored at the cap)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        first = flat[:, :1]
+        return torch.cat([1 - first, first], dim=1) * 10 * (1 + 999 * flat[:, 3:4])
+
+
+def test_rho_adv_interval_is_over_the_attacked_images_with_censored_ones_at_the_cap():
+    from defdistill.evaluation import battery as b
+    from defdistill.evaluation.stats import MeanEstimate
+
+    x = torch.zeros(6, 1, 2, 2)
+    x[[1, 4], 0, 1, 1] = 1.0  # saturated: JSMA on F exhausts its budget on these two
+    y = torch.zeros(6, dtype=torch.long)
+    out = b.jsma(gamma=1.0, seed=3)(Saturating(), x, y)
+    details = out.details
+    assert details["samples_without_success"] == 2
+    cap = details["rho_adv_censored_at_percent"]
+    # per image: 2 of 4 features (one pair) where JSMA succeeds, the cap where it does not
+    per_image = [50.0, cap, 50.0, 50.0, cap, 50.0]
+    want = MeanEstimate.of(per_image, seed=3).to_dict()
+    assert details["rho_adv_interval"] == pytest.approx(want)
+    assert details["rho_adv_interval"]["mean"] == pytest.approx(details["rho_adv_percent"])
+    assert details["rho_adv_interval"]["n"] == 6
+
+
+def test_clean_errors_after_the_last_correct_image_still_count_when_every_correct_one_was_attacked():
+    # 6 drawn images; the last two are clean errors, every correct one is attacked
+    x, y = torch.zeros(6, 1, 2, 2), torch.zeros(6, dtype=torch.long)
+    x[[4, 5], 0, 0, 0] = 1.0
+    specs = [AttackSpec(AttackId.PGD_CE_F, "A", fooling([0]), PRIMARY, worst_case=True)]
+    result = run_battery(FirstPixel(), specs, x, y)
+    assert (result.robust_accuracy().k, result.robust_accuracy().n) == (3, 6)
+    # with a sample limit that leaves correct images unattacked, the draw ends at the last attacked one
+    limited = run_battery(FirstPixel(), [AttackSpec(AttackId.PGD_CE_F, "A", fooling([0]), PRIMARY,
+                                                    worst_case=True, samples=2)], x, y)  # fmt: skip
+    assert (limited.robust_accuracy().k, limited.robust_accuracy().n) == (1, 2)

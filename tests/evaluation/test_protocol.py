@@ -29,6 +29,8 @@ def test_all_targets_expands_every_other_class() -> None:
 class FakeAttack(Attack):
     """Sets features ``0 .. target`` to 1.0, which makes :class:`Lookup` predict ``target``."""
 
+    uses_gradients = False  # it never differentiates the model (Lookup has no input gradient)
+
     requires_target = True
 
     def _run(self, model, x, y, target, generator):
@@ -123,6 +125,8 @@ def test_rho_adv_ignores_and_counts_failed_samples() -> None:
 
 class Unmoved(Attack):
     """A targeted attack that never changes anything: no attempt succeeds."""
+
+    uses_gradients = False
 
     requires_target = True
 

@@ -41,8 +41,8 @@ def test_every_output_file_and_the_json_schema(tiny_run):
     combined = json.loads((out / "results.json").read_text())
     assert combined["schema_version"] == SCHEMA_VERSION
     result = combined["datasets"]["synthetic"]
-    # one seed: exactly the keys of schema version 1 (per-seed rows only with several seeds)
-    assert set(result) == {"schema_version", "config", "environment", "models"}
+    # one seed: no per-seed rows (only with several seeds); the ablations of the hottest student
+    assert set(result) == {"schema_version", "config", "environment", "models", "ablations"}
     assert result["config"]["seed"] == 0 and "seeds" not in result["config"]
     assert result["config"]["profile"]["temperatures"] == [5.0, 50.0]
     rows = result["models"]
@@ -87,7 +87,7 @@ def test_rerun_reuses_every_unit(tiny_run):
     reproduce_on(tiny_dataset(), TINY, out, progress=False)
     result = json.loads((out / "synthetic" / "results.json").read_text())
     assert result["config"]["units_computed"] == []  # no model retrained, nothing re-measured
-    assert len(result["config"]["units_reused"]) == 8  # 4 models + 4 evaluations
+    assert len(result["config"]["units_reused"]) == 9  # 4 models + 4 evaluations + the ablations
     assert time.perf_counter() - start < first_seconds
 
 
@@ -99,8 +99,8 @@ def test_changed_configuration_recomputes(tiny_run, tmp_path):
     changed = TINY.with_overrides(attack_samples=3)
     reproduce_on(tiny_dataset(), changed, out, progress=False)
     new = json.loads((out / "synthetic" / "results.json").read_text())
-    assert sorted(new["config"]["units_computed"]) == [
-        "eval-adversarial-pgd", "eval-baseline", "eval-distilled-T5", "eval-distilled-T50"]  # models reused
+    assert sorted(new["config"]["units_computed"]) == [  # models reused; the ablations draw attack_samples
+        "ablations", "eval-adversarial-pgd", "eval-baseline", "eval-distilled-T5", "eval-distilled-T50"]
     assert new["models"][0]["attacks"][AttackId.JSMA_F]["attempts"] == 3 * 2
     assert result["models"][0]["weights_sha256"] == new["models"][0]["weights_sha256"]
 
@@ -114,7 +114,7 @@ def test_force_retrains_every_model_and_remeasures(tiny_run, tmp_path):
     reproduce_on(tiny_dataset(), TINY, out, force=True, progress=False)
     new = json.loads((out / "synthetic" / "results.json").read_text())
     assert new["config"]["units_reused"] == []
-    assert len(new["config"]["units_computed"]) == 8  # 4 models (teachers too) + 4 evaluations
+    assert len(new["config"]["units_computed"]) == 9  # 4 models (teachers too) + 4 evaluations + ablations
     assert teacher.stat().st_mtime_ns != before
     assert stable(new) == stable(tiny_run[3])  # same seeds: the same models and numbers
 

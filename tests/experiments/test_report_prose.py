@@ -1,20 +1,31 @@
 """The report's prose per data set: the conclusion and the differences from the paper."""
 
-from defdistill.experiments.report.findings import ROBUSTNESS, conclusion, differences, findings
+from defdistill.evaluation.stats import Proportion
+from defdistill.experiments.report.findings import (
+    ROBUSTNESS,
+    conclusion,
+    differences,
+    findings,
+    sampling_note,
+)
 from defdistill.names import StatementKind
 
 
-def row(name, temperature, *, success, masking=False, pgd=0.0, l2=1.0, drop=0.0, zero=0.0, cap=14.29):
+def row(name, temperature, *, success, masking=False, pgd=0.0, l2=1.0, drop=0.0, zero=0, cap=14.29):
+    """A model's row: JSMA on F's ``success`` of 180 attempts, ``zero`` of 200 zero Jacobians,
+    robust accuracy ``pgd`` of 20 clean-correct images (of 22 drawn)."""
     return {
         "name": name, "temperature": temperature, "distilled": temperature is not None,
         "accuracy_variation_pp": drop,
-        "attacks": {"jsma-f": {"success_rate": success, "rho_adv_censored_at_percent": cap},
+        "attacks": {"jsma-f": {"success_rate": success, "rho_adv_censored_at_percent": cap,
+                               "success_interval": Proportion.of(round(180 * success), 180).to_dict()},
                     "pgd-ce-zt": {"accuracy": pgd + 0.05}, "pgd-margin": {"accuracy": pgd, "samples": 20},
                     "cw-l2": {"mean_l2": l2}},
-        "robust_accuracy": {"unconditional_interval": {"rate": pgd * 0.9, "low": 0.0, "high": 1.0, "n": 22},
-                            "conditional_interval": {"rate": pgd, "n": 20}},
-        "gradients": {"zero_fraction": zero, "median_log10": -3.0}, "soft_labels": None,
-        "checks": {"verdict": {"masking": masking}},
+        "robust_accuracy": {"unconditional_interval": Proportion.of(round(20 * pgd), 22).to_dict(),
+                            "conditional_interval": Proportion.of(round(20 * pgd), 20).to_dict()},
+        "gradients": {"zero_fraction": zero / 200, "median_log10": -3.0,
+                      "zero": Proportion.of(zero, 200).to_dict()},
+        "soft_labels": None, "checks": {"verdict": {"masking": masking}},
     }  # fmt: skip
 
 
@@ -26,7 +37,7 @@ def result(rows, *, shape=(1, 28, 28), n_train=60000, profile=None):
 
 
 MNIST = result([row("baseline", None, success=0.9), row("distilled-T20", 20.0, success=0.0, masking=True,
-                                                         drop=-1.2, zero=1.0)])  # fmt: skip
+                                                         drop=-1.2, zero=199)])  # fmt: skip
 CIFAR = result([row("baseline", None, success=1.0, pgd=0.10, l2=0.38, cap=14.45),
                 row("distilled-T20", 20.0, success=0.81, pgd=0.40, l2=0.85, drop=-13.9, cap=14.45)],
                shape=(3, 32, 32), n_train=5085, profile={"epochs": 20, "attack_samples": 20})  # fmt: skip
@@ -38,9 +49,11 @@ def test_masking_is_concluded_only_for_the_data_set_whose_student_masks():
     assert "masks gradients" in text
     cifar = text.split("\n\n")[1]
     assert cifar.startswith("On CIFAR-10 subset (5,085 train / 1,017 test), no masking check fires")
-    assert "still succeeds on 81.0% of attempts (baseline 100.0%)" in cifar
-    # the robust accuracy, unconditional then on the clean-correct images
-    assert "36.0% [0, 100] of 22 images (40.0% of the 20 correctly classified) (baseline 9.0%" in cifar
+    # the rates with their Wilson intervals and n (146/180: [74.8, 86.2], checked by hand)
+    assert "still succeeds on 81.1% [74.8, 86.2] of 180 attempts" in cifar
+    assert "(baseline 100.0% [97.9, 100.0] of 180)" in cifar
+    # the robust accuracy, unconditional (8 of 22) then on the clean-correct images (8 of 20)
+    assert "36.4% [19.7, 57.0] of 22 drawn images, conditionally 40.0% [21.9, 61.3] of 20" in cifar
     assert "mean L2 of 0.85 (baseline 0.38), at a clean accuracy 13.9 pp below" in cifar
     assert "upper bound" in cifar and "masks gradients" not in cifar
 
@@ -67,7 +80,7 @@ def test_differences_name_this_data_sets_cap_and_training_set():
     cifar = "\n".join(differences("cifar10-subset", CIFAR))
     assert "444 of 3,072 input features, 14.45 %" in cifar and "The paper's MNIST value" not in cifar
     assert "on the subset's 5,085 training images (the paper trained on the full set)" in cifar
-    assert "first 20 correctly classified test images" in cifar
+    assert "first 20 of those" in sampling_note(CIFAR)  # JSMA on the first 20 correct images of the draw
     assert "13.90 pp below the baseline" in cifar
 
 
@@ -79,3 +92,26 @@ def test_statements_are_typed_and_the_robustness_section_selects_them_by_kind():
     unmasked = [f.kind for f in findings("cifar10-subset", CIFAR, CIFAR["config"]["profile"])]
     assert StatementKind.ADAPTIVE in unmasked and StatementKind.MASKING not in unmasked
     assert {StatementKind.GRADIENTS, StatementKind.ACCURACY} <= set(unmasked) - ROBUSTNESS
+
+
+def test_zero_jacobians_are_counted_exactly_never_rounded_to_all():
+    gradients = next(f for f in findings("mnist", MNIST, MNIST["config"]["profile"])
+                     if f.kind is StatementKind.GRADIENTS).text  # fmt: skip
+    assert "199 of 200 measured images" in gradients and "100%" not in gradients
+    MNIST["models"][1]["gradients"]["zero"] = Proportion.of(200, 200).to_dict()
+    try:
+        gradients = next(f for f in findings("mnist", MNIST, MNIST["config"]["profile"])
+                         if f.kind is StatementKind.GRADIENTS).text  # fmt: skip
+    finally:
+        MNIST["models"][1]["gradients"]["zero"] = Proportion.of(199, 200).to_dict()
+    assert "all 200 measured images" in gradients
+
+
+def test_comparisons_of_two_rates_say_whether_their_intervals_separate():
+    paper = next(f for f in findings("mnist", MNIST, MNIST["config"]["profile"])
+                 if f.kind is StatementKind.PAPER_ATTACK).text  # fmt: skip
+    assert "intervals separate" in paper  # 90 % against 0 % of 180 attempts
+    cifar = result([row("baseline", None, success=0.85), row("distilled-T20", 20.0, success=0.81)])
+    paper = next(f for f in findings("cifar10-subset", cifar, cifar["config"]["profile"])
+                 if f.kind is StatementKind.PAPER_ATTACK).text  # fmt: skip
+    assert "no difference is established" in paper

@@ -72,10 +72,14 @@ def test_two_seeds_reuse_seed_0_and_store_every_seed(two_seeds, tiny_run):
     config = result["config"]
     assert config["seeds"] == [0, 1] and "seed" not in config
     # seed 0 is the single-seed run's directory: nothing of it is recomputed
-    assert [u.split("/")[0] for u in config["units_reused"]] == ["seed-0"] * 8
-    assert [u.split("/")[0] for u in config["units_computed"]] == ["seed-1"] * 8
+    assert [u.split("/")[0] for u in config["units_reused"]] == ["seed-0"] * 9  # ablations included
+    assert [u.split("/")[0] for u in config["units_computed"]] == ["seed-1"] * 9
     assert (out / "synthetic" / "seed-1" / "models" / "distilled-T50" / "meta.json").is_file()
     assert [run["seed"] for run in result["per_seed"]] == [0, 1]
+    # each seed draws its own images, recorded beside its rows, and runs its own ablations
+    draws = [run["samples"] for run in result["per_seed"]]
+    assert [d["seed"] for d in draws] == [0, 1] and draws[0]["indices"] != draws[1]["indices"]
+    assert [run["ablations"]["seed"] for run in result["per_seed"]] == [0, 1]
     assert result["per_seed"][0]["models"] == tiny_run[3]["models"]
     seed1 = result["per_seed"][1]["models"]
     assert seed1[0]["weights_sha256"] != tiny_run[3]["models"][0]["weights_sha256"]  # another seed

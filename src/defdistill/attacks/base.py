@@ -223,7 +223,9 @@ class Attack(ABC):
         seed: seed of the local ``torch.Generator`` handed to the algorithm (used by
             randomised attacks only). Default 0.
 
-    Subclasses set ``requires_target = True`` if they are targeted only, and implement
+    Subclasses set ``requires_target = True`` if they are targeted only,
+    ``uses_gradients = False`` if they only query the model (the base then skips its check
+    that the model has input gradients), and implement
     :meth:`_run`.
     """
 

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=positive_float, default=None,
                    help="training temperature for the adaptive PGD (default: from meta.json)")
     p.add_argument("--samples", type=positive_int, default=100,
-                   help="correctly classified test images attacked (default 100)")
+                   help="test images drawn at random with --seed (default 100); the correctly classified "
+                        "ones are attacked, a clean error counts as a failure")
     p.add_argument("--jsma-samples", type=positive_int, default=20,
                    help="of which attacked by JSMA toward every other class (default 20)")
     p.add_argument("--cw-iterations", type=positive_int, default=1000,
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from defdistill.cli.outputs import check_output_file, model_files
     from defdistill.evaluation.audit import audit
-    from defdistill.evaluation.samples import first_correct_indices
+    from defdistill.inference import correct_mask
     from defdistill.io import atomic_write_json
 
     inputs = [*model_files(args.model), *model_files(args.reference), *filter(None, [args.weights])]
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     reference = load_for_data(args.reference, args, ds.name)[0] if args.reference else None
     temperature = args.temperature or float(meta.get("temperature", 1.0))
     device = next(model.parameters()).device
-    if not len(first_correct_indices(model, ds.x_test.to(device), ds.y_test.to(device), 1)):
+    if not bool(correct_mask(model, ds.x_test.to(device), ds.y_test.to(device)).any()):
         raise nothing_to_attack(len(ds.x_test))
     report = audit(
         model, ds.x_test.to(device), ds.y_test.to(device), temperature=temperature,
@@ -78,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     config = report.config
     print(f"audit of {printable(args.model or args.factory)} ({printable(meta.get('role'))}, trained at "
-          f"T={temperature:g}) on {config['samples']} correctly classified test images "
-          f"(of the first {config['drawn']})")
+          f"T={temperature:g}) on {config['samples']} correctly classified of {config['drawn']} test images "
+          f"drawn at random (seed {config['sample_seed']})")
     print()
     print(f"{'check':<26} {'status':<9} finding")
     for f in report.findings:

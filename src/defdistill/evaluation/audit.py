@@ -36,7 +36,7 @@ from defdistill.evaluation import checks, probes
 from defdistill.evaluation.battery import AttackSpec, BatteryResult, run_battery
 from defdistill.evaluation.checks import Finding, Verdict
 from defdistill.evaluation.gradients import zero_gradient_fraction
-from defdistill.evaluation.samples import first_correct_indices
+from defdistill.evaluation.samples import random_indices
 from defdistill.evaluation.threats import Budgets, ThreatModel, standard_budgets
 from defdistill.inference import evaluate, predict_logits
 from defdistill.names import AttackId, JsmaOn, Loss, Norm, TargetMode, attack_key
@@ -148,11 +148,13 @@ def audit(
     apgd_steps: int = 100, apgd_targets: int = 3, square_queries: int = 5000, seed: int = 0,
     preprocess: str | None = None,
 ) -> AuditReport:  # fmt: skip
-    """Audit ``model`` on the first ``samples`` correctly classified ``(x, y)``.
+    """Audit ``model`` on ``samples`` test images drawn at random with ``seed``.
 
-    The drawn images are the test images up to the ``samples``-th correctly classified
-    one: the attacks run on the correct ones, and the clean errors among them count as
-    failures in the unconditional robust accuracy.
+    The draw (:func:`defdistill.evaluation.samples.random_indices`) does not depend on the
+    model, so two models audited with the same seed on the same test set face the same
+    images. The attacks run on the correctly classified ones; the clean errors count as
+    failures in the unconditional robust accuracy. The indices and the seed are in
+    ``config`` (``sample_indices``, ``sample_seed``).
 
     Args:
         model: the network to audit, returning logits.
@@ -161,7 +163,7 @@ def audit(
         temperature: the training (distillation) temperature, if known: adds PGD and JSMA
             on ``softmax(Z / T)``. ``None`` or 1: no such attack (any defence).
         reference: an undefended model of the same task (transfer attack source).
-        samples: correctly classified inputs attacked (the first ones).
+        samples: test images drawn at random (correct or not).
         jsma_samples: of which attacked by JSMA toward every other class.
         jsma_gamma: JSMA's maximum fraction of features changed (the paper's 14.5 %).
         cw_iterations: Carlini & Wagner's Adam steps per binary-search step.
@@ -169,7 +171,7 @@ def audit(
         apgd_steps: APGD's iterations.
         apgd_targets: the number of target classes of APGD-T (the most likely other ones).
         square_queries: Square's query budget per sample.
-        seed: seeds every randomised attack.
+        seed: seeds the draw of the images and every randomised attack.
         preprocess: the name of a preprocessing submodule, if the user knows one: adds BPDA
             with the identity through it (:mod:`.probes`).
 
@@ -178,15 +180,15 @@ def audit(
     """
     if preprocess is not None and preprocess not in dict(model.named_modules()):
         raise ValueError(f"preprocess: the model has no submodule {preprocess!r} (see model.named_modules())")
-    correct = first_correct_indices(model, x, y, samples)
-    drawn = int(correct[-1]) + 1 if len(correct) else 0
+    index, _ = random_indices([model], x, y, samples, seed)
     budgets = standard_budgets(x)
     num_classes = predict_logits(model, x[:1]).shape[1]
     specs = audit_battery(budgets, num_classes, temperature, reference, jsma_samples, jsma_gamma,
                           cw_iterations, cw_search_steps, apgd_steps, apgd_targets, square_queries,
                           seed)  # fmt: skip
-    result = run_battery(model, specs, x[:drawn], y[:drawn])
-    xs, ys = x[correct], y[correct]
+    result = run_battery(model, specs, x[index], y[index.to(y.device)])
+    correct = index[result.clean.to(index.device)]
+    xs, ys = x[correct], y[correct.to(y.device)]
     # structure-blind probes (issue 29): randomness -> EOT; unavailable or shattered gradients ->
     # smoothed gradients, transfer from a surrogate, BPDA through a named preprocessing layer
     gradient = [a.success.rate for a in result.worst_case_attacks() if a.gradient]
@@ -203,7 +205,8 @@ def audit(
     findings, _ = checks.assess(evidence)
     findings += probed.findings
     decision = checks.verdict(findings, evidence.robust_accuracy, evidence.robust_accuracy_conditional)
-    config = {"samples": len(xs), "drawn": drawn, "jsma_samples": jsma_samples, "temperature": temperature,
+    config = {"samples": len(xs), "drawn": len(index), "sampling": "random", "sample_seed": seed,
+              "sample_indices": index.tolist(), "jsma_samples": jsma_samples, "temperature": temperature,
               "budgets": budgets.to_dict(), "seed": seed, "apgd_steps": apgd_steps,
               "square_queries": square_queries, "probes": probed.measurements}  # fmt: skip
     return AuditReport(findings, result, decision, config)

@@ -36,7 +36,7 @@ from defdistill.evaluation import checks
 from defdistill.evaluation.distances import l2 as l2_norm
 from defdistill.evaluation.distances import summary_stats
 from defdistill.evaluation.protocol import paper_success_rate
-from defdistill.evaluation.stats import Proportion
+from defdistill.evaluation.stats import MeanEstimate, Proportion
 from defdistill.evaluation.threats import ThreatModel
 from defdistill.inference import correct_mask, predict_logits
 from defdistill.names import AttackId, JsmaOn, Loss, Norm, TargetMode
@@ -191,11 +191,14 @@ class BatteryResult:
         return torch.stack(masks).any(0)
 
     def robust(self) -> torch.Tensor:
-        """``(M,)`` bool over the first ``M`` drawn images, up to the last one the worst-case
-        attacks attacked: correctly classified and fooled by none of them."""
+        """``(M,)`` bool over the drawn images: correctly classified and fooled by none of the
+        worst-case attacks. ``M`` is every drawn image when the attacks attacked every
+        correctly classified one (the clean errors after the last correct image count as
+        failures too), else the images up to the last one they attacked."""
         fooled = self.fooled_by_any()
         correct = self.clean.nonzero().flatten()[: len(fooled)]
-        drawn = int(correct[-1]) + 1 if len(correct) else 0
+        everything = len(fooled) == int(self.clean.sum())
+        drawn = len(self.clean) if everything else int(correct[-1]) + 1 if len(correct) else 0
         robust = self.clean[:drawn].clone()
         robust[correct] = ~fooled
         return robust
@@ -376,6 +379,10 @@ def jsma(on: JsmaOn = JsmaOn.PROBS, temperature: float = 1.0, gamma: float = 0.1
     def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Outcome:
         attack = JSMA(theta=theta, gamma=gamma, on=on, temperature=temperature)
         report = paper_success_rate(model, attack, x, y, targets=targets, seed=seed)
+        # per image: the smallest % of features changed, a never-broken image at the cap
+        per_image = report.robustness().per_sample
+        if report.budget_fraction is not None:
+            per_image = per_image.nan_to_num(nan=100 * report.budget_fraction)
         fooled = torch.zeros(len(x), dtype=torch.bool)
         fooled[report.sample_index[report.success].cpu()] = True
         details: dict[str, Any] = {
@@ -383,6 +390,7 @@ def jsma(on: JsmaOn = JsmaOn.PROBS, temperature: float = 1.0, gamma: float = 0.1
             # None (JSON null), not NaN, when no attempt succeeded: there is no L0 to average
             "mean_l0_percent": _finite_or_none(report.mean_l0_percent),
             "rho_adv_percent": report.rho_adv_percent,
+            "rho_adv_interval": MeanEstimate.of(per_image[~per_image.isnan()], seed=seed).to_dict(),
             "rho_adv_successful_percent": _finite_or_none(report.rho_adv_successful_percent),
             # never-broken samples, counted in rho_adv_percent at the attack's cap: when > 0,
             # rho_adv_percent is a lower bound (reported with ">=")
@@ -430,10 +438,12 @@ def cw_l2(iterations: int = 1000, search_steps: int = 9, confidence: float = 0.0
                                  binary_search_steps=search_steps)  # fmt: skip
         result = attack(model, x, y)
         fooled = _fooled(model, result.x_adv, y)
-        stats = summary_stats(l2_norm(result.x_adv - x)[fooled.to(x.device)])
+        distances = l2_norm(result.x_adv - x)[fooled.to(x.device)]
+        stats = summary_stats(distances)
         return Outcome(fooled, int(fooled.sum()), len(fooled),
                        {"iterations": iterations, "search_steps": search_steps,
-                        "mean_l2": stats["mean"], "median_l2": stats["median"]})  # fmt: skip
+                        "mean_l2": stats["mean"], "median_l2": stats["median"],
+                        "mean_l2_interval": MeanEstimate.of(distances).to_dict()})  # fmt: skip
 
     return run
 

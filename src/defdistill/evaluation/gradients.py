@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from defdistill.evaluation.distances import summary_stats
+from defdistill.evaluation.stats import MeanEstimate, Proportion
 from defdistill.inference import eval_mode
 from defdistill.temperature import check_temperature
 
@@ -123,12 +124,15 @@ def zero_gradient_fraction(model: nn.Module, x: torch.Tensor) -> float:
     return float((amplitude == 0).float().mean()) if len(x) else 0.0
 
 
-def gradient_stats(model: nn.Module, x: torch.Tensor, bins: int = 40) -> dict[str, Any]:
+def gradient_stats(model: nn.Module, x: torch.Tensor, bins: int = 40, seed: int = 0) -> dict[str, Any]:
     """Amplitude of the deployed softmax's Jacobian (T = 1): log10 histogram and summary.
 
     ``*_log10`` and the histogram come from :func:`log10_gradient_amplitude`
     (exact far below float range); ``mean``, ``median`` and ``zero_fraction`` are the
-    float32 values an attack computing the gradient actually sees.
+    float32 values an attack computing the gradient actually sees. ``zero`` is the count of
+    exactly-zero Jacobians with its Wilson interval; ``amplitude_interval`` and
+    ``log10_interval`` are the means of the float32 amplitude and of the exact log10
+    amplitude with bootstrap intervals over the images (resampled with ``seed``).
     """
     log10 = log10_gradient_amplitude(model, x)
     amplitude = gradient_amplitude(model, x)
@@ -145,6 +149,9 @@ def gradient_stats(model: nn.Module, x: torch.Tensor, bins: int = 40) -> dict[st
         "samples": len(x),
         **summary_stats(amplitude),
         "zero_fraction": float((amplitude == 0).float().mean()) if len(x) else math.nan,
+        "zero": Proportion.from_mask(amplitude == 0).to_dict(),
+        "amplitude_interval": MeanEstimate.of(amplitude, seed=seed).to_dict(),
+        "log10_interval": MeanEstimate.of(finite, seed=seed).to_dict(),
         "mean_log10": float(finite.mean()) if len(finite) else None,
         "median_log10": float(finite.median()) if len(finite) else None,
         "histogram": {"log10_edges": edges.tolist(), "counts": [int(c) for c in counts],

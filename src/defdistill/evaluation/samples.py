@@ -21,8 +21,9 @@ until ``n`` are found: a few hundred correct images out of 10,000 cost a few hun
 predictions, and a model that gets nothing right costs the whole set, once.
 
 :func:`first_correct_indices`, :func:`first_correct` and :func:`common_correct` are the
-same search over the identity order (the first ``n`` of the test set), kept for the
-callers that have not moved to random samples yet.
+same search over the identity order (the first ``n`` of the test set), kept for
+``defdistill attack`` (whose attempts name their images by test-set index), the example
+notebook and the benchmarks; the audit and the reproduction draw at random.
 """
 from __future__ import annotations
 

@@ -1,7 +1,12 @@
 """The ``<dataset>/results.json`` schema, and statistics over seeds.
 
-Schema version 4: per model, ``attacks`` keyed by attack id (:class:`defdistill.names.AttackId`)
-with each rate's Wilson interval and the images each attack fooled, ``robust_accuracy``
+Schema version 5: ``config["samples"]`` (the evaluation images: ``sampling`` "random",
+``seed``, ``n``, ``test_images``, ``indices`` in draw order, the same for every model); per
+model, ``accuracy_interval`` (Wilson, over ``test_images``), interval dicts beside the means
+(``rho_adv_interval``, ``mean_l2_interval``, the gradients' ``zero`` and ``amplitude`` and
+``log10`` intervals); top-level ``ablations`` (:mod:`defdistill.experiments.ablation_unit`).
+Per model, ``attacks`` keyed by attack id (:class:`defdistill.names.AttackId`) with each
+rate's Wilson interval and the images each attack fooled, ``robust_accuracy``
 (per image, unconditional and conditional on clean-correct images), the drawn images
 (``drawn``, ``clean_correct``, ``clean_images``), ``gradients`` and the masking ``checks``;
 models attacked on shared samples. A run with one seed writes ``schema_version``, ``config`` (with
@@ -23,8 +28,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-SCHEMA_VERSION = 4
-READABLE_SCHEMAS = (4,)  # older files lack columns of the report: that data set is rerun
+SCHEMA_VERSION = 5
+READABLE_SCHEMAS = (5,)  # older files lack columns of the report: that data set is rerun
 
 PER_SEED_ONLY = frozenset({"example", "histogram", "fooled_images", "clean_images"})
 _MISSING = object()
@@ -85,7 +90,7 @@ def combine(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         return per_seed[seeds[0]]
     first = per_seed[seeds[0]]
     config = {k: v for k, v in first["config"].items()
-              if k not in ("seed", "units_reused", "units_computed")}  # fmt: skip
+              if k not in ("seed", "units_reused", "units_computed", "samples")}  # fmt: skip
     config["seeds"] = seeds
     for key in ("units_reused", "units_computed"):
         config[key] = [f"seed-{s}/{unit}" for s in seeds for unit in per_seed[s]["config"][key]]
@@ -94,7 +99,11 @@ def combine(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "config": config,
         "environment": first["environment"],
         "models": aggregate_rows([per_seed[s]["models"] for s in seeds]),
-        "per_seed": [{"seed": s, "models": per_seed[s]["models"]} for s in seeds],
+        "per_seed": [{"seed": s, "samples": per_seed[s]["config"].get("samples"),
+                      "ablations": per_seed[s].get("ablations"), "models": per_seed[s]["models"]}
+                     for s in seeds],
+        # the first seed's ablations (each seed's are in per_seed)
+        **({"ablations": first["ablations"]} if first.get("ablations") else {}),
     }
 
 

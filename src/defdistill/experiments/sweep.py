@@ -30,8 +30,9 @@ from defdistill.data import Dataset
 from defdistill.devices import resolve_device
 from defdistill.evaluation.battery import BatteryResult
 from defdistill.evaluation.checks import assess
-from defdistill.evaluation.samples import common_correct
+from defdistill.evaluation.samples import random_indices
 from defdistill.evaluation.scaled_copy import scaled_copy_residual
+from defdistill.experiments.ablation_unit import ablation_task, ablation_unit
 from defdistill.experiments.executors import Executor, LocalExecutor
 from defdistill.experiments.profiles import Profile
 from defdistill.experiments.results import SCHEMA_VERSION
@@ -63,14 +64,16 @@ class SweepResult:
     models: list[dict[str, Any]]
     environment: dict[str, str] = field(default_factory=environment)
     schema_version: int = SCHEMA_VERSION
+    ablations: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema_version": self.schema_version,
             "config": self.config,
             "environment": self.environment,
             "models": self.models,
         }
+        return out if self.ablations is None else {**out, "ablations": self.ablations}
 
 
 def model_name(temperature: float | None) -> str:
@@ -117,8 +120,9 @@ def run_sweeps(
                         if task.name == model_name(None)]  # fmt: skip
     reused: dict[int, list[str]] = {s: [] for s in seeds}
     computed: dict[int, list[str]] = {s: [] for s in seeds}
-    bar = tqdm(total=2 * len(train_tasks), desc=f"{ds.name} sweep", unit="unit", disable=not progress,
-               dynamic_ncols=True)  # fmt: skip
+    hottest = max((t for t in temperatures if t is not None), default=None)
+    bar = tqdm(total=2 * len(train_tasks) + (len(seeds) if hottest else 0), desc=f"{ds.name} sweep",
+               unit="unit", disable=not progress, dynamic_ncols=True)  # fmt: skip
     start = time.perf_counter()
     try:
         metas: dict[tuple[int, str], dict[str, Any]] = {}
@@ -129,7 +133,7 @@ def run_sweeps(
             bar.update()
 
         shared = {s: compare_models(ds, profile, [t for t in train_tasks if t.seed == s], metas,
-                                    device) for s in seeds}  # fmt: skip
+                                    device, seed=s) for s in seeds}  # fmt: skip
         eval_tasks = [_eval_task(task, metas, profile, signature, force, shared[task.seed][0])
                       for task in train_tasks]  # fmt: skip
         rows: dict[int, list[dict[str, Any]]] = {s: [] for s in seeds}
@@ -145,6 +149,13 @@ def run_sweeps(
             devices.add(done["device"])
             bar.set_postfix_str(f"measured {name}")
             bar.update()
+        ablations: dict[int, dict[str, Any]] = {}
+        if hottest is not None:
+            tasks = [_ablation_task(s, out, hottest, metas, profile, signature, device, force) for s in seeds]
+            for task, done in zip(tasks, executor.map(ablation_unit, tasks, ds), strict=True):
+                ablations[task.seed] = done["measured"]
+                (reused if done["reused"] else computed)[task.seed].append("ablations")
+                bar.update()
     finally:
         bar.close()
     seconds = time.perf_counter() - start
@@ -161,8 +172,12 @@ def run_sweeps(
             "seconds": seconds,
             "units_reused": reused[seed],
             "units_computed": computed[seed],
+            # the evaluation images: drawn at random from the test set with the run's seed,
+            # the same for every model
+            "samples": {"sampling": "random", "seed": seed, "n": len(shared[seed][0]),
+                        "test_images": len(ds.x_test), "indices": shared[seed][0]},
         }
-        results[seed] = SweepResult(config=config, models=rows[seed])
+        results[seed] = SweepResult(config=config, models=rows[seed], ablations=ablations.get(seed))
     return results
 
 
@@ -199,12 +214,14 @@ def _adversarial_task(baseline: TrainTask, overrides: dict[str, Any]) -> TrainTa
 
 def compare_models(
     ds: Dataset, profile: Profile, tasks: list[TrainTask], metas: dict[tuple[int, str], dict],
-    device: str, scale_samples: int = 500,
+    device: str, scale_samples: int = 500, seed: int = 0,
 ) -> tuple[list[int], dict[str, dict[str, Any]]]:  # fmt: skip
     """What the evaluations of one seed share, from its trained models.
 
-    Returns the test images every model is attacked on (the first ones that all of them
-    classify correctly, :func:`defdistill.evaluation.samples.common_correct`), and for each distilled
+    Returns the test images every model is evaluated on, ``max(attack_samples,
+    adaptive_samples)`` drawn at random with ``seed`` whatever the models predict
+    (:func:`defdistill.evaluation.samples.random_indices`: each model attacks the ones it
+    classifies correctly, a clean error counts as a failure), and for each distilled
     model the nearest other distilled model in the sense of
     :func:`defdistill.evaluation.scaled_copy.scaled_copy_residual` on the first ``scale_samples`` test
     images, with their agreement: a residual near 0 means the sweep degenerated into one
@@ -216,10 +233,7 @@ def compare_models(
     for task in tasks:
         models[task.name] = load_exact(task.path, metas[task.seed, task.name]["weights_sha256"], dev)
     n = max(profile.attack_samples, profile.adaptive_samples)
-    index = common_correct(list(models.values()), ds.x_test.to(dev), ds.y_test.to(dev), n)
-    if len(index) < n:
-        log.warning("only %d test images are classified correctly by every model (wanted %d)",
-                    len(index), n)  # fmt: skip
+    index, _ = random_indices(list(models.values()), ds.x_test.to(dev), ds.y_test.to(dev), n, seed)
     x = ds.x_test[:scale_samples].to(dev)
     logits = {t.name: predict_logits(models[t.name], x).cpu() for t in tasks if t.distilled}
     nearest: dict[str, dict[str, Any]] = {}
@@ -232,6 +246,19 @@ def compare_models(
             nearest[name] = {"nearest": other, "relative_residual": residual,
                              "prediction_agreement": agreement, "samples": len(x)}  # fmt: skip
     return [int(i) for i in index], nearest
+
+
+def _ablation_task(
+    seed: int, out: Path, temperature: float, metas: dict[tuple[int, str], dict], profile: Profile,
+    signature: dict, device: str, force: bool,
+) -> Any:  # fmt: skip
+    """The ablations of seed ``seed`` (:mod:`.ablation_unit`): the baseline ×``temperature`` and
+    the student distilled at ``temperature``, on ``attack_samples`` images."""
+    root = seed_dir(out, seed)
+    student = model_name(temperature)
+    weights = (metas[seed, "baseline"]["weights_sha256"], metas[seed, student]["weights_sha256"])
+    return ablation_task(seed, str(root), str(root / "models" / "baseline"), str(root / "models" / student),
+                         temperature, profile.attack_samples, weights, signature, device, force)  # fmt: skip
 
 
 def _eval_task(
@@ -280,6 +307,7 @@ def _measured_row(
         "temperature": temperature,
         "distilled": temperature is not None,
         "test_accuracy": accuracy,
+        "test_accuracy_interval": measured["accuracy"].get("accuracy_interval"),
         "accuracy_variation_pp": 100.0 * (accuracy - base_accuracy),
         "mean_max_probability": measured["accuracy"]["mean_max_probability"],
         "saturated_fraction": measured["accuracy"]["saturated_fraction"],

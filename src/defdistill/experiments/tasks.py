@@ -28,7 +28,8 @@ from defdistill.devices import resolve_device
 from defdistill.evaluation import battery as b
 from defdistill.evaluation.battery import AttackSpec, run_battery
 from defdistill.evaluation.gradients import gradient_stats
-from defdistill.evaluation.samples import first_correct_indices
+from defdistill.evaluation.samples import random_indices, random_order
+from defdistill.evaluation.stats import Proportion
 from defdistill.evaluation.threats import ThreatModel, standard_budgets
 from defdistill.experiments.profiles import Profile
 from defdistill.experiments.timing import Stopwatch
@@ -42,7 +43,7 @@ from defdistill.training.runs import train_model
 log = logging.getLogger(__name__)
 
 # Bump when what a measurement unit computes changes: stored units are then recomputed.
-MEASUREMENT_VERSION = 7
+MEASUREMENT_VERSION = 8
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,8 @@ class EvalTask:
     Attributes:
         name, seed, temperature, root: as in :class:`TrainTask`.
         model, baseline: the model's and the baseline's directories.
-        index: the test images to attack, shared by every model of the run; None: each
-            model's own first correctly classified ones.
+        index: the test images drawn at random for the run (correct or not), shared by every
+            model of the run; None: drawn by :func:`measure` with the run's seed.
         key: what the result depends on (both models' weight digests, ``index``, the
             profile, :data:`MEASUREMENT_VERSION`); a stored result with another key is
             recomputed.
@@ -165,7 +166,7 @@ def eval_unit(ds: Dataset, task: EvalTask) -> dict[str, Any]:
         index = None if task.index is None else torch.tensor(task.index, dtype=torch.long)
         clock = Stopwatch(unit)
         return {
-            "accuracy": clock.lap("accuracy", evaluate(model, ds.x_test, ds.y_test, temperature=1.0)),
+            "accuracy": clock.lap("accuracy", accuracy_with_interval(model, ds.x_test, ds.y_test)),
             **measure(model, baseline, ds.x_test, ds.y_test, task.profile, task.temperature,
                       task.seed, index, clock),
         }
@@ -173,6 +174,14 @@ def eval_unit(ds: Dataset, task: EvalTask) -> dict[str, Any]:
     measured = store.run(unit, key, compute)
     return {"name": task.name, "measured": measured, "reused": unit in store.reused,
             "device": str(dev)}  # fmt: skip
+
+
+def accuracy_with_interval(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """:func:`defdistill.inference.evaluate` at T = 1 on all of ``(x, y)``, with the accuracy's
+    Wilson interval (``accuracy_interval``) over its ``len(x)`` images."""
+    measured = evaluate(model, x, y, temperature=1.0)
+    n = len(x)
+    return {**measured, "accuracy_interval": Proportion.of(round(measured["accuracy"] * n), n).to_dict()}
 
 
 def load_exact(path: str, weights_sha256: str, device: torch.device) -> nn.Module:
@@ -236,10 +245,14 @@ def measure(
     ``temperature`` is the distillation temperature (None for the baseline); the adaptive
     attacks divide the logits by it, undoing the saturation distillation relies on.
     ``baseline`` is the transfer attack's source (None: no transfer, for the baseline itself).
-    ``index`` selects the test images to draw from (the sweep passes the ones every model
-    of the run classifies correctly, so all models face the same images); without it, the
-    test set in order. The battery (:func:`sweep_battery`) attacks the first correctly
-    classified drawn images: JSMA ``attack_samples`` of them, the others ``adaptive_samples``.
+    ``index`` are the test images drawn at random for the run (the sweep draws them once with
+    :func:`defdistill.evaluation.samples.random_indices`, so all models face the same
+    images); without it, ``max(attack_samples, adaptive_samples)`` images are drawn here
+    with ``seed``. The battery (:func:`sweep_battery`) attacks the correctly classified ones
+    among them (JSMA the first ``attack_samples``, the others ``adaptive_samples``); a
+    clean error counts as a failure in the unconditional robust accuracy. The gradient
+    amplitude is measured on the first ``gradient_samples`` images of the same seeded
+    permutation of the test set (:func:`defdistill.evaluation.samples.random_order`).
     ``clock`` books the steps' wall times (started before the call when given).
 
     Returns:
@@ -249,18 +262,14 @@ def measure(
         whatever ``clock`` had booked before).
     """
     clock = clock or Stopwatch("measure")
-    lap = clock.lap
-    if index is not None:
-        x_att, y_att = x[index.to(x.device)], y[index.to(y.device)]
-    else:
-        x_att, y_att = x, y
-    wanted = max(profile.attack_samples, profile.adaptive_samples)
-    correct = first_correct_indices(model, x_att, y_att, wanted)
-    drawn = int(correct[-1]) + 1 if len(correct) else 0
+    if index is None:
+        index, _ = random_indices([model], x, y, max(profile.attack_samples, profile.adaptive_samples), seed)
+    index = index.to(x.device)
     eps = standard_budgets(x).primary.eps  # MNIST: Madry et al.'s 0.3; colour: 8/255
     specs = sweep_battery(profile, eps, temperature, baseline, seed)
-    gradients = lap("gradients", gradient_stats(model, x[: profile.gradient_samples]))
-    result = run_battery(model, specs, x_att[:drawn], y_att[:drawn])
+    gradient_index = random_order(len(x), seed)[: profile.gradient_samples].to(x.device)
+    gradients = clock.lap("gradients", gradient_stats(model, x[gradient_index], seed=seed))
+    result = run_battery(model, specs, x[index], y[index.to(y.device)])
     return {
         "gradients": gradients,
         **result.to_dict(),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import itertools
 import math
+from dataclasses import replace
 from typing import Any
 
-from defdistill.experiments.report.columns import BY_KEY, attack_value
+from defdistill.experiments.report.columns import BY_KEY, Column, attack_value
 from defdistill.experiments.report.data import (
     baseline,
     dataset_title,
@@ -47,11 +48,35 @@ def _figure_bytes(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _error_bars(result: dict, rows: list[dict], column: Column) -> list[list[float]] | None:
+    """Asymmetric error bars (below, above) from ``column``'s 95 % intervals, one seed only."""
+    runs = seed_runs(result)
+    if column.interval is None or len(runs) != 1:
+        return None
+    below, above = [], []
+    for row in rows:
+        value, (low, high, _) = column.shown(row), column.bounds(row)
+        if value is None or low is None or high is None:
+            below.append(math.nan)
+            above.append(math.nan)
+        else:
+            below.append(max(0.0, value - column.scale * low))
+            above.append(max(0.0, column.scale * high - value))
+    return [below, above] if any(not math.isnan(b) for b in below) else None
+
+
 def _vs_temperature(
     results: dict, paper: dict, title: str, ylabel: str,
     ours: dict[str, Any], paper_key: str | None, baseline_line: Any = None, logy: bool = False,
+    censored: Any = None,
 ) -> bytes:  # fmt: skip
-    """One panel per data set: our series (callables of a row) and the paper's."""
+    """One panel per data set: our series and the paper's.
+
+    A series is ``(get, style)``: ``get`` a callable of a row, or a :class:`Column`, whose
+    95 % intervals (one seed) are drawn as error bars; with several seeds the bars are the
+    standard deviation over seeds. ``censored(row)`` true marks a point drawn hollow (JSMA on F
+    exhausted its budget on some images: the value is set by the attack's cap).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,13 +87,21 @@ def _vs_temperature(
         rows = distilled(result["models"])
         ts = [r["temperature"] for r in rows]
         for label, (get, style) in ours.items():
-            stats = [stat(result, r["name"], get) for r in rows]
+            column = get if isinstance(get, Column) else None
+            stats = [stat(result, r["name"], column.shown if column else get) for r in rows]
             means = [math.nan if m is None else m for m, _ in stats]
+            bars = _error_bars(result, rows, column) if column else None
             if any(sd is not None for _, sd in stats):
-                ax.errorbar(ts, means, yerr=[math.nan if sd is None else sd for _, sd in stats],
-                            fmt=style, capsize=3, label=label)  # fmt: skip
+                bars = [math.nan if sd is None else sd for _, sd in stats]
+            if bars is not None:
+                ax.errorbar(ts, means, yerr=bars, fmt=style, capsize=3,
+                            label=label + ("" if len(seed_runs(result)) > 1 else " (95% CI)"))  # fmt: skip
             else:
                 ax.plot(ts, means, style, label=label)
+            hollow = [i for i, r in enumerate(rows) if censored is not None and censored(r)]
+            if hollow:
+                ax.plot([ts[i] for i in hollow], [means[i] for i in hollow], "o", mfc="white",
+                        mec="b", ms=9, label="JSMA on F exhausted its budget on some images")  # fmt: skip
         if baseline_line is not None:
             mean, std = stat(result, baseline(result["models"])["name"], baseline_line)
             if mean is not None:
@@ -110,9 +143,9 @@ def _gradient_histograms(results: dict) -> bytes:
         cmap = plt.get_cmap("viridis")
         for i, row in enumerate(rows):
             label = "baseline" if not row["distilled"] else f"T={row['temperature']:g}"
-            zero32 = row["gradients"]["zero_fraction"]
-            if zero32:
-                label += f" ({zero32:.0%} exactly 0 in float32)"
+            zero = row["gradients"].get("zero") or {}
+            if zero.get("k"):
+                label += f" ({zero['k']} of {zero['n']} exactly 0 in float32)"
             for k, run in enumerate(runs):  # one curve per seed, same colour
                 hist = next(r for r in run if r["name"] == row["name"])["gradients"]["histogram"]
                 edges, counts = hist["log10_edges"], hist["counts"]
@@ -177,35 +210,61 @@ def collect_examples(results: dict) -> dict[str, dict[str, Any]]:
     return examples
 
 
-def _fooled_percent(key: str) -> Any:
-    """100 - the accuracy % of column ``key``: an accuracy under attack read as a success rate."""
+def _fooled_percent(key: str) -> Column:
+    """Column ``key`` (an accuracy under attack) read as a success rate: 1 - it, interval flipped."""
     column = BY_KEY[key]
-    return lambda r: None if column.shown(r) is None else 100.0 - column.shown(r)
+
+    def get(row: dict) -> float | None:
+        value = column.get(row)
+        return None if value is None else 1.0 - value
+
+    def interval(row: dict) -> dict | None:
+        low, high, n = column.bounds(row)
+        return None if low is None or high is None else {"low": 1.0 - high, "high": 1.0 - low, "n": n}
+
+    return replace(column, get=get, interval=interval)
+
+
+def _variation_interval(row: dict) -> dict | None:
+    """The student's accuracy interval (Wilson) shifted to pp from the baseline's accuracy."""
+    found = row.get("test_accuracy_interval") or {}
+    if found.get("low") is None:
+        return None
+    base = 100 * row["test_accuracy"] - row["accuracy_variation_pp"]
+    return {"low": 100 * found["low"] - base, "high": 100 * found["high"] - base, "n": found["n"]}
+
+
+ACCURACY_VARIATION = Column("accuracy_variation_pp", "Δ pp", lambda r: r["accuracy_variation_pp"], "+.2f",
+                            interval=_variation_interval)
+
+
+def _censored(row: dict) -> bool:
+    return bool(attack_value(row, AttackId.JSMA_F, "samples_without_success"))
 
 
 def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
-    success, rho = BY_KEY["jsma_probs_success_rate"].shown, BY_KEY["rho_adv_percent"].shown
+    success, rho = BY_KEY["jsma_probs_success_rate"], BY_KEY["rho_adv_percent"]
     figures = {
         "success_vs_temperature.png": _vs_temperature(
             results, paper, "JSMA success rate", "adversarial success rate (%)",
             {"ours, distilled (JSMA on F, paper's attack)":
                 (success, "b-o")},
             "success_rate_by_temperature",
-            baseline_line=success,
+            baseline_line=success.shown,
         ),
         "accuracy_variation_vs_temperature.png": _vs_temperature(
             results, paper, "Accuracy variation", "accuracy - baseline accuracy (pp)",
-            {"ours, distilled": (lambda r: r["accuracy_variation_pp"], "b-o")},
+            {"ours, distilled": (ACCURACY_VARIATION, "b-o")},
             "accuracy_variation_by_temperature",
         ),
         "rho_adv_vs_temperature.png": _vs_temperature(
             results, paper, "Robustness rho_adv", "mean min. features changed (%)",
             {"ours, distilled (JSMA on F)": (rho, "b-o")},
             "rho_adv_by_temperature",
-            baseline_line=rho,
+            baseline_line=rho.shown, censored=_censored,
         ),
         "soft_labels_vs_temperature.png": _vs_temperature(
-            results, paper, "Teacher's soft labels at T", "mean entropy (nats)",
+            results, paper, "Teacher's soft labels at T (after the profile's epochs)", "mean entropy (nats)",
             {"soft labels softmax(teacher / T)":
                 (lambda r: (r["soft_labels"] or {}).get("mean_entropy"), "b-o")},
             None,
@@ -220,12 +279,12 @@ def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
             results, paper, "Paper's attack vs adaptive attacks", "attack success rate (%)",
             {
                 "JSMA on F (paper)": (success, "b-o"),
-                "JSMA on Z (logits)": (BY_KEY["jsma_logits_success_rate"].shown, "r-^"),
-                "JSMA on softmax(Z/T)": (BY_KEY["jsma_temperature_success_rate"].shown, "y-s"),
-                "C&W L2": (BY_KEY["cw_l2_success_rate"].shown, "m-v"),
+                "JSMA on Z (logits)": (BY_KEY["jsma_logits_success_rate"], "r-^"),
+                "JSMA on softmax(Z/T)": (BY_KEY["jsma_temperature_success_rate"], "y-s"),
+                "C&W L2": (BY_KEY["cw_l2_success_rate"], "m-v"),
                 "PGD Linf on Z/T (CE)": (_fooled_percent("pgd_temperature_accuracy"), "g-D"),
                 "PGD Linf margin on Z": (_fooled_percent("pgd_margin_accuracy"), "k-+"),
-                "transfer from baseline": (BY_KEY["transfer_success_rate"].shown, "c-x"),
+                "transfer from baseline": (BY_KEY["transfer_success_rate"], "c-x"),
             },
             None,
         ),

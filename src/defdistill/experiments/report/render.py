@@ -9,20 +9,34 @@ import io
 from pathlib import Path
 from typing import Any
 
-from defdistill.experiments.report.columns import COLUMNS
+from defdistill.experiments.report.columns import COLUMNS, csv_keys, csv_values
 from defdistill.experiments.report.data import dataset_title, paper_values
 from defdistill.experiments.report.figures import make_figures
-from defdistill.experiments.report.findings import ROBUSTNESS, comparison, conclusion, differences, findings
-from defdistill.experiments.report.tables import robustness_table, summary_table, temperature_table
+from defdistill.experiments.report.findings import (
+    ROBUSTNESS,
+    ablation_findings,
+    comparison,
+    conclusion,
+    differences,
+    findings,
+    sampling_note,
+)
+from defdistill.experiments.report.tables import (
+    ablation_table,
+    robustness_table,
+    summary_table,
+    temperature_table,
+)
 from defdistill.experiments.results import SCHEMA_VERSION, mean_std, seed_runs, seeds_of
 from defdistill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 _CSV_IDS = ("dataset", "seed", "name", "temperature")
-CSV_COLUMNS = [*_CSV_IDS[:3], *(c.key for c in COLUMNS)]
+CSV_COLUMNS = [*_CSV_IDS[:3], *(key for c in COLUMNS for key in csv_keys(c))]
 
 
 def _flat(dataset: str, seed: int, row: dict[str, Any]) -> dict[str, Any]:
-    return {"dataset": dataset, "seed": seed, "name": row["name"], **{c.key: c.get(row) for c in COLUMNS}}
+    values = {key: value for c in COLUMNS for key, value in csv_values(c, row).items()}
+    return {"dataset": dataset, "seed": seed, "name": row["name"], **values}
 
 
 def write_csv(path: Path, results: dict[str, dict[str, Any]]) -> None:
@@ -78,6 +92,25 @@ def _reuse_text(config: dict) -> str:
     return f" ({which} {total} units reused from an earlier run in this directory)"
 
 
+def _ablation_section(result: dict) -> list[str]:
+    """The two ablations of the mechanism: their table and a sentence each (empty without them)."""
+    table = ablation_table(result)
+    if not table:
+        return []
+    found = result["ablations"]
+    return [
+        f"Two ablations isolate the mechanism (no training; {found['jsma_images']} images for JSMA, "
+        f"{found['images']} for the gradients, drawn at random with seed {found.get('seed', '–')} among "
+        "those the baseline and the hottest student both classify correctly; `results.json`, "
+        "`ablations`):",
+        "",
+        *table,
+        "",
+        *[f"- {f.text}" for f in ablation_findings(result)],
+        "",
+    ]
+
+
 def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
     lines = [
         "# Defensive distillation: reproduction and honest evaluation",
@@ -98,6 +131,11 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
             f"{cfg['profile']['epochs']} epoch(s), {_seeds_text(result)}, device {cfg['device']}, "
             f"{cfg['seconds']:.0f} s this run{_reuse_text(cfg)}.",
             "",
+            sampling_note(result),
+            "",
+            "Cells read `value [95 % interval] n=count` (Wilson for rates, bootstrap over images "
+            "for means); with several seeds, mean ± standard deviation over the seeds.",
+            "",
             *summary_table(dataset, result, paper),
             "",
             *[f"- {f.text}" for f in findings(dataset, result, cfg["profile"])],
@@ -108,6 +146,7 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
             "",
             *temperature_table(result),
             "",
+            *_ablation_section(result),
             "Where ours differ from the paper, and why:",
             "",
             *[f"- {n}" for n in differences(dataset, result)],

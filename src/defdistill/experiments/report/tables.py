@@ -6,6 +6,7 @@ from typing import Any
 
 from defdistill.experiments.report.columns import BY_KEY, Column, columns
 from defdistill.experiments.report.data import adversarial, fmt, in_order, paper_entry, stat, verdict
+from defdistill.experiments.results import seed_runs
 
 
 def _pct(value: float | None) -> float | None:
@@ -21,7 +22,16 @@ def _cell(result: dict, name: str, get: Any, spec: str, suffix: str = "") -> str
 
 
 def _column_cell(result: dict, name: str, column: Column) -> str:
-    return _cell(result, name, column.shown, column.spec, column.suffix)
+    """A column's cell; with one seed and an interval, ``value [low, high] n=count``."""
+    cell = _cell(result, name, column.shown, column.spec, column.suffix)
+    runs = seed_runs(result)
+    if column.interval is None or len(runs) != 1:
+        return cell
+    low, high, n = column.bounds(next(r for r in runs[0] if r["name"] == name))
+    if low is None or high is None:
+        return cell
+    spec = column.spec.lstrip("+")
+    return f"{cell} [{column.scale * low:{spec}}, {column.scale * high:{spec}}] n={n}"
 
 
 def _value(key: str) -> Any:
@@ -116,17 +126,6 @@ ROBUSTNESS_COLUMNS = columns(
 )
 
 
-def _robust_cell(result: dict, name: str, which: str) -> str:
-    """Robust accuracy with its 95 % interval (one seed) or its spread (several)."""
-    key = "robust_accuracy" if which == "unconditional" else "robust_accuracy_conditional"
-    cell = _column_cell(result, name, BY_KEY[key])
-    low, _ = stat(result, name, _value(f"{key}_low"))
-    high, spread = stat(result, name, _value(f"{key}_high"))
-    if spread is not None or low is None or high is None:
-        return cell
-    return f"{cell} [{low:.0f}, {high:.0f}]"
-
-
 def robustness_table(result: dict) -> list[str]:
     """Each attack's rate per model, and the robust accuracy: per image, no attack at the
     primary budget fooled it; unconditional (a clean error counts as a failure) and on the
@@ -146,7 +145,8 @@ def robustness_table(result: dict) -> list[str]:
         lines.append(
             f"| {name} | {fmt(row['temperature'], 'g') if row['temperature'] else '–'} "
             f"| {' | '.join(cells)} | {cw} ({mean_l2}) | {transfer} "
-            f"| {_robust_cell(result, name, 'unconditional')} | {_robust_cell(result, name, 'conditional')} "
+            f"| {_column_cell(result, name, BY_KEY['robust_accuracy'])} "
+            f"| {_column_cell(result, name, BY_KEY['robust_accuracy_conditional'])} "
             f"| {_verdict_cell(row)} |"
         )
     return lines
@@ -157,3 +157,44 @@ def _verdict_cell(row: dict) -> str:
     if found is None:
         return "seeds disagree" if row.get("checks") is not None else "–"
     return "**masking**" if found["masking"] else "no sign of masking"
+
+
+ABLATION_ROWS = {
+    "baseline": "baseline, float32",
+    "baseline_scaled": "baseline × T, float32 (scale alone)",
+    "baseline_scaled_float64": "baseline × T, float64",
+    "student": "student at T, float32",
+    "student_float64": "student at T, float64 (precision alone)",
+}
+
+
+def _proportion_cell(found: dict | None) -> str:
+    if not found or found.get("rate") is None:
+        return "–"
+    return (f"{found['k']}/{found['n']} = {100 * found['rate']:.1f} "
+            f"[{100 * found['low']:.1f}, {100 * found['high']:.1f}]")  # fmt: skip
+
+
+def ablation_table(result: dict) -> list[str]:
+    """The two ablations' rows (:mod:`defdistill.evaluation.ablations`): JSMA's success rates
+    (k/n % [95 % Wilson]), the exactly-zero Jacobians, the median exact log10 amplitude and
+    the median gap between the two largest logits."""
+    found = result.get("ablations")
+    if not found:
+        return []
+    lines = [
+        f"| model (T = {found['temperature']:g}) | JSMA on F % | JSMA on F, exact pair choice % "
+        "| JSMA on Z % | zero Jacobian % | median log10 exact \\|dF/dx\\| | median top-2 logit gap |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, label in ABLATION_ROWS.items():
+        row = found["rows"].get(key)
+        if row is None:
+            continue
+        lines.append(
+            f"| {label} | {_proportion_cell(row.get('jsma_f'))} "
+            f"| {_proportion_cell(row.get('jsma_f_exact'))} "
+            f"| {_proportion_cell(row.get('jsma_z'))} | {_proportion_cell(row.get('zero_jacobian'))} "
+            f"| {fmt(row.get('median_log10_exact'), '.1f')} | {fmt(row.get('median_logit_gap'), '.0f')} |"
+        )
+    return lines

@@ -1,0 +1,46 @@
+"""The figures' error bars come from the stored 95 % intervals (no drawing needed to check them)."""
+
+import pytest
+
+from defdistill.evaluation.stats import Proportion
+from defdistill.experiments.report.columns import BY_KEY
+from defdistill.experiments.report.figures import ACCURACY_VARIATION, _error_bars, _fooled_percent
+
+
+def row(name, accuracy_k, accuracy_n, pgd_k, pgd_n):
+    acc, pgd = Proportion.of(accuracy_k, accuracy_n), Proportion.of(pgd_k, pgd_n)
+    return {"name": name, "test_accuracy": acc.rate, "test_accuracy_interval": acc.to_dict(),
+            "accuracy_variation_pp": 100 * acc.rate - 90.0,
+            "attacks": {"pgd-margin": {"accuracy": pgd.rate,
+                                       "accuracy_interval": pgd.to_dict()}}}  # fmt: skip
+
+
+def test_error_bars_are_the_interval_around_the_value_in_percent():
+    rows = [row("distilled-T5", 45, 50, 2, 10)]
+    result = {"models": rows}
+    below, above = _error_bars(result, rows, BY_KEY["pgd_margin_accuracy"])
+    p = Proportion.of(2, 10)  # 20 % [5.7, 51.0]
+    assert below == [pytest.approx(100 * (p.rate - p.low))]
+    assert above == [pytest.approx(100 * (p.high - p.rate))]
+
+
+def test_an_accuracy_under_attack_read_as_a_success_rate_flips_its_interval():
+    rows = [row("distilled-T5", 45, 50, 2, 10)]
+    fooled = _fooled_percent("pgd_margin_accuracy")
+    p = Proportion.of(2, 10)
+    assert fooled.shown(rows[0]) == pytest.approx(80.0)
+    low, high, n = fooled.bounds(rows[0])
+    assert (low, high, n) == (pytest.approx(1 - p.high), pytest.approx(1 - p.low), 10)
+
+
+def test_the_accuracy_variation_bars_are_the_students_interval_in_pp_from_the_baseline():
+    rows = [row("distilled-T5", 45, 50, 2, 10)]  # 90 % of 50, baseline at 90 %: Δ = 0 pp
+    low, high, n = ACCURACY_VARIATION.bounds(rows[0])
+    p = Proportion.of(45, 50)
+    assert (low, high, n) == (pytest.approx(100 * p.low - 90.0), pytest.approx(100 * p.high - 90.0), 50)
+
+
+def test_several_seeds_draw_no_interval_bars():
+    rows = [row("distilled-T5", 45, 50, 2, 10)]
+    result = {"models": rows, "per_seed": [{"seed": 0, "models": rows}, {"seed": 1, "models": rows}]}
+    assert _error_bars(result, rows, BY_KEY["pgd_margin_accuracy"]) is None
