@@ -90,6 +90,7 @@ def test_two_seeds_reuse_seed_0_and_store_every_seed(two_seeds, tiny_run):
         assert row["seeds"] == 2
 
 
+@pytest.mark.heavy
 def test_two_seeds_report_mean_and_std(two_seeds):
     out, result = two_seeds
     accuracies = [100 * run["models"][0]["test_accuracy"] for run in result["per_seed"]]

@@ -217,6 +217,7 @@ def test_sigkilled_distill_then_rerun_is_bit_identical(tmp_path):
     assert stable_meta(out) == expected and stable_meta(out / "teacher") == expected_teacher
 
 
+@pytest.mark.heavy
 def test_soft_labels_stay_float32_after_bfloat16_training(tmp_path):
     """bf16 trains the teacher; its soft labels are still computed in float32, on the saved
     float32 weights (a bfloat16 forward pass would be off by about 1e-2)."""

@@ -66,6 +66,7 @@ def test_soft_targets_and_saturation_of_deployed_model(synthetic):
     assert deployed["mean_max_probability"] > 0.999 > at_t["mean_max_probability"]
 
 
+@pytest.mark.heavy
 def test_bf16_learns_and_leaves_a_float32_contiguous_model(synthetic, tmp_path):
     from defdistill.checkpoint import load_model, save_model
 
@@ -87,6 +88,7 @@ def test_bf16_learns_and_leaves_a_float32_contiguous_model(synthetic, tmp_path):
         assert torch.equal(loaded(x), amp.model(x))
 
 
+@pytest.mark.heavy
 def test_auto_precision_is_float32_without_native_bfloat16(synthetic, monkeypatch):
     import defdistill.devices
 
