@@ -103,3 +103,24 @@ def test_kwta_model_is_flagged_as_shattered():
     x = torch.rand(40, 1, 16, 16)
     y = model(x).argmax(1)
     assert probes.gradient_health(model, x, y, eps=0.3)["shattered"] > probes.SHATTERED_FRACTION
+
+
+class OutsideAutograd(nn.Module):
+    """A preprocessing step computed outside autograd (as a NumPy or JPEG step would be)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.round(x * 7) / 7
+
+
+def test_the_audit_of_a_model_without_input_gradients_says_masking_instead_of_failing(trained):
+    model, ds = trained
+    report = audit(Preprocessed(OutsideAutograd(), model).eval(), ds.x_test, ds.y_test, **AUDIT)
+    assert report.verdict.masking, report.verdict.text
+    assert CheckId.UNAVAILABLE_GRADIENTS in _flagged(report)
+    assert report.battery.get(AttackId.PGD_CE_F) is None  # no gradient attack could run
+    expected = {AttackId.SQUARE, AttackId.SMOOTHED_APGD_CE, AttackId.SURROGATE_TRANSFER}
+    assert expected <= set(report.battery.attacks)
+    # the attacks that need no gradient of the model still find what the plain network gives up
+    plain = audit(model, ds.x_test, ds.y_test, **AUDIT).battery.robust_accuracy().rate
+    assert report.battery.robust_accuracy().rate <= plain + 0.1

@@ -203,7 +203,7 @@ def _check_finite(logits: torch.Tensor, offset: int) -> None:
                          f"{len(logits)} in this batch); an attack on it would be meaningless")  # fmt: skip
 
 
-def _differentiable(model: nn.Module, x: torch.Tensor) -> bool:
+def has_input_gradient(model: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``model``'s output on ``x`` has a gradient w.r.t. ``x``."""
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
@@ -330,7 +330,7 @@ class Attack(ABC):
                     )
             if n == 0:
                 return x.clone(), torch.zeros(0, dtype=torch.bool, device=x.device), {}
-            if self.uses_gradients and not _differentiable(model, x[:1]):
+            if self.uses_gradients and not has_input_gradient(model, x[:1]):
                 raise ValueError(
                     "the model cannot be differentiated w.r.t. its input (torch.no_grad, .detach() "
                     "or a non-differentiable step inside it); a gradient attack needs gradients: "

@@ -24,6 +24,7 @@ correctly classified images, beside each attack's own accuracy.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from defdistill.attacks import APGD, Square
+from defdistill.attacks.base import has_input_gradient
 from defdistill.evaluation import battery as b
 from defdistill.evaluation import checks, probes
 from defdistill.evaluation.battery import AttackSpec, BatteryResult, run_battery
@@ -40,6 +42,8 @@ from defdistill.evaluation.samples import random_indices
 from defdistill.evaluation.threats import Budgets, ThreatModel, standard_budgets
 from defdistill.inference import evaluate, predict_logits
 from defdistill.names import AttackId, JsmaOn, Loss, Norm, TargetMode, attack_key
+
+log = logging.getLogger(__name__)
 
 UNBOUNDED_EPS = 1.0  # L∞ over inputs in [0, 1]: any image can be turned into any other
 EFFORT = 2  # the convergence check runs APGD with EFFORT x the steps and EFFORT x the restarts
@@ -186,19 +190,25 @@ def audit(
     specs = audit_battery(budgets, num_classes, temperature, reference, jsma_samples, jsma_gamma,
                           cw_iterations, cw_search_steps, apgd_steps, apgd_targets, square_queries,
                           seed)  # fmt: skip
+    differentiable = has_input_gradient(model, x[:1])
+    if not differentiable:  # a layer outside autograd: only the attacks that never differentiate it
+        log.warning("the model has no input gradient: the gradient attacks are skipped; the probes "
+                    "and the gradient-free attacks decide")  # fmt: skip
+        specs = [spec for spec in specs if not spec.gradient]
     result = run_battery(model, specs, x[index], y[index.to(y.device)])
     correct = index[result.clean.to(index.device)]
     xs, ys = x[correct], y[correct.to(y.device)]
     # structure-blind probes (issue 29): randomness -> EOT; unavailable or shattered gradients ->
     # smoothed gradients, transfer from a surrogate, BPDA through a named preprocessing layer
     gradient = [a.success.rate for a in result.worst_case_attacks() if a.gradient]
+    white_box = result.get(AttackId.APGD_CE)
     probed = probes.probe(model, xs, ys, x, budgets.primary.eps,
-                          white_box_accuracy=result[AttackId.APGD_CE].accuracy.rate,
+                          white_box_accuracy=None if white_box is None else white_box.accuracy.rate,
                           gradient_success=max(gradient) if gradient else None, preprocess=preprocess,
                           steps=apgd_steps, seed=seed)  # fmt: skip
     result.attacks.update(probed.attacks)
     evidence = result.evidence(
-        zero_gradient_fraction=zero_gradient_fraction(model, xs),
+        zero_gradient_fraction=zero_gradient_fraction(model, xs) if differentiable else None,
         saturated_fraction=evaluate(model, xs, ys)["saturated_fraction"],
         outputs_are_logits=checks.check_outputs_are_logits(model, xs),
     )  # fmt: skip
