@@ -100,3 +100,33 @@ def test_auto_precision_is_float32_without_native_bfloat16(synthetic, monkeypatc
     assert all(torch.equal(a, b) for a, b in pairs)
     monkeypatch.setattr(defdistill.devices, "cpu_has_native_bf16", lambda cpuinfo=None: True)
     assert fit(synthetic, epochs=1, seed=2, precision="auto").precision == "bf16"
+
+
+def test_every_epoch_records_held_out_accuracy_and_the_entropy_of_softmax_at_t(synthetic):
+    """The convergence record of the last epoch is the trained model's own: entropy of
+    softmax(Z / T) on the first training images, accuracy on the first test images."""
+    t = 5.0
+    result = fit(synthetic, temperature=t)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    model = result.model.eval()
+    with torch.no_grad():
+        p = torch.softmax(model(synthetic.x_train[:1000]).double() / t, dim=1)
+        accuracy = (model(synthetic.x_test[:1000]).argmax(1) == synthetic.y_test[:1000]).double().mean()
+    by_hand = float(-(p * p.log()).sum(1).mean())
+    last = result.history[-1]
+    assert last["entropy_at_t"] == pytest.approx(by_hand, rel=1e-3)  # float32 softmax vs float64
+    assert last["heldout_accuracy"] == pytest.approx(float(accuracy))
+    assert 0.0 < last["entropy_at_t"] < torch.log(torch.tensor(float(synthetic.num_classes)))
+
+
+def test_the_convergence_record_draws_no_random_numbers_and_restores_train_mode(synthetic):
+    """Dropout draws from torch's generator in train mode: the record runs in eval mode, so
+    training with it follows the same trajectory as before it existed."""
+    from defdistill.training.loop import convergence_record
+
+    model = build_model("mnist_cnn", 1, 28, synthetic.num_classes).train()
+    state = torch.get_rng_state()
+    ds = synthetic
+    convergence_record(model, ds.x_train, ds.x_test, ds.y_test, 20.0, torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert model.training

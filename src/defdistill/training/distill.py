@@ -34,6 +34,7 @@ from defdistill.inference import predict_logits
 from defdistill.io import atomic_write_bytes
 from defdistill.temperature import check_temperature, softmax_at
 from defdistill.training.config import TrainConfig, role_seed
+from defdistill.training.loop import mean_entropy
 from defdistill.training.runs import dataset_signature, train_model
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,9 @@ def soft_labels(
 
 def soft_label_stats(labels: torch.Tensor) -> dict[str, float]:
     """Mean max-probability and mean entropy (nats; uniform = ln K) of soft labels."""
-    p = labels.double().clamp_min(1e-45)
-    entropy = -(labels.double() * p.log()).sum(1)
     return {
         "mean_max_probability": float(labels.max(1).values.mean()),
-        "mean_entropy": float(entropy.mean()),
+        "mean_entropy": mean_entropy(labels),
         "max_entropy": math.log(labels.shape[1]),
     }
 

@@ -55,6 +55,40 @@ class TrainResult:
     precision: str = "fp32"
 
 
+CONVERGENCE_SAMPLES = 1000  # training and test images of the per-epoch convergence record
+
+
+def mean_entropy(probabilities: torch.Tensor) -> float:
+    """Mean entropy (nats; uniform over K classes = ln K) of rows of probabilities."""
+    p = probabilities.double()
+    return float(-(p * p.clamp_min(1e-45).log()).sum(1).mean())
+
+
+@torch.no_grad()
+def convergence_record(
+    model: nn.Module, x_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+    temperature: float, dev: torch.device,
+) -> dict[str, float]:  # fmt: skip
+    """What one epoch of training at T reached, for the curve of accuracy and soft-label
+    entropy against the epochs (Papernot et al. 2016, Section IV-B: the teacher's soft labels
+    at T carry the entropy distillation transfers).
+
+    ``entropy_at_t``: mean entropy of ``softmax(Z / T)`` in float32 on the first
+    :data:`CONVERGENCE_SAMPLES` training images (the soft labels a teacher stopped here would
+    give them); ``heldout_accuracy`` on the first as many test images. In eval mode, restored
+    to train mode after; no random numbers are drawn, so training is unchanged.
+    """
+    model.eval()
+    try:
+        z_train = model(x_train[:CONVERGENCE_SAMPLES].to(dev)).float()
+        z_test = model(x_test[:CONVERGENCE_SAMPLES].to(dev)).float()
+    finally:
+        model.train()
+    y = y_test[:CONVERGENCE_SAMPLES].to(dev)
+    return {"entropy_at_t": mean_entropy(torch.softmax(z_train / temperature, dim=1)),
+            "heldout_accuracy": float((z_test.argmax(1) == y).float().mean())}  # fmt: skip
+
+
 def scale_head(model: nn.Module, temperature: float) -> nn.Linear:
     """Multiply the output layer's initial weights and bias by T; return that layer."""
     head = output_layer(model)
@@ -136,6 +170,7 @@ def train(
             order = torch.randperm(len(x_train), generator=generator)
             record = _epoch(model, optimizer, x_train, targets, order, config, dev, precision,
                             memory_format, bar if progress else None, epoch, perturb)  # fmt: skip
+            record.update(convergence_record(model, x_train, x_test, y_test, config.temperature, dev))
             if monitor is not None:
                 monitor(model, record, desc)  # in eval mode, restored to train mode after
             history.append(record)
