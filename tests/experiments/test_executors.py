@@ -105,3 +105,27 @@ def test_resume_after_a_failed_task(request, tiny_run, tmp_path, executor_name):
     expected = ["eval-baseline"] + (["eval-distilled-T50"] if executor_name == "local" else [])
     assert got["config"]["units_computed"] == expected
     assert comparable(got)["models"] == comparable(tiny_run[3])["models"]
+
+
+class RecordingExecutor(LocalExecutor):
+    """The local executor, recording the task names of every phase it is given."""
+
+    def __init__(self) -> None:
+        self.phases: list[list[str]] = []
+
+    def map(self, fn, tasks, shared=None):
+        self.phases.append([getattr(task, "name", type(task).__name__) for task in tasks])
+        return super().map(fn, tasks, shared)
+
+
+def test_training_tasks_are_handed_to_the_executor_longest_first(tiny_run, tmp_path):
+    """Parallel workers finish a phase soonest when the longest task starts first: the
+    positive control (2 epochs x 3 passes: PGD-2 and the update) before the distilled pairs
+    (2 networks x 2 epochs) before the baseline (2 epochs)."""
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run[0], out)
+    executor = RecordingExecutor()
+    reproduce_on(tiny_dataset(), TINY, out, progress=False, executor=executor)
+    assert executor.phases[0] == ["adversarial-pgd", "distilled-T5", "distilled-T50", "baseline"]
+    models = json.loads((out / "synthetic" / "results.json").read_text())["models"]
+    assert [m["name"] for m in models] == [m["name"] for m in tiny_run[3]["models"]]  # the report's order

@@ -47,7 +47,7 @@ from defdistill.experiments.tasks import (
 )
 from defdistill.inference import predict_logits
 from defdistill.models import paper_architecture
-from defdistill.names import ExecutorKind
+from defdistill.names import AdversarialMethod, ExecutorKind
 from defdistill.training.config import PAPER_CONFIGS, TrainConfig, paper_config, role_seed
 from defdistill.training.distill import role_configs
 from defdistill.training.runs import dataset_signature
@@ -126,7 +126,9 @@ def run_sweeps(
     start = time.perf_counter()
     try:
         metas: dict[tuple[int, str], dict[str, Any]] = {}
-        for task, done in zip(train_tasks, executor.map(train_unit, train_tasks, ds), strict=True):
+        # the longest first: on parallel workers the phase then ends with the short ones
+        longest_first = sorted(train_tasks, key=training_cost, reverse=True)
+        for task, done in zip(longest_first, executor.map(train_unit, longest_first, ds), strict=True):
             metas[task.seed, task.name] = done["meta"]
             (reused if done["reused"] else computed)[task.seed].append(f"train-{task.name}")
             bar.set_postfix_str(f"trained {task.name}")
@@ -200,6 +202,18 @@ def _train_task(
         config=config.to_dict(), deployed_config=deployed.to_dict(), device=device,
         progress=progress, force=force,
     )  # fmt: skip
+
+
+def training_cost(task: TrainTask) -> int:
+    """Forward-backward passes over the training set that ``task`` costs: epochs, times two
+    networks (teacher and student) when distilled, times ``steps + 1`` passes per batch when
+    adversarially trained (``steps`` of the attack, one for FGSM, and the update)."""
+    deployed = task.deployed_config
+    method = deployed.get("adversarial")
+    per_epoch = 1
+    if method is not None:
+        per_epoch += deployed["adversarial_steps"] if method == AdversarialMethod.PGD else 1
+    return int(deployed["epochs"]) * per_epoch * (2 if task.distilled else 1)
 
 
 def _adversarial_task(baseline: TrainTask, overrides: dict[str, Any]) -> TrainTask:
