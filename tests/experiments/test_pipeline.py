@@ -67,6 +67,15 @@ def test_every_output_file_and_the_json_schema(tiny_run):
         assert robust["unconditional"] <= min(row["attacks"][a]["accuracy"] for a in robust["attacks"])
         assert set(row["timings"]) == {"accuracy", "gradients", *row["attacks"]}
         assert all(seconds >= 0 for seconds in row["timings"].values())
+    # each distilled row carries its teacher's curve, as the teacher's meta.json recorded it
+    for row in rows[1:3]:
+        meta = out / "synthetic" / "models" / row["name"] / "teacher" / "meta.json"
+        teacher = json.loads(meta.read_text())
+        assert [h["entropy_at_t"] for h in row["teacher_history"]] == [
+            h["entropy_at_t"] for h in teacher["history"]] and len(row["teacher_history"]) == 2
+    assert rows[0]["teacher_history"] is None and rows[3]["teacher_history"] is None
+    assert "soft_label_convergence.png" in figures
+    assert "soft_label_convergence.png" in (out / "report.md").read_text()
     # distillation saturates the deployed softmax: gradients shrink by orders of magnitude
     logs = [r["gradients"]["median_log10"] for r in rows[:3]]
     assert logs[2] < logs[1] - 5 and logs[1] < logs[0]

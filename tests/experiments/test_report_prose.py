@@ -7,6 +7,7 @@ from defdistill.experiments.report.findings import (
     differences,
     findings,
     sampling_note,
+    soft_label_convergence,
 )
 from defdistill.names import StatementKind
 
@@ -115,3 +116,22 @@ def test_comparisons_of_two_rates_say_whether_their_intervals_separate():
     paper = next(f for f in findings("cifar10-subset", cifar, cifar["config"]["profile"])
                  if f.kind is StatementKind.PAPER_ATTACK).text  # fmt: skip
     assert "no difference is established" in paper
+
+
+def curve(t, entropies):
+    return {"temperature": t, "teacher_history": [
+        {"epoch": i + 1, "entropy_at_t": e, "heldout_accuracy": 0.99} for i, e in enumerate(entropies)]}
+
+
+def test_the_soft_labels_order_in_t_is_claimed_only_once_every_teacher_has_settled():
+    settled = [curve(5, [0.5, 0.2, 0.10, 0.10, 0.101]), curve(20, [0.9, 0.5, 0.30, 0.31, 0.30])]
+    text = soft_label_convergence(settled)
+    assert "0.101 nats at T = 5 (epoch 5" in text and "rises with T" in text and "Still moving" not in text
+    falling = [settled[0], curve(100, [0.9, 0.3, 0.05, 0.04, 0.04])]
+    assert "falls as T rises" in soft_label_convergence(falling)
+    # T = 100 still moves by a third of its value over its last 2 epochs: no order is claimed
+    moving = [settled[0], curve(100, [0.9, 0.5, 0.3, 0.2, 0.15])]
+    text = soft_label_convergence(moving)
+    assert "Still moving: T = 100 (33 % over its last 2 epochs)" in text
+    assert "rises" not in text and "falls" not in text and "not established" in text
+    assert soft_label_convergence([{"temperature": 5, "teacher_history": None}]) is None

@@ -126,10 +126,12 @@ def run_sweeps(
     start = time.perf_counter()
     try:
         metas: dict[tuple[int, str], dict[str, Any]] = {}
+        curves: dict[tuple[int, str], list[dict[str, Any]] | None] = {}
         # the longest first: on parallel workers the phase then ends with the short ones
         longest_first = sorted(train_tasks, key=training_cost, reverse=True)
         for task, done in zip(longest_first, executor.map(train_unit, longest_first, ds), strict=True):
             metas[task.seed, task.name] = done["meta"]
+            curves[task.seed, task.name] = done.get("teacher_history")
             (reused if done["reused"] else computed)[task.seed].append(f"train-{task.name}")
             bar.set_postfix_str(f"trained {task.name}")
             bar.update()
@@ -147,6 +149,7 @@ def run_sweeps(
                 **_row(name, seed, task.temperature, metas[seed, name], done["measured"],
                        metas[seed, "baseline"]),
                 "scaled_copy": shared[seed][1].get(name),
+                "teacher_history": curves[seed, name],
             })  # fmt: skip
             devices.add(done["device"])
             bar.set_postfix_str(f"measured {name}")

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from defdistill.checkpoint import CheckpointError, load_model, load_reusable
+from defdistill.checkpoint import CheckpointError, load_model, load_reusable, read_meta
 from defdistill.data import Dataset
 from defdistill.devices import resolve_device
 from defdistill.evaluation import battery as b
@@ -124,7 +124,7 @@ def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
             _, meta = load_reusable(path, wanted)
             if task.distilled:
                 _check_teacher(task, meta)
-            return {"name": task.name, "meta": meta, "reused": True}
+            return {"name": task.name, "meta": meta, "reused": True, **teacher_curve(task)}
         except CheckpointError as err:
             log.info("%s: %s; training it", task.name, err)
     config, clock = TrainConfig(**task.config), Stopwatch(f"train-{task.name}")
@@ -136,7 +136,25 @@ def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
         _, meta = train_model(ds, task.architecture, TrainConfig(**deployed), path, role,
                               device=task.device, progress=task.progress)  # fmt: skip
     clock.lap("training", None)
-    return {"name": task.name, "meta": meta, "reused": False, "timings": clock.seconds}
+    return {"name": task.name, "meta": meta, "reused": False, "timings": clock.seconds, **teacher_curve(task)}
+
+
+CURVE_KEYS = ("epoch", "loss", "heldout_accuracy", "entropy_at_t")
+
+
+def teacher_curve(task: TrainTask) -> dict[str, Any]:
+    """``{"teacher_history": [...]}``: the distilled model's teacher, epoch by epoch (its loss,
+    held-out accuracy and the entropy of its softmax at T, :func:`.training.loop.convergence_record`),
+    read from the teacher's ``meta.json``; empty for an undistilled model or a teacher trained
+    before the record existed."""
+    if not task.distilled:
+        return {}
+    try:
+        history = read_meta(Path(task.path) / "teacher").get("history") or []
+    except CheckpointError:
+        return {}
+    curve = [{k: r[k] for k in CURVE_KEYS if k in r} for r in history if isinstance(r, dict)]
+    return {"teacher_history": curve} if any("entropy_at_t" in r for r in curve) else {}
 
 
 def _check_teacher(task: TrainTask, student_meta: dict[str, Any]) -> None:

@@ -163,6 +163,41 @@ def _gradient_histograms(results: dict) -> bytes:
     return _figure_bytes(fig)
 
 
+def _soft_label_convergence(results: dict) -> bytes | None:
+    """Each teacher epoch by epoch (seed 0): entropy of its softmax at T on training images,
+    and held-out accuracy. None when no run recorded the curve."""
+    curves = {dataset: [(r["temperature"], r["teacher_history"]) for r in distilled(result["models"])
+                        if r.get("teacher_history")]
+              for dataset, result in results.items()}  # fmt: skip
+    curves = {d: c for d, c in curves.items() if c}
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(curves), 2, figsize=(10.5, 3.8 * len(curves)), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for (entropy_ax, accuracy_ax), (dataset, series) in zip(axes, curves.items(), strict=True):
+        for i, (t, history) in enumerate(series):
+            epochs = [h["epoch"] for h in history]
+            colour = cmap(i / max(1, len(series) - 1))
+            entropy_ax.plot(epochs, [h["entropy_at_t"] for h in history], "-", color=colour, label=f"T={t:g}")
+            accuracy_ax.plot(epochs, [100 * h["heldout_accuracy"] for h in history], "-", color=colour,
+                             label=f"T={t:g}")  # fmt: skip
+        entropy_ax.set_yscale("log")
+        entropy_ax.set_ylabel("mean entropy of softmax(Z/T) (nats)")
+        entropy_ax.set_title(f"Teachers' soft labels by epoch: {dataset_title(dataset)}")
+        accuracy_ax.set_ylabel("held-out accuracy (%)")
+        accuracy_ax.set_title("Teachers' accuracy by epoch (first 1,000 test images)", fontsize=10)
+        for ax in (entropy_ax, accuracy_ax):
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    return _figure_bytes(fig)
+
+
 def examples_grid(examples: dict[str, dict[str, Any]]) -> bytes | None:
     """Rows: (dataset, model, attack); columns: original, adversarial, perturbation."""
     import matplotlib
@@ -289,6 +324,9 @@ def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
             None,
         ),
     }  # fmt: skip
+    convergence = _soft_label_convergence(results)
+    if convergence is not None:
+        figures["soft_label_convergence.png"] = convergence
     grid = examples_grid(collect_examples(results))
     if grid is not None:
         figures["adversarial_examples.png"] = grid

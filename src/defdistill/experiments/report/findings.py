@@ -6,6 +6,7 @@ verdict that :func:`defdistill.evaluation.checks.assess` stored in the rows.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -168,6 +169,9 @@ def findings(dataset: str, result: dict, profile: dict) -> list[Statement]:
             "loss's gradient by T, so hotter teachers have trained less in the same epochs: this "
             "order mixes what T does with how far each teacher got, and does not measure what T "
             "does to the soft labels at convergence.")  # fmt: skip
+    convergence = soft_label_convergence(rows)
+    if convergence:
+        say(StatementKind.SOFT_LABELS, convergence)
     copies = [r["scaled_copy"] for r in rows if r.get("scaled_copy")]
     if copies:
         worst = min(copies, key=lambda c: c["relative_residual"])
@@ -187,6 +191,38 @@ def findings(dataset: str, result: dict, profile: dict) -> list[Statement]:
     else:
         say(StatementKind.ACCURACY, f"Every distilled model is within {drop} pp of the baseline's accuracy.")
     return out
+
+
+SETTLED = 0.10  # largest relative change of the entropy over the last epochs of a settled curve
+
+
+def soft_label_convergence(rows: list[dict]) -> str | None:
+    """What the teachers' epoch-by-epoch entropy at T shows (None without the curves): each
+    teacher's last value, whether it settled (moved by less than :data:`SETTLED` over the last
+    fifth of its epochs, at least 2), and the order in T only when every curve settled."""
+    curves = [(r["temperature"], r["teacher_history"]) for r in rows if r.get("teacher_history")]
+    if not curves:
+        return None
+    parts, moving = [], []
+    for t, history in curves:
+        values = [h["entropy_at_t"] for h in history]
+        tail = values[-max(2, len(values) // 5):]
+        change = (max(tail) - min(tail)) / max(tail[-1], 1e-12)
+        parts.append(f"{values[-1]:.3g} nats at T = {t:g} (epoch {history[-1]['epoch']}, "
+                     f"held-out accuracy {100 * history[-1]['heldout_accuracy']:.1f} %)")  # fmt: skip
+        if change >= SETTLED:
+            moving.append(f"T = {t:g} ({100 * change:.0f} % over its last {len(tail)} epochs)")
+    text = ("Epoch by epoch (figure soft_label_convergence.png; entropy of softmax(Z/T) in float32 "
+            "on the first 1,000 training images), the teachers end at " + "; ".join(parts) + ". ")
+    if moving:
+        return text + ("Still moving: " + ", ".join(moving) + ", so what T does to the soft labels at "
+                       "convergence is not established by this run.")  # fmt: skip
+    pairs = list(itertools.pairwise(h[-1]["entropy_at_t"] for _, h in curves))
+    order = ("rises with T" if all(a < b for a, b in pairs) else
+             "falls as T rises" if all(a > b for a, b in pairs) else "is not monotone in T")  # fmt: skip
+    return text + (f"Every curve has settled (less than {100 * SETTLED:.0f} % change over its last "
+                   f"epochs); at convergence the mean entropy of the soft labels {order} (one "
+                   "teacher per T: the spread over seeds needs --seeds).")  # fmt: skip
 
 
 def _mean_ci(found: dict | None, spec: str = ".2f") -> str:
