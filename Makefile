@@ -14,11 +14,14 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,ray]'
 	touch $@
 
+# The demos run the sweep's independent units in parallel, one CPU (and torch thread) each,
+# on a private Ray instance with every CPU of this machine (docs/training.md: on two cores,
+# about half the time of one process).
 demo: $(BIN)/.installed
-	$(BIN)/defdistill reproduce --dataset mnist --profile quick --out $(OUT)
+	$(BIN)/defdistill reproduce --dataset mnist --profile quick --out $(OUT) --executor ray
 
 demo-cifar: $(BIN)/.installed
-	$(BIN)/defdistill reproduce --dataset cifar10-subset --profile quick --out $(OUT)
+	$(BIN)/defdistill reproduce --dataset cifar10-subset --profile quick --out $(OUT) --executor ray
 
 # The fast tier, between two edits: ruff and every test not marked slow or heavy (every
 # module is covered; the trainings, real-data audits, Ray and the notebook run in `make test`),
