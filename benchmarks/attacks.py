@@ -592,7 +592,7 @@ def main() -> int:
             rows += auto_rows(model, name, *drawn(model, args.auto_samples), args)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), ART {art.__version__}, "
               f"torchattacks {torchattacks.__version__}, best of {args.repeats}, "
-              f"up to {n_max} samples")  # fmt: skip
+              f"up to {n_max} samples drawn at random with seed {args.seed}")  # fmt: skip
         print("command: python " + " ".join(sys.argv))
         print_table(rows)
         if process_rows:
