@@ -1,7 +1,8 @@
 """Benchmark: samples/s and quality of defdistill's attacks against ART and torchattacks.
 
-Every row attacks the same model with the same samples (the first ``--samples`` MNIST test
-images the model classifies correctly) in one process. Each side is timed ``--repeats``
+Every row attacks the same model with the same samples (``--samples`` MNIST test images the
+model classifies correctly, drawn at random with ``--seed`` as ``defdistill attack`` draws them)
+in one process. Each side is timed ``--repeats``
 times, alternating which side goes first, and the best time counts. Both sides do the same
 work: ours is timed through ``Attack.perturb``, which like the peers returns the images
 only; success is then measured the same way for both sides, with the model, on the returned
@@ -35,7 +36,7 @@ images. The "equal work" ratio adds that success check (one forward pass, what o
   ratio >= 0.83).
 
     python benchmarks/attacks.py [--model DIR|NAME] [--distilled DIR|NAME] [--samples 100]
-        [--repeats 3] [--threads 1] [--targets next|all] [--only jsma process ...]
+        [--repeats 3] [--threads 1] [--seed 0] [--targets next|all] [--only jsma process ...]
 
 ``--model`` is a model directory or a shipped model's name (``defdistill models``). Without
 it the paper's MNIST network is trained for one epoch in a temporary directory. Needs the
@@ -70,7 +71,7 @@ from defdistill.data import load_dataset
 from defdistill.evaluation.battery import apgd_targeted
 from defdistill.evaluation.distances import l0_fraction, l2
 from defdistill.evaluation.protocol import all_targets
-from defdistill.evaluation.samples import first_correct_indices
+from defdistill.evaluation.samples import random_correct_indices
 from defdistill.inference import predict
 from defdistill.models import paper_architecture
 from defdistill.pretrained import resolve_model
@@ -284,7 +285,7 @@ def cli_jsma(
     """
     cmd = [str(defdistill_executable()), "attack", "--model", str(model_dir), "--attack", "jsma",
            "--samples", str(samples), "--targets", args.targets, "--dataset", args.dataset,
-           "--device", "cpu", "--json", str(out)]  # fmt: skip
+           "--seed", str(args.seed), "--device", "cpu", "--json", str(out)]  # fmt: skip
     env = {**os.environ, **dict.fromkeys(THREAD_VARS, str(args.threads))}
 
     def run() -> bytes:
@@ -316,8 +317,8 @@ def process_row(model: nn.Module, name: str, model_dir: Path, x: torch.Tensor, y
                 args: argparse.Namespace, tmp: str) -> ProcessRow:  # fmt: skip
     """Time the whole ``defdistill attack --attack jsma`` process, our in-process JSMA on F and
     ART's ``generate`` on the same attempts, in turn (reversed every other repeat), best of
-    ``--repeats``. ``x, y``: the first samples the model classifies correctly, picked as the
-    command picks them (:func:`defdistill.evaluation.samples.first_correct_indices`)."""
+    ``--repeats``. ``x, y``: samples the model classifies correctly, drawn as the command
+    draws them (:func:`defdistill.evaluation.samples.random_correct_indices`, ``--seed``)."""
     load_before = os.getloadavg()[0]
     case = jsma_case(model, x, y, args, "probs")
     cmd, cli = cli_jsma(model_dir, len(x), args, Path(tmp) / "process-jsma.json")
@@ -443,10 +444,12 @@ def _auto_row(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, lab
                "succ >= -2 pp, time <= 1x", met, check_time(model, x, 1))  # fmt: skip
 
 
-def first_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
-    """The first ``n`` test images ``model`` classifies correctly, picked as ``defdistill attack``
-    picks them (:func:`defdistill.evaluation.samples.first_correct_indices`)."""
-    idx = first_correct_indices(model, x, y, n)
+def drawn_correct(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, seed: int
+) -> tuple[torch.Tensor, ...]:
+    """``n`` test images ``model`` classifies correctly, drawn at random with ``seed`` as
+    ``defdistill attack`` draws them (:func:`defdistill.evaluation.samples.random_correct_indices`)."""
+    idx = random_correct_indices(model, x, y, n, seed)
     if len(idx) < n:
         raise SystemExit(f"only {len(idx)} correctly classified test images, asked for {n}")
     return x[idx].contiguous(), y[idx].contiguous()
@@ -533,6 +536,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timings per side, best counts")
     parser.add_argument("--cw-repeats", type=int, default=1, help="C&W timings per side (ART's is slow)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random draw of the test images (default 0)")
     parser.add_argument("--cw-steps", type=int, default=5, help="binary search steps (default 5)")
     parser.add_argument("--cw-iter", type=int, default=100, help="iterations per step (default 100)")
     parser.add_argument("--cw-lr", type=float, default=0.1, help="learning rate (default 0.1)")
@@ -563,27 +568,31 @@ def main() -> int:
         x, y = ds.x_test, ds.y_test
         rows: list[Row] = []
         process_rows: list[ProcessRow] = []
+
+        def drawn(m: nn.Module, n: int) -> tuple[torch.Tensor, ...]:
+            return drawn_correct(m, x, y, n, args.seed)
+
         if "process" in args.only:  # times the in-process JSMA on F too: the "jsma" row on probs
-            process_rows.append(process_row(model, name, model_dir, *first_correct(model, x, y, args.samples),
+            process_rows.append(process_row(model, name, model_dir, *drawn(model, args.samples),
                                             args, tmp))  # fmt: skip
             rows.append(process_rows[-1].attack_only)
         if "jsma" in args.only:
             for on in ("probs", "target_logit"):
                 if on == "probs" and process_rows:
                     continue  # measured with the process row, in the same alternation
-                rows.append(jsma_row(model, name, *first_correct(model, x, y, args.samples), args, on))
+                rows.append(jsma_row(model, name, *drawn(model, args.samples), args, on))
         if "cw" in args.only:
-            rows.append(cw_row(model, name, *first_correct(model, x, y, args.cw_samples), args))
+            rows.append(cw_row(model, name, *drawn(model, args.cw_samples), args))
             if args.distilled:
                 student, sname, _ = load_or_train(args.distilled, tmp, args.dataset)
-                rows.append(cw_row(student, sname, *first_correct(student, x, y, args.cw_samples), args))
+                rows.append(cw_row(student, sname, *drawn(student, args.cw_samples), args))
         if "gradient" in args.only:
-            rows += gradient_rows(model, name, *first_correct(model, x, y, args.gradient_samples), args)
+            rows += gradient_rows(model, name, *drawn(model, args.gradient_samples), args)
         if "auto" in args.only:
-            rows += auto_rows(model, name, *first_correct(model, x, y, args.auto_samples), args)
+            rows += auto_rows(model, name, *drawn(model, args.auto_samples), args)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), ART {art.__version__}, "
               f"torchattacks {torchattacks.__version__}, best of {args.repeats}, "
-              f"up to {n_max} samples")  # fmt: skip
+              f"up to {n_max} samples drawn at random with seed {args.seed}")  # fmt: skip
         print("command: python " + " ".join(sys.argv))
         print_table(rows)
         if process_rows:

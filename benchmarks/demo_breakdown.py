@@ -10,10 +10,11 @@ Times are the process's CPU seconds (``time.process_time``): with ``OMP_NUM_THRE
 that is what the step takes on one idle core, whatever else shares the machine.
 
     OMP_NUM_THREADS=1 python benchmarks/demo_breakdown.py BASELINE_DIR [MODEL_DIR[:T] ...] \\
-        [--profile quick] [--cw-budgets 25,50,100,200]
+        [--profile quick] [--seed 0] [--cw-budgets 25,50,100,200]
 
 ``MODEL_DIR:T`` is a student distilled at T; a ``MODEL_DIR`` without ``:T`` is measured as the
-sweep measures the baseline and the positive control.
+sweep measures the baseline and the positive control. The test images are drawn at random with
+``--seed``, as the sweep draws them.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import torch
 from defdistill.attacks import CarliniWagnerL2
 from defdistill.checkpoint import load_model
 from defdistill.data.mnist import load_mnist
+from defdistill.evaluation.battery import BatteryResult
 from defdistill.evaluation.checks import assess
 from defdistill.evaluation.distances import l2 as l2_norm
-from defdistill.evaluation.samples import first_correct
+from defdistill.evaluation.samples import random_correct_indices
 from defdistill.evaluation.stats import MeanEstimate
-from defdistill.experiments import sweep, timing
+from defdistill.experiments import timing
 from defdistill.experiments.profiles import get_profile
 from defdistill.experiments.tasks import measure
 from defdistill.experiments.timing import Stopwatch
@@ -44,6 +46,7 @@ def main() -> None:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--cw-budgets", default="", help="e.g. 25,50,100,200")
     parser.add_argument("--skip-measure", action="store_true", help="only the C&W budgets")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random draw of images (default 0)")
     args = parser.parse_args()
     timing.time.perf_counter = time.process_time  # the Stopwatch books CPU seconds here
     profile = get_profile("mnist", args.profile)
@@ -58,18 +61,20 @@ def main() -> None:
     for path, model, temperature in models:
         if not args.skip_measure:
             clock = Stopwatch(path)
-            row = measure(model, baseline, ds.x_test, ds.y_test, profile, temperature, 0, clock=clock)
+            row = measure(model, baseline, ds.x_test, ds.y_test, profile, temperature, args.seed, clock=clock)
             steps = "  ".join(f"{k} {v:.1f}" for k, v in clock.seconds.items())
             print(f"{path}: total {sum(clock.seconds.values()):.1f}  {steps}")
-            row |= {"temperature": temperature, "distilled": temperature is not None,
-                    "saturated_fraction": evaluate(model, ds.x_test, ds.y_test)["saturated_fraction"]}
-            _, verdict = assess(sweep.evidence(row))
-            pgd = {k: row["adaptive"][k]["accuracy"] for k in ("pgd_plain", "pgd_temperature", "pgd_margin")}
-            print(f"{path}: JSMA on F {row['jsma_probs']['success_rate']:.1%}, on Z "
-                  f"{row['adaptive']['jsma_logits']['success_rate']:.1%}, PGD accuracy {pgd}, C&W mean L2 "
-                  f"{row['adaptive']['cw_l2']['mean_l2']:.3f}; verdict: {verdict.text}", flush=True)
+            saturated = evaluate(model, ds.x_test, ds.y_test)["saturated_fraction"]
+            _, verdict = assess(BatteryResult.from_dict(row).evidence(
+                zero_gradient_fraction=row["gradients"]["zero_fraction"], saturated_fraction=saturated))
+            attacks = row["attacks"]
+            pgd = {k: attacks[k]["accuracy"] for k in ("pgd-ce-f", "pgd-ce-zt", "pgd-margin") if k in attacks}
+            print(f"{path}: JSMA on F {attacks['jsma-f']['success_rate']:.1%}, on Z "
+                  f"{attacks['jsma-z']['success_rate']:.1%}, PGD accuracy {pgd}, C&W mean L2 "
+                  f"{attacks['cw-l2']['mean_l2']:.3f}; verdict: {verdict.text}", flush=True)
         if args.cw_budgets:
-            xs, ys = first_correct(model, ds.x_test, ds.y_test, profile.adaptive_samples)
+            index = random_correct_indices(model, ds.x_test, ds.y_test, profile.adaptive_samples, args.seed)
+            xs, ys = ds.x_test[index], ds.y_test[index]
             for budget in (int(b) for b in args.cw_budgets.split(",")):
                 attack = CarliniWagnerL2(max_iterations=budget, binary_search_steps=profile.cw_search_steps)
                 start = time.process_time()

@@ -11,6 +11,7 @@ from PIL import Image
 from defdistill.attacks import JSMA
 from defdistill.checkpoint import save_model
 from defdistill.cli import main
+from defdistill.evaluation.samples import random_order
 
 
 def test_attack_command_writes_json_and_examples(small_model, tmp_path, capsys):
@@ -50,13 +51,32 @@ def test_more_samples_requested_than_classified_correctly(tmp_path, capsys, cach
     assert "note: only 2 of the 20 test images are classified correctly, fewer than --samples 5" in out
     data = json.loads((tmp_path / "a.json").read_text())
     assert data["summary"]["samples"] == 2
+    # drawn at random with --seed (default 0): the two 7s in the order of the seeded permutation
+    drawn = [i for i in random_order(20, 0).tolist() if i in (0, 17)]
+    assert data["samples"] == {"sampling": "random", "seed": 0, "n": 2, "test_images": 20, "indices": drawn}
     # each attempt names its image by its index in the test set, untargeted or targeted
-    assert [a["sample_index"] for a in data["attempts"]] == [0, 17]
+    assert [a["sample_index"] for a in data["attempts"]] == drawn
     argv = ["attack", "--model", tmp_path / "seven", "--attack", "jsma", "--samples", "5",
             "--targets", "all", "--limit-test", "20", "--quiet", "--json", tmp_path / "t.json"]  # fmt: skip
     assert run_cli(argv, capsys)[0] == 0
     attempts = json.loads((tmp_path / "t.json").read_text())["attempts"]
-    assert [a["sample_index"] for a in attempts] == [0] * 9 + [17] * 9
+    assert [a["sample_index"] for a in attempts] == [drawn[0]] * 9 + [drawn[1]] * 9
+
+
+def test_the_images_are_drawn_at_random_with_the_seed_and_recorded(small_model, tmp_path):
+    def draw(seed: int) -> dict:
+        out = tmp_path / f"seed{seed}.json"
+        assert main(["attack", "--model", str(small_model), "--attack", "fgsm", "--samples", "10",
+                     "--limit-test", "300", "--seed", str(seed), "--quiet", "--json", str(out)]) == 0
+        return json.loads(out.read_text())["samples"]
+
+    a, again, other = draw(1), draw(1), draw(2)
+    assert a == again and a["seed"] == 1 and a["n"] == 10 and a["test_images"] == 300
+    assert a["indices"] != other["indices"]  # another seed, other images
+    # the first 10 correctly classified in the seeded permutation of the 300 test images
+    order = random_order(300, 1).tolist()
+    assert a["indices"] == sorted(a["indices"], key=order.index)  # in draw order
+    assert a["indices"] != sorted(a["indices"])  # not the first N of the test set
 
 
 def test_unknown_attack(existing, capsys):

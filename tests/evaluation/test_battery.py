@@ -77,12 +77,13 @@ def test_evidence_comes_from_the_attack_ids(drawn):
     assert evidence.gradient == pytest.approx(3 / 6)  # the best gradient attack, Square excluded
     assert evidence.gradient_free == pytest.approx(5 / 6)
     assert evidence.jsma_f is None and evidence.transfer is None  # not run: their checks are skipped
-    assert evidence.robust_accuracy == pytest.approx(1 / 8)
-    assert evidence.robust_accuracy_conditional == pytest.approx(1 / 6)
+    # the counts, not bare rates: the verdict states n and the interval
+    assert (evidence.robust_accuracy.k, evidence.robust_accuracy.n) == (1, 8)
+    assert (evidence.robust_accuracy_conditional.k, evidence.robust_accuracy_conditional.n) == (1, 6)
     assert evidence.saturated_fraction == 0.5
 
 
-def test_samples_limit_an_attack_to_the_first_correct_images_and_the_json_round_trips(drawn):
+def test_samples_limit_an_attack_to_the_first_correct_drawn_images_and_the_json_round_trips(drawn):
     x, y = drawn
     specs = [AttackSpec(AttackId.JSMA_F, "J", fooling([1]), samples=3),
              AttackSpec(AttackId.PGD_CE_F, "A", fooling([2]), PRIMARY, worst_case=True)]  # fmt: skip

@@ -12,6 +12,7 @@ from defdistill.evaluation.checks import (
     verdict,
 )
 from defdistill.evaluation.gradients import zero_gradient_fraction
+from defdistill.evaluation.stats import Proportion
 from defdistill.inference import evaluate
 
 
@@ -48,7 +49,8 @@ def test_findings_carry_their_check_and_the_attacks_they_compare():
     from defdistill.names import AttackId, CheckId
 
     findings, decision = assess(Evidence(jsma_f=0.0, jsma_z=0.9, effort_gain=0.2, effort_factor=4,
-                                         robust_accuracy=0.3, robust_accuracy_conditional=0.4))  # fmt: skip
+                                         robust_accuracy=Proportion.of(3, 10),
+                                         robust_accuracy_conditional=Proportion.of(3, 8)))  # fmt: skip
     by_check = {f.check: f for f in findings}
     assert set(by_check) == {CheckId.PROBS_VS_LOGITS, CheckId.MORE_EFFORT}
     assert by_check[CheckId.PROBS_VS_LOGITS].attacks == (AttackId.JSMA_F, AttackId.JSMA_Z)
@@ -56,6 +58,20 @@ def test_findings_carry_their_check_and_the_attacks_they_compare():
     effort = by_check[CheckId.MORE_EFFORT]
     assert effort.severity is Severity.WARNING and effort.value == 0.2
     assert effort.to_dict()["attacks"] == ["apgd-ce", "apgd-ce-effort"]
-    _, unmasked = assess(Evidence(jsma_f=0.9, jsma_z=0.9, robust_accuracy=0.3,
-                                  robust_accuracy_conditional=0.4))  # fmt: skip
+    _, unmasked = assess(Evidence(jsma_f=0.9, jsma_z=0.9, robust_accuracy=Proportion.of(3, 10),
+                                  robust_accuracy_conditional=Proportion.of(3, 8)))  # fmt: skip
     assert not unmasked.masking
+    assert "30.0 % [10.8, 60.3] of 10 images (37.5 % " in unmasked.text
+
+
+def test_the_verdict_states_robust_accuracy_with_its_sample_size_and_wilson_interval():
+    # 18 of 20 by hand: p = 0.9, z = 1.96, centre (p + z²/2n) / (1 + z²/n) = 0.8355, half-width
+    # z √(p(1-p)/n + z²/4n²) / (1 + z²/n) = 0.1366: [69.9 %, 97.2 %]; 18 of 19: [75.4 %, 99.1 %]
+    found = verdict([], Proportion.of(18, 20), Proportion.of(18, 19))
+    assert not found.masking
+    assert found.text == ("no sign of gradient masking; robust accuracy at the standard budget (per image, "
+                          "no attack fooled it): 90.0 % [69.9, 97.2] of 20 images "
+                          "(94.7 % [75.4, 99.1] of the 19 correctly classified)")
+    # without the conditional figure, and with nothing attacked
+    assert verdict([], Proportion.of(20, 20)).text.endswith(": 100.0 % [83.9, 100.0] of 20 images")
+    assert verdict([], Proportion.of(0, 0)).text.endswith(": – (no image) of 0 images")

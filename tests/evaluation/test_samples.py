@@ -1,5 +1,5 @@
-"""Which samples are attacked: random ones drawn with a seed, or the first N correct ones, found
-without predicting the whole set."""
+"""Which samples are attacked: random ones drawn with a seed, found without predicting the
+whole set."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import torch
 from torch import nn
 
 from defdistill.evaluation.samples import (
-    first_correct,
-    first_correct_indices,
     random_common_correct,
     random_correct_indices,
     random_indices,
@@ -40,37 +38,30 @@ def _test_set(n: int = 10_000, accuracy: float = 0.3, seed: int = 0) -> tuple[to
     return predicted.float()[:, None].expand(n, 4).clone(), y
 
 
-def _old_first_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int):
-    """The computation before chunking: predict the whole set, keep the first ``n`` correct."""
-    idx = correct_mask(model, x, y).nonzero().flatten()[:n]
-    return x[idx], y[idx]
+def _full_set_draw(x: torch.Tensor, y: torch.Tensor, n: int, seed: int) -> list[int]:
+    """The computation without chunking: predict the whole set, keep the first ``n`` correct
+    samples in the order of the seed's permutation."""
+    order = random_order(len(x), seed)
+    return order[correct_mask(Counting(), x[order], y[order])][:n].tolist()
 
 
 @pytest.mark.parametrize("n", [1, 5, 100, 1000])
-def test_first_correct_predicts_only_a_prefix_and_matches_the_full_set(n: int) -> None:
+def test_a_draw_predicts_only_a_prefix_of_the_permutation_and_matches_the_full_set(n: int) -> None:
     x, y = _test_set()
     model = Counting()
-    xs, ys = first_correct(model, x, y, n)
+    idx = random_correct_indices(model, x, y, n, seed=11)
     assert model.seen <= 4 * max(2 * n, 256) < len(x)  # chunks double: at most ~2x what is needed
-    want_x, want_y = _old_first_correct(Counting(), x, y, n)
-    assert torch.equal(xs, want_x) and torch.equal(ys, want_y) and len(xs) == n
-
-
-def test_first_correct_indices_are_the_first_correct_ones_in_order() -> None:
-    x, y = _test_set(n=3000, accuracy=0.05, seed=1)
-    idx = first_correct_indices(Counting(), x, y, 40)
-    assert idx.tolist() == correct_mask(Counting(), x, y).nonzero().flatten()[:40].tolist()
+    assert idx.tolist() == _full_set_draw(x, y, n, seed=11) and len(idx) == n
 
 
 @pytest.mark.parametrize("accuracy", [0.0, 0.001])
 def test_too_few_correct_predicts_the_whole_set_once(accuracy: float) -> None:
     x, y = _test_set(n=5000, accuracy=accuracy, seed=2)
     model = Counting()
-    xs, ys = first_correct(model, x, y, 100)
+    idx = random_correct_indices(model, x, y, 100, seed=0)
     assert model.seen == len(x)
-    want_x, want_y = _old_first_correct(Counting(), x, y, 100)
-    assert torch.equal(xs, want_x) and torch.equal(ys, want_y) and len(xs) < 100
-    assert first_correct_indices(model, x[:0], y[:0], 3).tolist() == []
+    assert idx.tolist() == _full_set_draw(x, y, 100, seed=0) and len(idx) < 100
+    assert random_correct_indices(model, x[:0], y[:0], 3, seed=0).tolist() == []
 
 
 # ------------------------------------------------------------------ random samples with a seed
@@ -107,7 +98,7 @@ def test_random_correct_indices_are_deterministic_correct_and_differ_between_see
     assert a.tolist() != c.tolist()
     assert bool(correct_mask(Counting(), x[a], y[a]).all())
     # a random sample, not the first correct ones: it reaches far into the test set
-    first = first_correct_indices(Counting(), x, y, 100)
+    first = correct_mask(Counting(), x, y).nonzero().flatten()[:100]
     assert a.max() > first.max() and sorted(a.tolist()) != first.tolist()
     # draw order: the first correct samples of the seed's permutation, in that order
     order = random_order(len(x), 7)

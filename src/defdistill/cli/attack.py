@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model directory or shipped name (defdistill models)")
     p.add_argument("--attack", required=True, choices=["jsma", "fgsm", "pgd", "cw"])
     p.add_argument("--samples", type=positive_int, default=100,
-                   help="first N correctly classified test images (default 100)")
+                   help="N correctly classified test images, drawn at random with --seed (default 100)")
     p.add_argument("--targets", choices=[UNTARGETED, *values(TargetMode)], default=None,
                    help="targeted attempts per sample (default: all for jsma, none otherwise)")
     p.add_argument("--eps", type=non_negative_float, default=0.3, help="FGSM/PGD budget (default 0.3)")
@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     s = run.summary
     print(f"{attack!r} on {printable(args.model)} ({printable(meta.get('role'))}, "
           f"T={meta.get('temperature', 1):g}): "
-          f"{s['samples']} samples, {s['attempts']} attempts (targets: {targets})")
+          f"{s['samples']} samples, {s['attempts']} attempts (targets: {targets}; "
+          f"images drawn at random with seed {args.seed})")
     if s["samples"] < args.samples:
         print(f"  note: only {s['samples']} of the {len(ds.x_test)} test images are classified "
               f"correctly, fewer than --samples {args.samples}")  # fmt: skip

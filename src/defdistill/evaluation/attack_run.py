@@ -1,8 +1,10 @@
-"""One attack on a model's first correctly classified images, per attempt and summarised.
+"""One attack on correctly classified test images drawn at random, per attempt and summarised.
 
 What ``defdistill attack`` measures: an untargeted run, or targeted attempts with the
 paper's protocol (Papernot et al. 2016, arXiv:1511.04508, :func:`.protocol.paper_success_rate`),
-with the L0, L2 and L∞ distortion of every attempt.
+with the L0, L2 and L∞ distortion of every attempt. The images are drawn at random with a
+recorded seed (:func:`.samples.random_correct_indices`), as the audit and the reproduction
+draw theirs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 from defdistill.attacks import Attack
 from defdistill.evaluation.distances import l0_fraction, l2, linf, summary_stats
 from defdistill.evaluation.protocol import paper_success_rate
-from defdistill.evaluation.samples import first_correct_indices
+from defdistill.evaluation.samples import random_correct_indices
 from defdistill.names import UNTARGETED
 
 
@@ -28,7 +30,8 @@ class NothingToAttackError(ValueError):
 @dataclass
 class AttackRun:
     """Per-attempt tensors and the summary of one run; ``sample_index``: each attempt's
-    image, as its index in the test set."""
+    image, as its index in the test set; ``draw``: how the images were drawn (the seed and
+    the indices of the attacked images, in draw order)."""
 
     x: torch.Tensor
     x_adv: torch.Tensor
@@ -37,6 +40,7 @@ class AttackRun:
     success: torch.Tensor
     sample_index: torch.Tensor
     summary: dict[str, Any]
+    draw: dict[str, Any]
 
     def per_attempt(self) -> list[dict[str, Any]]:
         delta = self.x_adv - self.x
@@ -55,35 +59,39 @@ class AttackRun:
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary, "attempts": self.per_attempt()}
+        return {"summary": self.summary, "samples": self.draw, "attempts": self.per_attempt()}
 
 
 def run_attack(
     model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, samples: int,
     targets: str = UNTARGETED, seed: int = 0,
 ) -> AttackRun:  # fmt: skip
-    """Attack the first ``samples`` correctly classified inputs.
+    """Attack ``samples`` correctly classified inputs drawn at random with ``seed``.
 
     ``targets="none"`` (:data:`~defdistill.names.UNTARGETED`) runs the attack untargeted;
     ``all``/``next``/``random`` run targeted attempts with the paper's protocol
-    (:func:`defdistill.evaluation.paper_success_rate`).
-    The test set is predicted only until ``samples`` correct images are found.
+    (:func:`defdistill.evaluation.paper_success_rate`). The draw is
+    :func:`defdistill.evaluation.samples.random_correct_indices`: the test set is predicted
+    only until ``samples`` correct images are found; the run records the seed and the drawn
+    indices (:attr:`AttackRun.draw`). ``seed`` also seeds the choice of ``random`` targets.
 
     Raises:
         NothingToAttackError: no input is classified correctly.
     """
     start = time.perf_counter()
-    correct = first_correct_indices(model, x, y, samples)
+    correct = random_correct_indices(model, x, y, samples, seed)
     if not len(correct):
         raise NothingToAttackError(f"none of the {len(x)} images is classified correctly: nothing to attack")
     xs, ys = x[correct], y[correct]
+    draw = {"sampling": "random", "seed": seed, "n": len(correct), "test_images": len(x),
+            "indices": correct.tolist()}  # fmt: skip
     if targets == UNTARGETED:
         result = attack(model, xs, ys)
-        run = AttackRun(xs, result.x_adv, ys, None, result.success, correct, {})
+        run = AttackRun(xs, result.x_adv, ys, None, result.success, correct, {}, draw)
     else:
         report = paper_success_rate(model, attack, xs, ys, targets=targets, seed=seed)
         run = AttackRun(report.x, report.x_adv, ys[report.sample_index], report.target,
-                        report.success, correct[report.sample_index], {})  # fmt: skip
+                        report.success, correct[report.sample_index], {}, draw)  # fmt: skip
     seconds = time.perf_counter() - start
     delta = (run.x_adv - run.x)[run.success]
     summary: dict[str, Any] = {

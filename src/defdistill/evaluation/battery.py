@@ -258,8 +258,8 @@ class BatteryResult:
             effort_gain=None if effort is None or plain is None
             else plain.accuracy.rate - effort.accuracy.rate,
             effort_factor=None if effort is None else effort.details.get("effort"),
-            robust_accuracy=self.robust_accuracy().rate if worst else None,
-            robust_accuracy_conditional=self.robust_accuracy_conditional().rate if worst else None,
+            robust_accuracy=self.robust_accuracy() if worst else None,
+            robust_accuracy_conditional=self.robust_accuracy_conditional() if worst else None,
             **measured,
         )  # fmt: skip
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from defdistill.evaluation.stats import Proportion
 from defdistill.inference import eval_mode
 from defdistill.names import AttackId, CheckId
 
@@ -193,18 +194,29 @@ class Verdict:
         return {"masking": self.masking, "text": self.text}
 
 
-def verdict(findings: list[Finding], robust_accuracy: float | None = None,
-            conditional: float | None = None) -> Verdict:  # fmt: skip
+def _with_interval(p: Proportion) -> str:
+    """``90.0 % [85.1, 93.4]``: the rate and its 95 % Wilson interval, in percent."""
+    if not p.n:
+        return "– (no image)"
+    return f"{100 * p.rate:.1f} % [{100 * p.low:.1f}, {100 * p.high:.1f}]"
+
+
+def verdict(findings: list[Finding], robust_accuracy: Proportion | None = None,
+            conditional: Proportion | None = None) -> Verdict:  # fmt: skip
     """Gradient masking if any critical finding; otherwise the robust accuracy: unconditional
-    (clean errors count as failures) and, when given, ``conditional`` on clean-correct images."""
+    (clean errors count as failures) and, when given, ``conditional`` on clean-correct images,
+    each with its sample size and 95 % Wilson interval, e.g. "90.0 % [85.1, 93.4] of 200
+    images (94.7 % [90.6, 97.1] of the 190 correctly classified)"."""
     critical = [f for f in findings if f.severity is Severity.CRITICAL]
     if critical:
         reasons = "; ".join(f.message.split(":")[0] for f in critical)
         return Verdict(True, f"apparent robustness is gradient masking: {reasons}")
     if robust_accuracy is not None:
-        beside = "" if conditional is None else f" ({conditional:.1%} of the correctly classified images)"
+        beside = ("" if conditional is None
+                  else f" ({_with_interval(conditional)} of the {conditional.n} correctly classified)")
         return Verdict(False, "no sign of gradient masking; robust accuracy at the standard budget "
-                              f"(per image, no attack fooled it): {robust_accuracy:.1%}{beside}")  # fmt: skip
+                              f"(per image, no attack fooled it): {_with_interval(robust_accuracy)} "
+                              f"of {robust_accuracy.n} images{beside}")  # fmt: skip
     return Verdict(False, "no sign of gradient masking")
 
 
@@ -212,7 +224,8 @@ def verdict(findings: list[Finding], robust_accuracy: float | None = None,
 class Evidence:
     """What the masking rule looks at, measured by ``audit`` or by the reproduction.
 
-    Success rates are fractions of attempts; PGD is at the standard L∞ budget of the data
+    Success rates are fractions of attempts (the robust accuracies, which the verdict states,
+    are counts with their intervals); PGD is at the standard L∞ budget of the data
     (MNIST 0.3, colour 8/255). ``None`` means not measured, and its check is skipped.
 
     Attributes:
@@ -232,7 +245,8 @@ class Evidence:
             times the steps × restarts.
         robust_accuracy, robust_accuracy_conditional: the per-image worst case over the
             attacks at the standard budget, unconditional (clean errors count as failures)
-            and on the correctly classified images.
+            and on the correctly classified images: how many of how many, with their
+            Wilson intervals.
     """
 
     jsma_f: float | None = None
@@ -251,8 +265,8 @@ class Evidence:
     unbounded_eps: float | None = None
     effort_gain: float | None = None
     effort_factor: float | None = None
-    robust_accuracy: float | None = None
-    robust_accuracy_conditional: float | None = None
+    robust_accuracy: Proportion | None = None
+    robust_accuracy_conditional: Proportion | None = None
 
 
 def assess(evidence: Evidence) -> tuple[list[Finding], Verdict]:

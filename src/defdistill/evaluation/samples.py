@@ -19,11 +19,6 @@ the first 100 of a 1,000-image run. The test set is predicted in chunks of the
 permutation, the first of ``max(2n, 256)`` samples and each next one twice as large,
 until ``n`` are found: a few hundred correct images out of 10,000 cost a few hundred
 predictions, and a model that gets nothing right costs the whole set, once.
-
-:func:`first_correct_indices`, :func:`first_correct` and :func:`common_correct` are the
-same search over the identity order (the first ``n`` of the test set), kept for
-``defdistill attack`` (whose attempts name their images by test-set index), the example
-notebook and the benchmarks; the audit and the reproduction draw at random.
 """
 from __future__ import annotations
 
@@ -129,24 +124,3 @@ def random_indices(
         rows[i] = correct_mask(model, x[index], y[index])
     return index, rows
 
-
-def first_correct_indices(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
-    """Indices (on ``x``'s device, ascending) of the first ``n`` samples ``model`` classifies
-    correctly; fewer if the whole of ``x`` holds fewer (the chunked search of the module
-    docstring over the identity order)."""
-    return _search([model], x, y, n, torch.arange(len(x)))
-
-
-def first_correct(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` samples of ``(x, y)`` that ``model`` classifies correctly, in order
-    (:func:`first_correct_indices`)."""
-    idx = first_correct_indices(model, x, y, n)
-    return x[idx], y[idx]
-
-
-def common_correct(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
-    """Indices (ascending, on ``x``'s device) of the first ``n`` samples that *every* model
-    classifies correctly (:func:`random_common_correct` draws them at random instead)."""
-    return _search(models, x, y, n, torch.arange(len(x)))
