@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from defdistill.devices import cpu_has_native_bf16, resolve_device, resolve_precision
+from defdistill.devices import cpu_has_native_bf16, machine, resolve_device, resolve_precision
 
 AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f\n"  # no bfloat16 units
 SAPPHIRE_RAPIDS = "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
@@ -23,6 +23,14 @@ def test_native_bfloat16_is_read_from_the_cpu_flags():
     assert cpu_has_native_bf16(SAPPHIRE_RAPIDS)
     assert cpu_has_native_bf16("flags : avx2 amx_bf16\n")
     assert not cpu_has_native_bf16("model name : something without flags\n")
+
+
+def test_the_machine_record_names_the_cpu_and_its_bfloat16_units():
+    xeon = "model name\t: Intel(R) Xeon(R) Platinum 8480+\n" + SAPPHIRE_RAPIDS
+    found = machine(xeon)
+    assert found["cpu"] == "Intel(R) Xeon(R) Platinum 8480+" and found["cpu_native_bf16"] is True
+    assert machine("model name : AMD EPYC\n" + AVX2_ONLY)["cpu_native_bf16"] is False
+    assert isinstance(found["cpus"], int) and found["cpus"] >= 1
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):

@@ -10,7 +10,10 @@ units bfloat16 is emulated and slower than float32 (docs/training.md).
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -44,6 +47,25 @@ def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
         if key.strip() in ("flags", "Features"):
             return frozenset(value.split())
     return frozenset()
+
+
+def machine(cpuinfo: str | None = None) -> dict[str, Any]:
+    """What computed a run, recorded beside its timings: the CPU's model name (``/proc/cpuinfo``,
+    or ``cpuinfo`` its text; else :func:`platform.processor`), the logical CPUs, whether it
+    computes bfloat16 natively, and the GPU's name when CUDA is available."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = CPUINFO.read_text()
+        except OSError:
+            cpuinfo = ""
+    names = [line.partition(":")[2].strip() for line in cpuinfo.splitlines()
+             if line.partition(":")[0].strip() == "model name"]  # fmt: skip
+    return {
+        "cpu": names[0] if names else platform.processor() or "unknown",
+        "cpus": os.cpu_count(),
+        "cpu_native_bf16": cpu_has_native_bf16(cpuinfo or None),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:

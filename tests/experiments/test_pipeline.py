@@ -75,6 +75,15 @@ def test_every_output_file_and_the_json_schema(tiny_run):
             h["entropy_at_t"] for h in teacher["history"]] and len(row["teacher_history"]) == 2
     assert rows[0]["teacher_history"] is None and rows[3]["teacher_history"] is None
     assert "soft_label_convergence.png" in figures
+    # where the time went: the executor, the machine, and per model training and each step
+    assert result["config"]["executor"] == "local" and result["config"]["machine"]["cpus"] >= 1
+    md_lines = (out / "report.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(md_lines) if line.startswith("Where the time went"))
+    table = {line.split(" | ")[0].lstrip("| "): line for line in md_lines[start + 2 : start + 8]
+             if line.startswith("| ")}  # fmt: skip
+    assert set(table) == {"model", "baseline", "distilled-T5", "distilled-T50", "adversarial-pgd"}
+    t5 = rows[1]
+    assert f"| {t5['teacher_train_seconds'] + t5['train_seconds']:.0f} (" in table["distilled-T5"]
     assert "soft_label_convergence.png" in (out / "report.md").read_text()
     # distillation saturates the deployed softmax: gradients shrink by orders of magnitude
     logs = [r["gradients"]["median_log10"] for r in rows[:3]]

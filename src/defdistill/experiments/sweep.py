@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from defdistill.checkpoint import environment
 from defdistill.data import Dataset
-from defdistill.devices import resolve_device
+from defdistill.devices import machine, resolve_device
 from defdistill.evaluation.battery import BatteryResult
 from defdistill.evaluation.checks import assess
 from defdistill.evaluation.samples import random_indices
@@ -126,12 +126,12 @@ def run_sweeps(
     start = time.perf_counter()
     try:
         metas: dict[tuple[int, str], dict[str, Any]] = {}
-        curves: dict[tuple[int, str], list[dict[str, Any]] | None] = {}
+        teachers: dict[tuple[int, str], dict[str, Any]] = {}
         # the longest first: on parallel workers the phase then ends with the short ones
         longest_first = sorted(train_tasks, key=training_cost, reverse=True)
         for task, done in zip(longest_first, executor.map(train_unit, longest_first, ds), strict=True):
             metas[task.seed, task.name] = done["meta"]
-            curves[task.seed, task.name] = done.get("teacher_history")
+            teachers[task.seed, task.name] = {k: done.get(k) for k in TEACHER_KEYS}
             (reused if done["reused"] else computed)[task.seed].append(f"train-{task.name}")
             bar.set_postfix_str(f"trained {task.name}")
             bar.update()
@@ -149,7 +149,7 @@ def run_sweeps(
                 **_row(name, seed, task.temperature, metas[seed, name], done["measured"],
                        metas[seed, "baseline"]),
                 "scaled_copy": shared[seed][1].get(name),
-                "teacher_history": curves[seed, name],
+                **teachers[seed, name],
             })  # fmt: skip
             devices.add(done["device"])
             bar.set_postfix_str(f"measured {name}")
@@ -174,6 +174,8 @@ def run_sweeps(
             "profile": profile.to_dict(),
             "seed": seed,
             "device": ",".join(sorted(devices)),
+            "executor": executor.name,
+            "machine": machine(),
             "seconds": seconds,
             "units_reused": reused[seed],
             "units_computed": computed[seed],
@@ -205,6 +207,9 @@ def _train_task(
         config=config.to_dict(), deployed_config=deployed.to_dict(), device=device,
         progress=progress, force=force,
     )  # fmt: skip
+
+
+TEACHER_KEYS = ("teacher_history", "teacher_train_seconds")  # what a row keeps of its teacher's training
 
 
 def training_cost(task: TrainTask) -> int:
@@ -334,5 +339,6 @@ def _measured_row(
         "teacher_accuracy": meta.get("teacher", {}).get("test_accuracy"),
         "soft_labels": meta.get("soft_labels"),
         "weights_sha256": meta["weights_sha256"],
+        "train_seconds": meta.get("train_seconds"),
         **{k: v for k, v in measured.items() if k != "accuracy"},
     }

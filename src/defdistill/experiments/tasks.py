@@ -143,18 +143,20 @@ CURVE_KEYS = ("epoch", "loss", "heldout_accuracy", "entropy_at_t")
 
 
 def teacher_curve(task: TrainTask) -> dict[str, Any]:
-    """``{"teacher_history": [...]}``: the distilled model's teacher, epoch by epoch (its loss,
-    held-out accuracy and the entropy of its softmax at T, :func:`.training.loop.convergence_record`),
-    read from the teacher's ``meta.json``; empty for an undistilled model or a teacher trained
-    before the record existed."""
+    """What the distilled model's teacher's ``meta.json`` says of its training: its wall time
+    (``teacher_train_seconds``) and, epoch by epoch, its loss, held-out accuracy and the entropy
+    of its softmax at T (``teacher_history``, :func:`.training.loop.convergence_record`; absent
+    for a teacher trained before that record existed). Empty for an undistilled model."""
     if not task.distilled:
         return {}
     try:
-        history = read_meta(Path(task.path) / "teacher").get("history") or []
+        meta = read_meta(Path(task.path) / "teacher")
     except CheckpointError:
         return {}
-    curve = [{k: r[k] for k in CURVE_KEYS if k in r} for r in history if isinstance(r, dict)]
-    return {"teacher_history": curve} if any("entropy_at_t" in r for r in curve) else {}
+    history = [r for r in meta.get("history") or [] if isinstance(r, dict)]
+    curve = [{k: r[k] for k in CURVE_KEYS if k in r} for r in history]
+    found = {"teacher_train_seconds": meta.get("train_seconds")}
+    return {**found, "teacher_history": curve} if any("entropy_at_t" in r for r in curve) else found
 
 
 def _check_teacher(task: TrainTask, student_meta: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from defdistill.experiments.report.tables import (
     robustness_table,
     summary_table,
     temperature_table,
+    timing_table,
 )
 from defdistill.experiments.results import SCHEMA_VERSION, mean_std, seed_runs, seeds_of
 from defdistill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -111,6 +112,20 @@ def _ablation_section(result: dict) -> list[str]:
     ]
 
 
+def _timing_section(result: dict) -> list[str]:
+    table = timing_table(result)
+    if not table:
+        return []
+    cfg = result["config"]
+    found = cfg.get("machine") or {}
+    gpu = f", GPU {found['gpu']}" if found.get("gpu") else ""
+    where = (f" on {found.get('cpu', 'an unnamed CPU')} ({found.get('cpus')} CPUs{gpu}), "
+             f"executor {cfg.get('executor', 'local')}" if found else "")  # fmt: skip
+    return [f"Where the time went (seconds of wall time{where}; a distilled model's training is its "
+            "teacher's plus its own; a reused unit keeps the time of the run that computed it):",
+            "", *table, ""]
+
+
 def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
     lines = [
         "# Defensive distillation: reproduction and honest evaluation",
@@ -147,6 +162,7 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
             *temperature_table(result),
             "",
             *_ablation_section(result),
+            *_timing_section(result),
             "Where ours differ from the paper, and why:",
             "",
             *[f"- {n}" for n in differences(dataset, result)],

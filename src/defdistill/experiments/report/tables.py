@@ -198,3 +198,27 @@ def ablation_table(result: dict) -> list[str]:
             f"| {fmt(row.get('median_log10_exact'), '.1f')} | {fmt(row.get('median_logit_gap'), '.0f')} |"
         )
     return lines
+
+
+def timing_table(result: dict) -> list[str]:
+    """Where the run's time went, per model (seed 0): training (the teacher's and the
+    student's for a distilled model) and each evaluation step, in seconds of wall time of the
+    unit that computed it (a reused unit keeps the time of the run that computed it)."""
+    rows = [*in_order(result["models"]), *adversarial(result["models"])]
+    if not any(r.get("timings") for r in rows):
+        return []
+    steps = list(dict.fromkeys(k for r in rows for k in r.get("timings") or {}))
+    lines = [
+        "| model | training s | " + " | ".join(f"{k} s" for k in steps) + " | total s |",
+        "|---|---|" + "---|" * (len(steps) + 1),
+    ]
+    for row in rows:
+        training = [row.get("teacher_train_seconds"), row.get("train_seconds")]
+        trained = sum(t for t in training if t is not None) if any(t is not None for t in training) else None
+        timings = row.get("timings") or {}
+        total = (trained or 0.0) + sum(timings.values())
+        train_cell = fmt(trained, ".0f") + (f" ({training[0]:.0f} + {training[1]:.0f})"
+                                            if None not in training else "")  # fmt: skip
+        lines.append(f"| {row['name']} | {train_cell} | "
+                     + " | ".join(fmt(timings.get(k), ".1f") for k in steps) + f" | {total:.0f} |")
+    return lines
