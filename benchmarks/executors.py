@@ -32,7 +32,7 @@ from defdistill.experiments.executors import Executor, LocalExecutor, RayExecuto
 from defdistill.experiments.pipeline import reproduce_on
 from defdistill.experiments.profiles import get_profile
 
-TIMINGS = {"seconds", "attempts_per_second"}
+TIMINGS = {"seconds", "attempts_per_second", "timings", "train_seconds", "teacher_train_seconds", "executor"}
 
 
 def noop(shared: Any, task: int) -> int:

@@ -20,7 +20,7 @@ TINY = Profile(
 )
 
 
-TIMING_KEYS = {"seconds", "attempts_per_second", "timings"}
+TIMING_KEYS = {"seconds", "attempts_per_second", "timings", "train_seconds", "teacher_train_seconds"}
 
 
 def tiny_dataset():
@@ -37,8 +37,9 @@ def without_timings(value):
 
 
 def comparable(results: dict) -> dict:
-    """A data set's ``results.json`` without timings and the library versions."""
-    return without_timings({k: v for k, v in results.items() if k != "environment"})
+    """A data set's ``results.json`` without timings, the library versions and the executor."""
+    config = {k: v for k, v in results["config"].items() if k != "executor"}
+    return without_timings({**{k: v for k, v in results.items() if k != "environment"}, "config": config})
 
 
 if __name__ == "__main__":

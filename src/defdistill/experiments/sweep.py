@@ -32,7 +32,7 @@ from defdistill.evaluation.battery import BatteryResult
 from defdistill.evaluation.checks import assess
 from defdistill.evaluation.samples import random_indices
 from defdistill.evaluation.scaled_copy import scaled_copy_residual
-from defdistill.experiments.ablation_unit import ablation_task, ablation_unit
+from defdistill.experiments.ablation_unit import AblationTask, ablation_task, ablation_unit
 from defdistill.experiments.executors import Executor, LocalExecutor
 from defdistill.experiments.profiles import Profile
 from defdistill.experiments.results import SCHEMA_VERSION
@@ -142,8 +142,22 @@ def run_sweeps(
                       for task in train_tasks]  # fmt: skip
         rows: dict[int, list[dict[str, Any]]] = {s: [] for s in seeds}
         devices: set[str] = set()
-        for task, done in zip(eval_tasks, executor.map(eval_unit, eval_tasks, ds), strict=True):
-            seed, name = task.seed, task.name
+        ablations: dict[int, dict[str, Any]] = {}
+        # the ablations need only the baseline and the hottest student: they run beside the
+        # evaluations, first (they are the longest of the phase)
+        phase: list[EvalTask | AblationTask] = [
+            *(_ablation_task(s, out, hottest, metas, profile, signature, device, force)
+              for s in seeds if hottest is not None),
+            *eval_tasks,
+        ]  # fmt: skip
+        for task, done in zip(phase, executor.map(measurement_unit, phase, ds), strict=True):
+            seed = task.seed
+            if isinstance(task, AblationTask):
+                ablations[seed] = done["measured"]
+                (reused if done["reused"] else computed)[seed].append("ablations")
+                bar.update()
+                continue
+            name = task.name
             (reused if done["reused"] else computed)[seed].append(f"eval-{name}")
             rows[seed].append({
                 **_row(name, seed, task.temperature, metas[seed, name], done["measured"],
@@ -154,13 +168,6 @@ def run_sweeps(
             devices.add(done["device"])
             bar.set_postfix_str(f"measured {name}")
             bar.update()
-        ablations: dict[int, dict[str, Any]] = {}
-        if hottest is not None:
-            tasks = [_ablation_task(s, out, hottest, metas, profile, signature, device, force) for s in seeds]
-            for task, done in zip(tasks, executor.map(ablation_unit, tasks, ds), strict=True):
-                ablations[task.seed] = done["measured"]
-                (reused if done["reused"] else computed)[task.seed].append("ablations")
-                bar.update()
     finally:
         bar.close()
     seconds = time.perf_counter() - start
@@ -210,6 +217,11 @@ def _train_task(
 
 
 TEACHER_KEYS = ("teacher_history", "teacher_train_seconds")  # what a row keeps of its teacher's training
+
+
+def measurement_unit(ds: Dataset, task: EvalTask | AblationTask) -> dict[str, Any]:
+    """The measurement phase's one task function: a model's evaluation or a seed's ablations."""
+    return ablation_unit(ds, task) if isinstance(task, AblationTask) else eval_unit(ds, task)
 
 
 def training_cost(task: TrainTask) -> int:
@@ -273,7 +285,7 @@ def compare_models(
 def _ablation_task(
     seed: int, out: Path, temperature: float, metas: dict[tuple[int, str], dict], profile: Profile,
     signature: dict, device: str, force: bool,
-) -> Any:  # fmt: skip
+) -> AblationTask:  # fmt: skip
     """The ablations of seed ``seed`` (:mod:`.ablation_unit`): the baseline ×``temperature`` and
     the student distilled at ``temperature``, on ``attack_samples`` images."""
     root = seed_dir(out, seed)
