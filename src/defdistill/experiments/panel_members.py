@@ -155,8 +155,8 @@ def members(ds: Dataset, cache: Path, names: list[str] | None = None, seed: int 
             "adv-trades", f"TRADES, β = {TRADES_CONFIG['trades_beta']:g} (Zhang et al. 2019, "
             "arXiv:1901.08573), trained here",
             *_pair(trades_model(ds, cache, seed), "robust", False,
-                   "96.07 % at ε = 0.3 under PGD-40 (Zhang et al. 2019, a larger CNN trained with "
-                   "40 KL steps; 92.5 % under later attacks, the authors' leaderboard)",
+                   "96.07 % at ε = 0.3 under PGD-40 (Zhang et al. 2019: this network's layers, "
+                   "40 KL steps of 0.01; 92.5 % under later attacks, the authors' leaderboard)",
                    training=TRADES_TRAINING)),
     }
     unknown = sorted(set(names or []) - set(build))
