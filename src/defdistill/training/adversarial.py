@@ -79,8 +79,8 @@ def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor, temperature: f
 
 def trades_loss(logits: torch.Tensor, logits_adv: torch.Tensor, targets: torch.Tensor, beta: float,
                 temperature: float = 1.0) -> torch.Tensor:  # fmt: skip
-    """The TRADES objective (Zhang et al. 2019, arXiv:1901.08573, Eq. 5 with a cross-entropy
-    surrogate): ``CE(f(x), y) + β · mean KL(softmax f(x) || softmax f(x'))``.
+    """The TRADES training objective (Zhang et al. 2019, arXiv:1901.08573, with the cross-entropy
+    as surrogate loss): ``CE(f(x), y) + β · mean KL(softmax f(x) || softmax f(x'))``.
 
     Args:
         logits: ``(N, K)`` logits of the clean batch ``x``.
