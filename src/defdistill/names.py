@@ -121,6 +121,7 @@ class AdversarialMethod(StrEnum):
 
     PGD = "pgd"
     FGSM_RS = "fgsm-rs"
+    TRADES = "trades"  # Zhang et al. 2019, arXiv:1901.08573: CE on x plus β KL(f(x) || f(x'))
 
 
 class Architecture(StrEnum):

@@ -45,7 +45,12 @@ TRAINING_OPTIONS = [
     (["--temperature", "1e30"], "too large to train at"),
     (["--temperature", "1e4", "--lr", "1e31", "--head-scaling"], "head scaling multiplies lr by T^2"),
     (["--adv-eps", "0.1"], "--adv-eps, --adv-steps and --adv-warmup need --adversarial"),
-    (["--adversarial", "trades"], "argument --adversarial: invalid choice: 'trades'"),
+    (["--adversarial", "mart"], "argument --adversarial: invalid choice: 'mart'"),
+    (["--adversarial", "trades", "--trades-beta", "0"], "--trades-beta: must be a finite number > 0, got 0"),
+    (["--adversarial", "trades", "--trades-beta", "inf"], "--trades-beta: must be a finite number > 0"),
+    (["--adversarial", "trades", "--trades-beta", "six"], "--trades-beta: expected a number > 0, got 'six'"),
+    (["--trades-beta", "6"], "--trades-beta needs --adversarial trades"),
+    (["--adversarial", "pgd", "--trades-beta", "6"], "--trades-beta needs --adversarial trades"),
     (["--adversarial", "pgd", "--adv-eps", "2"], "adversarial_eps must be in [0, 1]"),
     (["--precision", "fp16"], "argument --precision: invalid choice: 'fp16'"),
 ]

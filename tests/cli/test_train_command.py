@@ -142,3 +142,17 @@ def test_a_refused_training_leaves_no_output_directory(tmp_path, capsys, synthet
                            capsys)  # fmt: skip
     assert code == 2 and "near chance" in err and "--allow-untrained" in err  # the flag, not the parameter
     assert not out.exists()
+
+
+def test_train_with_trades_records_its_recipe(tmp_path, capsys, synthetic_cli):
+    """``--adversarial trades --trades-beta`` (Zhang et al. 2019) reaches the model's meta.json."""
+    import json
+
+    out = tmp_path / "trades"
+    code, text, err = run_cli([*TRAIN, "--adversarial", "trades", "--trades-beta", "3", "--adv-steps", "2",
+                               "--adv-eps", "0.1", "--out", out], capsys)  # fmt: skip
+    assert code == 0, err
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["role"] == "adversarial" and "adversarial T=1" in text
+    recipe = {"adversarial": "trades", "trades_beta": 3.0, "adversarial_steps": 2, "adversarial_eps": 0.1}
+    assert {k: meta["config"][k] for k in recipe} == recipe

@@ -129,3 +129,21 @@ def test_training_tasks_are_handed_to_the_executor_longest_first(tiny_run, tmp_p
     assert executor.phases[0] == ["adversarial-pgd", "distilled-T5", "distilled-T50", "baseline"]
     models = json.loads((out / "synthetic" / "results.json").read_text())["models"]
     assert [m["name"] for m in models] == [m["name"] for m in tiny_run[3]["models"]]  # the report's order
+
+
+def test_the_cost_of_a_training_counts_the_passes_of_its_adversarial_recipe():
+    """Passes over the training set per epoch: 1 plain; + steps for PGD; + 1 for FGSM-RS;
+    + steps + 1 for TRADES (its KL steps, and the update's second forward-backward on x')."""
+    from types import SimpleNamespace
+
+    from defdistill.experiments.sweep import training_cost
+    from defdistill.training.config import TrainConfig
+
+    def cost(distilled=False, **config):
+        return training_cost(SimpleNamespace(deployed_config=TrainConfig(epochs=2, **config).to_dict(),
+                                             distilled=distilled))  # fmt: skip
+
+    assert cost() == 2 and cost(distilled=True) == 4
+    assert cost(adversarial="pgd", adversarial_steps=5) == 2 * 6
+    assert cost(adversarial="fgsm-rs") == 2 * 2
+    assert cost(adversarial="trades", adversarial_steps=5) == 2 * 7

@@ -1,5 +1,7 @@
 """The audit panel's bookkeeping: acceptance per member and the report page."""
 
+import pytest
+
 from defdistill.experiments.panel import acceptance, report_markdown
 
 
@@ -37,3 +39,46 @@ def test_the_report_names_each_miss_and_the_cpu():
     assert "**over** misses: verdict ok, gap +50 pp (limit 5)" in page
     assert "Wall time 10.0 min on AMD EPYC, 2 cores" in page
     assert "50 % [45, 55]" in page
+
+
+def test_the_report_names_how_each_member_was_trained():
+    row = {**_row("adv-trades", False, False, 0.9, 0.9), "trained_seconds": 12.0,
+           "training": "TRADES, 4 epochs"}
+    row["acceptance"] = acceptance(row)
+    page = report_markdown({"config": {"samples": 100, "seed": 0, "apgd_steps": 50, "square_queries": 2000,
+                                       "cw_iterations": 100, "cw_search_steps": 3, "jsma_samples": 5},
+                            "environment": {"cpu": "AMD EPYC, 2 cores", "torch": "2"}, "members": [row],
+                            "seconds": 60.0})  # fmt: skip
+    assert "trained beforehand (cached): adv-trades (TRADES, 4 epochs) 12 s" in page
+
+
+def test_the_trades_member_is_trained_with_its_recipe_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    """TRADES (Zhang et al. 2019) on the robust side of the panel: trained with
+    :data:`TRADES_CONFIG` (here cut to one epoch on a few synthetic images), cached, reloaded."""
+    import torch
+    from synthetic import make_synthetic
+
+    from defdistill.experiments import panel_members
+
+    ds = make_synthetic(n_train=64, n_test=32, seed=2)
+    used = []
+    real_train = panel_members.train
+
+    def spy(model, *args, **kwargs):
+        used.append(args[4])
+        return real_train(model, *args, **{**kwargs, "allow_untrained": True})
+
+    monkeypatch.setattr(panel_members, "train", spy)
+    monkeypatch.setitem(panel_members.TRADES_CONFIG, "epochs", 1)
+    model, seconds = panel_members.trades_model(ds, tmp_path, seed=0)
+    recipe = [(c.adversarial, c.trades_beta, c.adversarial_eps, c.adversarial_steps, c.optimizer)
+              for c in used]  # fmt: skip
+    assert recipe == [("trades", 6.0, 0.3, 10, "adam")]
+    assert (tmp_path / "trades.safetensors").is_file() and seconds > 0
+    again, cached_seconds = panel_members.trades_model(ds, tmp_path, seed=0)
+    assert len(used) == 1 and cached_seconds == pytest.approx(seconds, abs=0.1)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(),
+                                                  strict=True))  # fmt: skip
+    member = panel_members.members(ds, tmp_path, ["adv-trades"])[0]
+    assert (member.kind, member.masking, member.training) == ("robust", False, panel_members.TRADES_TRAINING)
+    assert "96.07 %" in member.literature and "arXiv:1901.08573" in member.title

@@ -217,7 +217,7 @@ def training_config(args: argparse.Namespace) -> TrainConfig:
         head_scaling=args.head_scaling, seed=args.seed, precision=args.precision,
         adversarial=getattr(args, "adversarial", None), adversarial_eps=getattr(args, "adv_eps", None),
         adversarial_steps=getattr(args, "adv_steps", None),
-        adversarial_warmup=getattr(args, "adv_warmup", None),
+        adversarial_warmup=getattr(args, "adv_warmup", None), trades_beta=getattr(args, "trades_beta", None),
     )  # fmt: skip
 
 

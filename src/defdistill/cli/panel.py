@@ -7,7 +7,8 @@ from pathlib import Path
 
 from defdistill.cli.options import positive_int, seed
 
-MEMBERS = ("bit-depth", "thermometer", "resize-pad", "noise", "k-wta", "distilled", "adv-pgd")
+MEMBERS = ("bit-depth", "thermometer", "resize-pad", "noise", "k-wta", "distilled", "adv-pgd",
+           "adv-trades")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("docs/audit-panel"),
                    help="where panel.json and report.md go (default docs/audit-panel)")
     p.add_argument("--cache", type=Path, default=Path("results/audit-panel/models"),
-                   help="trained members (thermometer, k-WTA) are cached here")
+                   help="trained members (thermometer, k-WTA, TRADES) are cached here")
     p.add_argument("--members", nargs="+", choices=MEMBERS, default=list(MEMBERS),
                    help="which members, in this order (default all)")
     p.add_argument("--samples", type=positive_int, default=100,

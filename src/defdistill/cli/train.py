@@ -13,6 +13,7 @@ from defdistill.cli.options import (
     check_out,
     load_dataset,
     non_negative_float,
+    positive_float,
     positive_int,
     training_config,
 )
@@ -23,13 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a network at temperature T on hard labels")
     add_training(p, default_temperature=1.0)
     p.add_argument("--adversarial", choices=values(AdversarialMethod), default=None,
-                   help="adversarial training: pgd (Madry et al. 2018) or fgsm-rs (Wong et al. 2020)")
+                   help="adversarial training: pgd (Madry et al. 2018), fgsm-rs (Wong et al. 2020) "
+                        "or trades (Zhang et al. 2019)")
     p.add_argument("--adv-eps", type=non_negative_float, default=None,
                    help="L-inf budget of adversarial training (default 0.3)")
     p.add_argument("--adv-steps", type=positive_int, default=None,
-                   help="PGD steps per batch with --adversarial pgd (default 40)")
+                   help="gradient steps per batch with --adversarial pgd or trades (default 40)")
     p.add_argument("--adv-warmup", type=positive_int, default=None,
                    help="epochs over which eps grows linearly to --adv-eps (default: none)")
+    p.add_argument("--trades-beta", type=positive_float, default=None,
+                   help="weight beta = 1/lambda of the KL term with --adversarial trades (default 6, "
+                        "the paper's MNIST value; larger: more robust, less accurate)")
     p.set_defaults(func=run_train)
     p = sub.add_parser("distill", help="teacher at T -> soft labels -> student at T, deployed at 1")
     add_training(p, default_temperature=100.0)
@@ -47,7 +52,9 @@ def run_train(args: argparse.Namespace) -> int:
     ds = load_dataset(args.dataset, args.data_dir, args.limit_train, args.limit_test)
     if config.adversarial is None and any(v is not None for v in (args.adv_eps, args.adv_steps,
                                                                    args.adv_warmup)):  # fmt: skip
-        raise UsageError("--adv-eps, --adv-steps and --adv-warmup need --adversarial pgd|fgsm-rs")
+        raise UsageError("--adv-eps, --adv-steps and --adv-warmup need --adversarial pgd|fgsm-rs|trades")
+    if args.trades_beta is not None and config.adversarial != AdversarialMethod.TRADES:
+        raise UsageError("--trades-beta needs --adversarial trades")
     role = ("adversarial" if config.adversarial else
             "baseline" if config.temperature == 1.0 else "trained_at_T")  # fmt: skip
     config = replace(config, seed=role_seed(args.seed, role, config.temperature))

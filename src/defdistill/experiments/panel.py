@@ -132,7 +132,7 @@ def evaluate_member(member: Member, ds: Dataset, config: PanelConfig) -> dict[st
     row = {
         "name": member.name, "title": member.title, "kind": member.kind,
         "literature_masking": member.masking, "literature": member.literature,
-        "trained_seconds": member.trained_seconds,
+        "trained_seconds": member.trained_seconds, "training": member.training,
         "clean_accuracy": Proportion.from_mask(clean).to_dict(),
         "verdict": report.verdict.to_dict(),
         "verdict_agrees": report.verdict.masking == member.masking,
@@ -235,7 +235,8 @@ def report_markdown(panel: dict[str, Any]) -> str:
     ok_verdicts = sum(r["acceptance"]["verdict"] for r in panel["members"])
     ok_gaps = sum(r["acceptance"]["gap_ok"] for r in panel["members"])
     k = len(panel["members"])
-    trained = [f"{r['name']} {r['trained_seconds']:.0f} s" for r in panel["members"] if r["trained_seconds"]]
+    trained = [f"{r['name']} ({r.get('training') or '2 epochs of Adam'}) {r['trained_seconds']:.0f} s"
+               for r in panel["members"] if r["trained_seconds"]]  # fmt: skip
     lines += [
         "",
         f"Acceptance (issue 29): the literature's verdict on {ok_verdicts} of {k} members; the blind "
@@ -243,7 +244,7 @@ def report_markdown(panel: dict[str, Any]) -> str:
         f"{ok_gaps} of {k}.",
         "",
         f"Wall time {panel['seconds'] / 60:.1f} min on {env['cpu']} (torch {env['torch']}), one member "
-        "after another" + (f"; trained beforehand (2 epochs of Adam, cached): {', '.join(trained)}"
+        "after another" + (f"; trained beforehand (cached): {', '.join(trained)}"
                            if trained else "") + ".",
         "",
     ]

@@ -227,12 +227,15 @@ def measurement_unit(ds: Dataset, task: EvalTask | AblationTask) -> dict[str, An
 def training_cost(task: TrainTask) -> int:
     """Forward-backward passes over the training set that ``task`` costs: epochs, times two
     networks (teacher and student) when distilled, times ``steps + 1`` passes per batch when
-    adversarially trained (``steps`` of the attack, one for FGSM, and the update)."""
+    adversarially trained (``steps`` of the attack, one for FGSM, and the update; TRADES's
+    update takes a second pass, on the clean batch and on ``x'``)."""
     deployed = task.deployed_config
     method = deployed.get("adversarial")
     per_epoch = 1
     if method is not None:
-        per_epoch += deployed["adversarial_steps"] if method == AdversarialMethod.PGD else 1
+        per_epoch += 1 if method == AdversarialMethod.FGSM_RS else deployed["adversarial_steps"]
+        if method == AdversarialMethod.TRADES:
+            per_epoch += 1
     return int(deployed["epochs"]) * per_epoch * (2 if task.distilled else 1)
 
 

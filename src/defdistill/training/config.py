@@ -52,12 +52,16 @@ class TrainConfig:
             in :meth:`to_dict` only when not the default, so models trained before the
             option existed stay reusable.
         adversarial: adversarial training (:mod:`defdistill.training.adversarial`):
-            ``"pgd"`` (Madry et al. 2018) or ``"fgsm-rs"`` (Wong et al. 2020); ``None``
-            (default) trains on clean inputs. Recorded in :meth:`to_dict` only when on.
+            ``"pgd"`` (Madry et al. 2018), ``"fgsm-rs"`` (Wong et al. 2020) or ``"trades"``
+            (Zhang et al. 2019, arXiv:1901.08573); ``None`` (default) trains on clean inputs.
+            Recorded in :meth:`to_dict` only when on.
         adversarial_eps: its L∞ budget (MNIST's standard 0.3).
-        adversarial_steps: PGD steps per batch (``pgd`` only; Madry et al.: 40).
+        adversarial_steps: gradient steps per batch (``pgd`` and ``trades``; Madry et al.
+            and Zhang et al. on MNIST: 40).
         adversarial_warmup: epochs over which ε grows linearly from ε/warmup to ε
-            (0, default: the full ε from the first batch, as both papers).
+            (0, default: the full ε from the first batch, as the papers).
+        trades_beta: β = 1/λ of TRADES, the weight of its KL term (> 0; the paper's MNIST
+            value 6, default). Recorded in :meth:`to_dict` only with ``"trades"``.
     """
 
     epochs: int = 50
@@ -76,6 +80,7 @@ class TrainConfig:
     adversarial_eps: float = 0.3
     adversarial_steps: int = 40
     adversarial_warmup: int = 0
+    trades_beta: float = 6.0
 
     def __post_init__(self) -> None:
         check_temperature(self.temperature)
@@ -88,6 +93,8 @@ class TrainConfig:
         if not 0 <= self.adversarial_eps <= 1 or self.adversarial_steps < 1 or self.adversarial_warmup < 0:
             raise ValueError(f"adversarial_eps must be in [0, 1] (inputs are in [0, 1]) and "
                              f"adversarial_steps >= 1, got {self.adversarial_eps}, {self.adversarial_steps}")
+        if not 0 < self.trades_beta < float("inf"):
+            raise ValueError(f"trades_beta must be a finite number > 0, got {self.trades_beta}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.temperature > MAX_TRAINING_TEMPERATURE:
@@ -114,8 +121,10 @@ class TrainConfig:
         if self.adversarial is None:  # configurations from before the option stay reusable
             for key in ("adversarial", "adversarial_eps", "adversarial_steps", "adversarial_warmup"):
                 del values[key]
-        elif self.adversarial != "pgd":
+        elif self.adversarial == AdversarialMethod.FGSM_RS:
             del values["adversarial_steps"]
+        if self.adversarial != AdversarialMethod.TRADES:  # the same: recorded only when it applies
+            del values["trades_beta"]
         return values
 
 

@@ -33,8 +33,9 @@ from tqdm.auto import tqdm
 from defdistill.devices import resolve_device, resolve_precision
 from defdistill.inference import evaluate
 from defdistill.models import output_layer
+from defdistill.names import AdversarialMethod
 from defdistill.temperature import temperature_loss
-from defdistill.training.adversarial import RobustnessMonitor, adversarial_batch
+from defdistill.training.adversarial import RobustnessMonitor, adversarial_batch, trades_loss
 from defdistill.training.config import TrainConfig, role_seed
 
 log = logging.getLogger(__name__)
@@ -210,24 +211,34 @@ def _epoch(
 ) -> dict[str, float]:  # fmt: skip
     """One pass over ``x_train`` in the order ``order``: loss at T, backward, optimiser step.
 
-    ``perturb(model, x, y, epoch)`` replaces each batch by adversarial examples (adversarial
-    training; crafted in float32). ``precision`` ``bf16``: the forward pass under bfloat16
-    autocast, the loss on its logits cast to float32. Returns the epoch's mean loss and
-    training accuracy (against the soft labels' argmax; on the adversarial examples when
-    ``perturb`` is given).
+    ``perturb(model, x, y, epoch)`` gives each batch's adversarial examples (adversarial
+    training; crafted in float32): they replace the batch (``pgd``, ``fgsm-rs``), or with
+    ``trades`` the loss is :func:`~defdistill.training.adversarial.trades_loss` on the clean
+    batch and them. ``precision`` ``bf16``: the forward passes under bfloat16 autocast, the
+    loss on their logits cast to float32. Returns the epoch's mean loss and training accuracy
+    (against the soft labels' argmax; on the inputs the cross-entropy sees: the adversarial
+    examples with ``pgd`` and ``fgsm-rs``, the clean batch with ``trades``).
     """
     labels = targets if targets.dim() == 1 else targets.argmax(1)
+    trades = config.adversarial == AdversarialMethod.TRADES
     n = len(x_train)
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     correct = torch.zeros((), dtype=torch.long, device=dev)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return model(x.contiguous(memory_format=memory_format) if x.dim() == 4 else x).float()
+
     for step in range(math.ceil(n / config.batch_size)):
         idx = order[step * config.batch_size : (step + 1) * config.batch_size]
         xb, tb = x_train[idx].to(dev, non_blocking=True), targets[idx].to(dev, non_blocking=True)
-        if perturb is not None:
-            xb = perturb(model, xb, tb, epoch)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(xb.contiguous(memory_format=memory_format) if xb.dim() == 4 else xb)
-        loss = temperature_loss(logits.float(), tb, config.temperature)
+        x_adv = None if perturb is None else perturb(model, xb, tb, epoch)
+        if trades:
+            logits = forward(xb)
+            loss = trades_loss(logits, forward(x_adv), tb, config.trades_beta, config.temperature)
+        else:
+            logits = forward(xb if x_adv is None else x_adv)
+            loss = temperature_loss(logits, tb, config.temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -258,7 +269,7 @@ def _adversarial(
         warmup = config.adversarial_warmup
         eps = config.adversarial_eps * (min(1.0, (epoch + 1) / warmup) if warmup else 1.0)
         return adversarial_batch(model, x, y, config.adversarial, eps, config.adversarial_steps,
-                                 generator)  # fmt: skip
+                                 generator, config.temperature)  # fmt: skip
 
     return perturb, RobustnessMonitor(config, x_test, y_test)
 
