@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,6 +38,7 @@ from defdistill.names import AdversarialMethod
 from defdistill.temperature import temperature_loss
 from defdistill.training.adversarial import RobustnessMonitor, adversarial_batch, trades_loss
 from defdistill.training.config import TrainConfig, role_seed
+from defdistill.training.resume import TrainingState, load_state, max_state_bytes, run_key
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +137,15 @@ def train(
     progress: bool = True,
     allow_untrained: bool = False,
     desc: str = "train",
+    state_path: Path | None = None,
 ) -> TrainResult:
     """Train ``model`` at ``config.temperature`` on hard labels ``(N,)`` or soft ``(N, K)``.
 
     The model must be freshly initialised (head scaling multiplies its output layer).
     The test accuracy is measured at the end with the deployed softmax (T = 1).
+    ``state_path``: after every epoch the whole state of the run is written there, and a
+    run with the same key resumes after its last finished epoch (:mod:`.resume`); the caller
+    removes the file once the model is saved.
 
     Raises:
         TrainingError: the test accuracy is near chance and ``allow_untrained`` is False.
@@ -155,16 +161,27 @@ def train(
     log.info("%s: training in %s on %s (precision %r)", desc, precision, dev, config.precision)
     memory_format = _prepare(model, precision, dev)
     optimizer = make_optimizer(model, config)
-    perturb, monitor = _adversarial(config, targets, x_test, y_test)
+    perturb, monitor, attack_generator = _adversarial(config, targets, x_test, y_test)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     history: list[dict[str, float]] = []
+    key = run_key(model, config.to_dict(), x_train, targets) if state_path is not None else ""
+    generators = {"order": generator, **({"attack": attack_generator} if attack_generator else {})}
+    first_epoch, seconds_before = 0, 0.0
+    state = load_state(state_path, key, max_state_bytes(model))
+    if state is not None:
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        _set_random_state(generators, state.generators, dev)
+        history, first_epoch, seconds_before = state.history, state.epoch, state.seconds
+        if monitor is not None:
+            monitor.best = state.extra.get("monitor_best", 0.0)
     start = time.perf_counter()
     bar = tqdm(
-        total=config.epochs * steps_per_epoch, desc=desc, disable=not progress,
-        unit="step", dynamic_ncols=True, leave=False,
+        total=config.epochs * steps_per_epoch, initial=first_epoch * steps_per_epoch, desc=desc,
+        disable=not progress, unit="step", dynamic_ncols=True, leave=False,
     )  # fmt: skip
     try:
-        for epoch in range(config.epochs):
+        for epoch in range(first_epoch, config.epochs):
             decay = config.lr_decay ** (epoch // config.lr_decay_every)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * decay
@@ -180,18 +197,45 @@ def train(
             if not math.isfinite(record["loss"]):
                 raise TrainingError(f"{desc}: loss became {record['loss']} at epoch {epoch + 1}; "
                                     "lower --lr")  # fmt: skip
+            if state_path is not None:
+                TrainingState(
+                    key=key, epoch=epoch + 1,
+                    model={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    optimizer=optimizer.state_dict(), generators=_random_state(generators, dev),
+                    history=history, seconds=seconds_before + time.perf_counter() - start,
+                    extra={} if monitor is None else {"monitor_best": monitor.best},
+                ).save(state_path)  # fmt: skip
     finally:
         bar.close()
     if precision == "bf16":  # back to the standard layout (checkpoints and attacks expect it)
         model.to(memory_format=torch.contiguous_format)
     model.eval()
     accuracy = evaluate(model, x_test, y_test)["accuracy"]
-    seconds = time.perf_counter() - start
+    seconds = seconds_before + time.perf_counter() - start
     log.info("%s test accuracy %.4f (%.0f s)", desc, accuracy, seconds)
     if not allow_untrained:
         _refuse_untrained(model, accuracy, config, desc)
     return TrainResult(model=model, test_accuracy=accuracy, history=history, seconds=seconds,
                        precision=precision)  # fmt: skip
+
+
+def _random_state(generators: dict[str, torch.Generator], dev: torch.device) -> dict[str, torch.Tensor]:
+    """Every random generator training draws from: the data order's, the attack's, torch's
+    global one (dropout, initialisation) and, on CUDA, the device's."""
+    found = {name: g.get_state() for name, g in generators.items()}
+    found["torch"] = torch.get_rng_state()
+    if dev.type == "cuda":
+        found["cuda"] = torch.cuda.get_rng_state(dev)
+    return found
+
+
+def _set_random_state(generators: dict[str, torch.Generator], found: dict[str, torch.Tensor],
+                      dev: torch.device) -> None:  # fmt: skip
+    for name, g in generators.items():
+        g.set_state(found[name])
+    torch.set_rng_state(found["torch"])
+    if dev.type == "cuda" and "cuda" in found:
+        torch.cuda.set_rng_state(found["cuda"], dev)
 
 
 def _prepare(model: nn.Module, precision: str, dev: torch.device) -> torch.memory_format:
@@ -257,10 +301,11 @@ Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 def _adversarial(
     config: TrainConfig, targets: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor
-) -> tuple[Perturb | None, RobustnessMonitor | None]:
-    """The batch perturbation and the robustness monitor of adversarial training, if on."""
+) -> tuple[Perturb | None, RobustnessMonitor | None, torch.Generator | None]:
+    """The batch perturbation, the robustness monitor and the attack's random generator of
+    adversarial training, if on."""
     if config.adversarial is None:
-        return None, None
+        return None, None, None
     if targets.dim() != 1:
         raise ValueError("adversarial training needs hard labels, not soft labels")
     generator = torch.Generator().manual_seed(role_seed(config.seed, "adversarial"))
@@ -271,7 +316,7 @@ def _adversarial(
         return adversarial_batch(model, x, y, config.adversarial, eps, config.adversarial_steps,
                                  generator, config.temperature)  # fmt: skip
 
-    return perturb, RobustnessMonitor(config, x_test, y_test)
+    return perturb, RobustnessMonitor(config, x_test, y_test), generator
 
 
 def _refuse_untrained(model: nn.Module, accuracy: float, config: TrainConfig, desc: str) -> None:

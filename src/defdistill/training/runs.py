@@ -13,6 +13,7 @@ from defdistill.inference import evaluate
 from defdistill.models import build_model
 from defdistill.training.config import TrainConfig
 from defdistill.training.loop import train
+from defdistill.training.resume import STATE_FILE
 
 
 def dataset_signature(ds: Dataset) -> dict[str, Any]:
@@ -44,13 +45,18 @@ def train_model(
     allow_untrained: bool = False,
     extra_meta: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Build ``architecture``, train it on ``targets`` (hard labels by default), save it."""
+    """Build ``architecture``, train it on ``targets`` (hard labels by default), save it.
+
+    Resumable: a run killed after some epochs continues after the last finished one when
+    called again with the same arguments (:mod:`defdistill.training.resume`).
+    """
     c, h, _ = ds.input_shape
     torch.manual_seed(config.seed)  # the initialisation is part of the seeded run
     model = build_model(architecture, c, h, ds.num_classes)
     result = train(
         model, ds.x_train, ds.y_train if targets is None else targets, ds.x_test, ds.y_test,
         config, device=device, progress=progress, allow_untrained=allow_untrained, desc=role,
+        state_path=Path(out) / STATE_FILE,
     )  # fmt: skip
     deployed = evaluate(result.model, ds.x_test, ds.y_test, temperature=1.0)
     meta = {
@@ -71,4 +77,6 @@ def train_model(
         "precision": result.precision,
         **(extra_meta or {}),
     }
-    return result.model, save_model(out, result.model, meta)
+    saved = save_model(out, result.model, meta)
+    (Path(out) / STATE_FILE).unlink(missing_ok=True)  # the model is saved: nothing to resume
+    return result.model, saved
