@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from defdistill.checkpoint import environment
+from defdistill.checkpoint import environment, read_meta
 from defdistill.data import Dataset
 from defdistill.devices import machine, resolve_device
 from defdistill.evaluation.battery import BatteryResult
@@ -48,6 +48,7 @@ from defdistill.experiments.tasks import (
 from defdistill.inference import predict_logits
 from defdistill.models import paper_architecture
 from defdistill.names import AdversarialMethod, ExecutorKind
+from defdistill.pretrained import resolve_model
 from defdistill.training.config import PAPER_CONFIGS, TrainConfig, paper_config, role_seed
 from defdistill.training.distill import role_configs
 from defdistill.training.runs import dataset_signature
@@ -136,6 +137,12 @@ def run_sweeps(
             bar.set_postfix_str(f"trained {task.name}")
             bar.update()
 
+        if profile.control:  # a shipped positive control, measured beside each seed's models
+            for task in [t for t in train_tasks if t.name == model_name(None)]:
+                control, meta = shipped_control(task, profile.control, ds)
+                train_tasks.append(control)
+                metas[control.seed, control.name] = meta
+                teachers[control.seed, control.name] = {}
         shared = {s: compare_models(ds, profile, [t for t in train_tasks if t.seed == s], metas,
                                     device, seed=s) for s in seeds}  # fmt: skip
         eval_tasks = [_eval_task(task, metas, profile, signature, force, shared[task.seed][0])
@@ -216,6 +223,8 @@ def _train_task(
     )  # fmt: skip
 
 
+RECIPE_KEYS = ("adversarial", "adversarial_eps", "adversarial_steps", "adversarial_warmup", "epochs",
+               "optimizer", "lr", "trades_beta")  # what the report says of a positive control's training
 TEACHER_KEYS = ("teacher_history", "teacher_train_seconds")  # what a row keeps of its teacher's training
 
 
@@ -237,6 +246,24 @@ def training_cost(task: TrainTask) -> int:
         if method == AdversarialMethod.TRADES:
             per_epoch += 1
     return int(deployed["epochs"]) * per_epoch * (2 if task.distilled else 1)
+
+
+def shipped_control(baseline: TrainTask, name: str, ds: Dataset) -> tuple[TrainTask, dict[str, Any]]:
+    """The shipped model ``name`` (:attr:`Profile.control`) as the positive control beside
+    ``baseline``, and its ``meta.json``: an adversarially trained network of the sweep's
+    architecture, trained on this data set (its name, shapes and split sizes)."""
+    path = resolve_model(name)
+    meta = read_meta(path)
+    trained_on, here = meta.get("dataset") or {}, dataset_signature(ds)
+    same = all(trained_on.get(k) == here[k] for k in ("name", "input_shape", "num_classes"))
+    if meta.get("role") != "adversarial" or meta.get("architecture") != baseline.architecture or not same:
+        raise ValueError(f"profile control {name} is not an adversarially trained {baseline.architecture} "
+                         f"of the {ds.name} data set; name another control or train one (profile field "
+                         "adversarial)")  # fmt: skip
+    config = meta["config"]
+    task = replace(baseline, name=adversarial_name(config["adversarial"]), path=str(path), config=config,
+                   deployed_config=config)  # fmt: skip
+    return task, {**meta, "shipped": name}
 
 
 def _adversarial_task(baseline: TrainTask, overrides: dict[str, Any]) -> TrainTask:
@@ -350,6 +377,8 @@ def _measured_row(
         "saturated_fraction": measured["accuracy"]["saturated_fraction"],
         "mean_max_logit": measured["accuracy"]["mean_max_logit"],
         "train_seed": meta["config"]["seed"],
+        **({"recipe": {k: meta["config"][k] for k in RECIPE_KEYS if k in meta["config"]},
+            "shipped": meta.get("shipped")} if meta["role"] == "adversarial" else {}),
         "teacher_seed": None if temperature is None else role_seed(seed, "teacher", temperature),
         "teacher_accuracy": meta.get("teacher", {}).get("test_accuracy"),
         "soft_labels": meta.get("soft_labels"),

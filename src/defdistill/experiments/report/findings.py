@@ -183,7 +183,8 @@ def findings(dataset: str, result: dict, profile: dict) -> list[Statement]:
             f"**Two students are (nearly) scaled copies** (relative residual "
             f"{worst['relative_residual']:.2g}): the sweep did not measure what T does.")  # fmt: skip
     for row in adversarial(result["models"]):
-        say(StatementKind.POSITIVE_CONTROL, positive_control(row, top, profile.get("adversarial")))
+        recipe = row.get("recipe") or profile.get("adversarial")
+        say(StatementKind.POSITIVE_CONTROL, positive_control(row, top, recipe))
     drop = profile.get("max_accuracy_drop", 1.5)
     flagged = [r["name"] for r in rows if r["accuracy_variation_pp"] < -drop]
     if flagged:
@@ -255,13 +256,14 @@ def _robust_sentence(top: dict, base: dict) -> str:
 
 def positive_control(row: dict, top: dict, recipe: dict | None = None) -> str:
     """The adversarially trained model beside the hottest student: resisting vs masking, with
-    its training recipe (``Profile.adversarial``)."""
+    its training recipe (the row's own, else ``Profile.adversarial``)."""
     found = verdict(row)
     decided = "–" if found is None else ("masking" if found["masking"] else "no sign of masking")
     how = ", ".join(f"{k} {v}" for k, v in (recipe or {}).items())
     robust = [(r.get("robust_accuracy") or {}).get("unconditional_interval") for r in (row, top)]
+    shipped = f", the shipped `{row['shipped']}`" if row.get("shipped") else ""
     return (
-        f"The positive control, `{row['name']}` (adversarially trained{': ' + how if how else ''}; "
+        f"The positive control, `{row['name']}`{shipped} (adversarially trained{': ' + how if how else ''}; "
         f"clean accuracy {100 * row['test_accuracy']:.2f}%), has a robust accuracy of "
         f"{_robust_text(row)} under the attacks of the table (verdict: {decided}), where the "
         f"T = {top['temperature']:g} student has {_robust_text(top)} ({_difference(*robust)}). "
