@@ -2,21 +2,21 @@
 
 A 50-epoch network of the paper profile takes most of an hour on one CPU core; a run killed
 in its 49th epoch would start again from the first. After every epoch the training loop
-writes its whole state to one file (``training-state.pt`` in the model's directory), with the
-sha256 of what the run depends on (configuration, training inputs, labels or soft labels,
-architecture); a rerun with the same key continues after that epoch and ends with the same
-weights, bit for bit, as an uninterrupted run on the same machine. A state of another run, or
-an unreadable one, is ignored with a log line and overwritten. The file is removed once the
-model is trained.
+writes its whole state to one file (``.training-state.safetensors`` in the model's
+directory), with the sha256 of what the run depends on (configuration, training inputs,
+labels or soft labels, architecture); a rerun with the same key continues after that epoch
+and ends with the same weights, bit for bit, as an uninterrupted run on the same machine. A
+state of another run, or an unreadable one, is ignored with a log line and overwritten. The
+file is removed once the model is saved.
 
-The state is read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists and
-dicts only, never arbitrary pickled objects.
+The state is a safetensors file: its tensors (weights, optimiser buffers, random generator
+states) and, in its header, JSON for the rest (epoch, history, optimiser hyper-parameters).
+Nothing is unpickled.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 from dataclasses import dataclass
@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from defdistill.io import atomic_write_bytes, read_bounded
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "training-state.pt"
+STATE_FILE = ".training-state.safetensors"
 
 
 def run_key(model: nn.Module, config: dict[str, Any], x_train: torch.Tensor, targets: torch.Tensor) -> str:
@@ -58,9 +60,42 @@ class TrainingState:
     extra: dict[str, float]
 
     def save(self, path: Path) -> None:
-        buffer = io.BytesIO()
-        torch.save(self.__dict__, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.items()}
+        tensors |= {f"generator.{k}": v for k, v in self.generators.items()}
+        buffers: dict[str, dict[str, Any]] = {}
+        for index, values in self.optimizer["state"].items():
+            buffers[str(index)] = {}
+            for name, value in values.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+                else:
+                    buffers[str(index)][name] = value
+        header = {"key": self.key, "epoch": self.epoch, "history": self.history, "seconds": self.seconds,
+                  "extra": self.extra, "param_groups": self.optimizer["param_groups"],
+                  "buffers": buffers}  # fmt: skip
+        atomic_write_bytes(path, save_safetensors(tensors, metadata={"state": json.dumps(header)}))
+
+
+def _parse(blob: bytes) -> TrainingState:
+    """The state in a safetensors file's bytes (``ValueError``/``KeyError`` when malformed).
+
+    The JSON part is read from the header's metadata (safetensors' ``load`` returns only the
+    tensors): 8 bytes of little-endian header length, then the header."""
+    tensors = load_safetensors(blob)  # validates the whole file first
+    header_size = int.from_bytes(blob[:8], "little")
+    found = json.loads(json.loads(blob[8 : 8 + header_size])["__metadata__"]["state"])
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in found["buffers"].items()}
+    for name, tensor in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, buffer = name.split(".", 2)
+            state.setdefault(int(index), {})[buffer] = tensor
+    return TrainingState(
+        key=found["key"], epoch=int(found["epoch"]),
+        model={k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
+        optimizer={"state": state, "param_groups": found["param_groups"]},
+        generators={k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")},
+        history=found["history"], seconds=float(found["seconds"]), extra=found["extra"],
+    )  # fmt: skip
 
 
 def max_state_bytes(model: nn.Module) -> int:
@@ -75,9 +110,7 @@ def load_state(path: Path | None, key: str, max_bytes: int) -> TrainingState | N
     if path is None or not path.is_file():
         return None
     try:
-        found = torch.load(io.BytesIO(read_bounded(path, max_bytes, "training state")), map_location="cpu",
-                           weights_only=True)  # fmt: skip
-        state = TrainingState(**found)
+        state = _parse(read_bounded(path, max_bytes, "training state"))
     except Exception as err:  # damaged, truncated or foreign: train from the start
         log.warning("%s is unreadable (%s); training from the first epoch", path, type(err).__name__)
         return None

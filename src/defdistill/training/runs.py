@@ -12,7 +12,7 @@ from defdistill.data import Dataset
 from defdistill.inference import evaluate
 from defdistill.models import build_model
 from defdistill.training.config import TrainConfig
-from defdistill.training.loop import train
+from defdistill.training.loop import TrainingError, train
 from defdistill.training.resume import STATE_FILE
 
 
@@ -53,11 +53,18 @@ def train_model(
     c, h, _ = ds.input_shape
     torch.manual_seed(config.seed)  # the initialisation is part of the seeded run
     model = build_model(architecture, c, h, ds.num_classes)
-    result = train(
-        model, ds.x_train, ds.y_train if targets is None else targets, ds.x_test, ds.y_test,
-        config, device=device, progress=progress, allow_untrained=allow_untrained, desc=role,
-        state_path=Path(out) / STATE_FILE,
-    )  # fmt: skip
+    state, created = Path(out) / STATE_FILE, not Path(out).exists()
+    try:
+        result = train(
+            model, ds.x_train, ds.y_train if targets is None else targets, ds.x_test, ds.y_test,
+            config, device=device, progress=progress, allow_untrained=allow_untrained, desc=role,
+            state_path=state,
+        )  # fmt: skip
+    except TrainingError:  # refused (did not learn): there is nothing to resume
+        state.unlink(missing_ok=True)
+        if created and not any(Path(out).iterdir()):
+            Path(out).rmdir()
+        raise
     deployed = evaluate(result.model, ds.x_test, ds.y_test, temperature=1.0)
     meta = {
         "architecture": architecture,
