@@ -5,9 +5,10 @@
 POINT is one of
 
 * ``none``: run to the end;
-* ``replace:N``: just before the N-th ``os.replace`` (the new file is complete and
-  fsynced under its temporary name, not yet renamed);
-* ``replaced:N``: just after the N-th ``os.replace``;
+* ``replace:N``: just before the N-th ``os.replace`` of a model's file (the new file is
+  complete and fsynced under its temporary name, not yet renamed); the resumable state
+  written after each epoch (``.training-state.safetensors``) is not counted;
+* ``replaced:N``: just after the N-th such ``os.replace``;
 * ``step:N``: at the start of the N-th optimiser step (in the middle of training).
 
 SIGKILL cannot be caught: no ``finally`` block, no cleanup, exactly what ``kill -9`` or
@@ -23,6 +24,8 @@ import sys
 
 import torch
 
+from defdistill.training.resume import STATE_FILE
+
 
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
@@ -37,6 +40,8 @@ def install(point: str) -> None:
 
         def replace(src, dst, *args, **kwargs):
             nonlocal calls
+            if os.path.basename(dst) == STATE_FILE:
+                return real_replace(src, dst, *args, **kwargs)
             calls += 1
             if kind == "replace" and calls == int(number):
                 _die()
