@@ -143,6 +143,7 @@ def run_sweeps(
                 train_tasks.append(control)
                 metas[control.seed, control.name] = meta
                 teachers[control.seed, control.name] = {}
+                bar.total += 1  # its evaluation
         shared = {s: compare_models(ds, profile, [t for t in train_tasks if t.seed == s], metas,
                                     device, seed=s) for s in seeds}  # fmt: skip
         eval_tasks = [_eval_task(task, metas, profile, signature, force, shared[task.seed][0])
