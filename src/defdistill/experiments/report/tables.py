@@ -216,9 +216,11 @@ def timing_table(result: dict) -> list[str]:
         training = [row.get("teacher_train_seconds"), row.get("train_seconds")]
         trained = sum(t for t in training if t is not None) if any(t is not None for t in training) else None
         timings = row.get("timings") or {}
-        total = (trained or 0.0) + sum(timings.values())
         train_cell = fmt(trained, ".0f") + (f" ({training[0]:.0f} + {training[1]:.0f})"
                                             if None not in training else "")  # fmt: skip
+        if row.get("shipped"):  # trained elsewhere, before: not part of this run's time
+            trained, train_cell = None, f"shipped ({fmt(training[1], '.0f')} when trained)"
+        total = (trained or 0.0) + sum(timings.values())
         lines.append(f"| {row['name']} | {train_cell} | "
                      + " | ".join(fmt(timings.get(k), ".1f") for k in steps) + f" | {total:.0f} |")
     return lines
