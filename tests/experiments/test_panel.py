@@ -41,6 +41,25 @@ def test_the_report_names_each_miss_and_the_cpu():
     assert "50 % [45, 55]" in page
 
 
+def test_the_report_names_the_detected_machine():
+    """A panel records :func:`~defdistill.devices.machine`; the page names the CPU, its logical
+    CPUs, bfloat16 support, the GPU when there is one, and the torch threads."""
+    row = _row("ok", True, True, 0.0, 0.0)
+    row["acceptance"] = acceptance(row)
+    env = {"cpu": "AMD EPYC 7B13", "cpus": 2, "cpu_native_bf16": False, "gpu": None, "threads": 1,
+           "torch": "2.13.0"}
+    page = report_markdown({"config": {"samples": 100, "seed": 0, "apgd_steps": 50, "square_queries": 2000,
+                                       "cw_iterations": 100, "cw_search_steps": 3, "jsma_samples": 5},
+                            "environment": env, "members": [row], "seconds": 60.0})  # fmt: skip
+    assert ("Wall time 1.0 min on AMD EPYC 7B13, 2 logical CPUs (no native bf16), 1 torch thread(s), "
+            "torch 2.13.0, one member") in page
+    page = report_markdown({"config": {"samples": 100, "seed": 0, "apgd_steps": 50, "square_queries": 2000,
+                                       "cw_iterations": 100, "cw_search_steps": 3, "jsma_samples": 5},
+                            "environment": {**env, "cpu_native_bf16": True, "gpu": "NVIDIA H100"},
+                            "members": [row], "seconds": 60.0})  # fmt: skip
+    assert "2 logical CPUs (native bf16), GPU NVIDIA H100, 1 torch" in page
+
+
 def test_the_report_names_how_each_member_was_trained():
     row = {**_row("adv-trades", False, False, 0.9, 0.9), "trained_seconds": 12.0,
            "training": "TRADES, 4 epochs"}

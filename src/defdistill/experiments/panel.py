@@ -33,6 +33,7 @@ import torch
 from defdistill.attacks import APGD, EOT, PGD, bpda
 from defdistill.data import Dataset
 from defdistill.defences import PREPROCESS
+from defdistill.devices import machine
 from defdistill.evaluation.audit import audit
 from defdistill.evaluation.battery import apgd_targeted
 from defdistill.evaluation.probes import VOTE_DRAWS, vote
@@ -167,10 +168,20 @@ def acceptance(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
-    """What the wall time was measured on."""
-    return {"cpu": "AMD EPYC, 2 cores (AVX2, no bf16), shared with other jobs; 1 torch thread",
-            "machine": platform.machine(), "torch": torch.__version__,
+    """What the wall time was measured on: :func:`~defdistill.devices.machine` (CPU model,
+    logical CPUs, native bfloat16, GPU), the architecture, torch and its threads."""
+    return {**machine(), "machine": platform.machine(), "torch": torch.__version__,
             "threads": torch.get_num_threads()}  # fmt: skip
+
+
+def _machine_text(env: dict[str, Any]) -> str:
+    """``env`` in words; panels written before the CPU was detected carry only ``cpu``."""
+    if "cpus" not in env:
+        return f"{env['cpu']} (torch {env['torch']})"
+    bf16 = "native bf16" if env["cpu_native_bf16"] else "no native bf16"
+    gpu = f", GPU {env['gpu']}" if env.get("gpu") else ""
+    return (f"{env['cpu']}, {env['cpus']} logical CPUs ({bf16}){gpu}, {env['threads']} torch "
+            f"thread(s), torch {env['torch']}")
 
 
 def run_panel(members: list[Member], ds: Dataset, config: PanelConfig, out: Path | None = None,
@@ -243,7 +254,7 @@ def report_markdown(panel: dict[str, Any]) -> str:
         f"robust accuracy within the allowed gap above the aware one (5 pp broken, 3 pp robust) on "
         f"{ok_gaps} of {k}.",
         "",
-        f"Wall time {panel['seconds'] / 60:.1f} min on {env['cpu']} (torch {env['torch']}), one member "
+        f"Wall time {panel['seconds'] / 60:.1f} min on {_machine_text(env)}, one member "
         "after another" + (f"; trained beforehand (cached): {', '.join(trained)}"
                            if trained else "") + ".",
         "",
