@@ -27,6 +27,9 @@ REPRODUCE_OPTIONS = [
      "--cpus-per-task, --max-retries: only used with --executor ray"),
     (["--executor", "ray", "--cpus-per-task", "0"], "--cpus-per-task: must be a positive integer"),
     (["--executor", "ray", "--max-retries", "-1"], "--max-retries: must be an integer >= 0"),
+    (["--gpus-per-task", "0.5"], "--gpus-per-task: only used with --executor ray"),
+    (["--executor", "ray", "--gpus-per-task", "0"], "--gpus-per-task: must be a number in (0, 1], got 0"),
+    (["--executor", "ray", "--gpus-per-task", "2"], "--gpus-per-task: must be a number in (0, 1], got 2"),
 ]  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pipeline_runner import TINY, comparable, tiny_dataset
 
-from defdistill.experiments.executors import LocalExecutor, RayExecutor, make_executor
+from defdistill.experiments.executors import LocalExecutor, RayExecutor, gpu_request, make_executor
 from defdistill.experiments.pipeline import reproduce_on
 from defdistill.io import OutputError
 
@@ -54,6 +54,17 @@ def test_make_executor_rejects_unknown_names_and_stray_options():
         make_executor("dask")
     with pytest.raises(ValueError, match="--address needs --executor ray"):
         make_executor("local", address="auto")
+
+
+def test_a_task_asks_for_its_share_of_a_gpu_only_where_it_may_use_one():
+    assert gpu_request("auto", cluster_gpus=1, gpus_per_task=0.25) == 0.25  # four units per GPU
+    assert gpu_request("cuda", cluster_gpus=2) == 1.0
+    assert gpu_request("cpu", cluster_gpus=1, gpus_per_task=0.25) == 0.0  # told to stay on the CPU
+    assert gpu_request("auto", cluster_gpus=0, gpus_per_task=0.25) == 0.0  # no GPU in the cluster
+    pytest.importorskip("ray", reason="no ray: pip install 'defdistill[ray]'")
+    for share in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="--gpus-per-task must be in"):
+            RayExecutor(gpus_per_task=share)
 
 
 @pytest.mark.heavy

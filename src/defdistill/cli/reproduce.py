@@ -10,6 +10,7 @@ from defdistill.cli.options import (
     add_common,
     add_data,
     add_precision,
+    fraction,
     non_negative_int,
     output_path,
     positive_int,
@@ -18,7 +19,8 @@ from defdistill.cli.options import (
 )
 from defdistill.names import ExecutorKind, values
 
-RAY_ONLY = (("address", None), ("cpus_per_task", 1), ("max_retries", 2))  # option, its default
+# the Ray executor's options, each with its default
+RAY_ONLY = (("address", None), ("cpus_per_task", 1), ("max_retries", 2), ("gpus_per_task", 1.0))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or HOST:PORT; default: a private Ray instance on this machine")
     p.add_argument("--cpus-per-task", type=positive_int, default=1,
                    help="with --executor ray: CPUs (and torch threads) per unit (default 1)")
+    p.add_argument("--gpus-per-task", type=fraction, default=1.0,
+                   help="with --executor ray on GPUs: the share of one GPU per unit, in (0, 1]; "
+                        "0.25 trains four of the sweep's networks at once on each GPU (default 1)")
     p.add_argument("--max-retries", type=non_negative_int, default=2,
                    help="with --executor ray: retries of a unit that fails transiently (default 2)")
     add_data(p)
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         limit_test=args.limit_test, precision=args.precision,
     )  # fmt: skip
     executor = make_executor(args.executor, args.address, args.cpus_per_task, args.max_retries,
-                             args.device)  # fmt: skip
+                             args.device, args.gpus_per_task)  # fmt: skip
     try:
         executor.start()  # a cluster that cannot be reached fails before any work
         paths = reproduce(

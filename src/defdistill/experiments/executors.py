@@ -7,11 +7,12 @@ store. Tasks write their own results (:mod:`.tasks`), so whatever finished befor
 failure or a killed driver is reused by the next run.
 
 Ray is an optional dependency (``pip install 'defdistill[ray]'``). Each Ray task asks
-for ``cpus_per_task`` CPUs (and sets torch's thread count to match) and for one GPU when
-the cluster has GPUs and the device is not ``cpu``; a task whose worker dies or that
-raises a transient error (``OSError``, ``MemoryError``, an unwritable output) is retried
-up to ``max_retries`` times. Deterministic failures (a model that did not learn, bad
-data) are not retried: they would fail again.
+for ``cpus_per_task`` CPUs (and sets torch's thread count to match) and, when the cluster
+has GPUs and the device is not ``cpu``, for ``gpus_per_task`` of a GPU (:func:`gpu_request`;
+a fraction packs several of the sweep's small, independent trainings onto one GPU); a task
+whose worker dies or that raises a transient error (``OSError``, ``MemoryError``, an
+unwritable output) is retried up to ``max_retries`` times. Deterministic failures (a model
+that did not learn, bad data) are not retried: they would fail again.
 """
 
 from __future__ import annotations
@@ -89,26 +90,30 @@ class RayExecutor:
             process, that instance is used as it is.
         cpus_per_task: CPUs each task reserves (and torch threads it uses).
         max_retries: attempts after the first for a task that fails transiently.
-        device: the sweep's device; ``auto`` or ``cuda`` ask for one GPU per task when the
-            cluster has GPUs.
+        device: the sweep's device; ``auto`` or ``cuda`` ask for a GPU when the cluster
+            has GPUs.
+        gpus_per_task: the share of one GPU each task reserves, in (0, 1]: ``1`` one task per
+            GPU, ``0.25`` four at a time on each.
     """
 
     name = ExecutorKind.RAY
 
     def __init__(
         self, address: str | None = None, cpus_per_task: int = 1, max_retries: int = 2,
-        device: str = "auto",
+        device: str = "auto", gpus_per_task: float = 1.0,
     ) -> None:  # fmt: skip
         if cpus_per_task < 1 or max_retries < 0:
             raise ValueError(f"need cpus_per_task >= 1 and max_retries >= 0, got {cpus_per_task}, "
                              f"{max_retries}")  # fmt: skip
+        if not 0 < gpus_per_task <= 1:
+            raise ValueError(f"--gpus-per-task must be in (0, 1], got {gpus_per_task:g}")
         try:
             import ray
         except ImportError:
             raise ExecutorError(RAY_MISSING) from None
         self._ray = ray
         self.address, self.cpus_per_task, self.max_retries = address, cpus_per_task, max_retries
-        self.device = device
+        self.device, self.gpus_per_task = device, gpus_per_task
         self._started = False
         self._remote: Any = None
 
@@ -135,8 +140,8 @@ class RayExecutor:
                                 f"{cpus:g} CPUs")  # fmt: skip
         if self.device == "cuda" and gpus < 1:
             raise ExecutorError("--device cuda but the Ray cluster has no GPU; use --device auto or cpu")
-        num_gpus = 1 if self.device != "cpu" and gpus >= 1 else 0
-        log.info("ray: %g CPUs, %g GPUs; %d CPU(s) and %d GPU per task", cpus, gpus,
+        num_gpus = gpu_request(self.device, gpus, self.gpus_per_task)
+        log.info("ray: %g CPUs, %g GPUs; %d CPU(s) and %g GPU per task", cpus, gpus,
                  self.cpus_per_task, num_gpus)  # fmt: skip
         self._remote = ray.remote(_in_worker).options(
             num_cpus=self.cpus_per_task, num_gpus=num_gpus, max_retries=self.max_retries,
@@ -176,6 +181,12 @@ class RayExecutor:
         self._remote = None
 
 
+def gpu_request(device: str, cluster_gpus: float, gpus_per_task: float = 1.0) -> float:
+    """The share of a GPU one task asks Ray for: ``gpus_per_task`` when the device may be a GPU
+    (``auto`` or ``cuda``) and the cluster has one, else 0 (the task runs on CPUs)."""
+    return gpus_per_task if device != "cpu" and cluster_gpus >= 1 else 0.0
+
+
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
     """Fail fast on an unreachable ``HOST:PORT`` (``ray.init`` would retry for minutes)."""
     if not address or address == "auto" or "://" in address:
@@ -192,7 +203,7 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
 
 def make_executor(
     name: str = ExecutorKind.LOCAL, address: str | None = None, cpus_per_task: int = 1, max_retries: int = 2,
-    device: str = "auto",
+    device: str = "auto", gpus_per_task: float = 1.0,
 ) -> Executor:  # fmt: skip
     """The executor called ``name`` (``local`` or ``ray``)."""
     if name not in EXECUTORS:
@@ -202,4 +213,4 @@ def make_executor(
             raise ValueError("--address needs --executor ray")
         return LocalExecutor()
     return RayExecutor(address=address, cpus_per_task=cpus_per_task, max_retries=max_retries,
-                       device=device)  # fmt: skip
+                       device=device, gpus_per_task=gpus_per_task)  # fmt: skip
