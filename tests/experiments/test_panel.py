@@ -101,3 +101,30 @@ def test_the_trades_member_is_trained_with_its_recipe_once_then_read_from_the_ca
     member = panel_members.members(ds, tmp_path, ["adv-trades"])[0]
     assert (member.kind, member.masking, member.training) == ("robust", False, panel_members.TRADES_TRAINING)
     assert "96.07 %" in member.literature and "arXiv:1901.08573" in member.title
+
+
+def test_the_reference_on_a_robust_member_is_autoattacks_set_with_square():
+    """On the robust side the structure-aware reference is AutoAttack's standard set less FAB
+    (APGD-CE, APGD-T, Square; Croce & Hein 2020) beside APGD-DLR and PGD margin: every example
+    stays in the ε-ball and [0, 1], and together they fool what a linear model loses at ε."""
+    import torch
+    from torch import nn
+
+    from defdistill.experiments.panel import structure_aware
+    from defdistill.experiments.panel_members import Member
+    from defdistill.inference import correct_mask
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 10)).eval()
+    x = torch.rand(12, 1, 6, 6)
+    y = model(x).argmax(1)
+    member = Member("r", "robust toy", model, "robust", masking=False, literature="–")
+    advs, what, random_model = structure_aware(member, x, y, eps=0.1, steps=5, seed=0, square_queries=30)
+    assert set(advs) == {"apgd-ce", "apgd-t", "square", "apgd-dlr", "pgd-margin"}
+    assert "Square (30 queries)" in what and not random_model
+    fooled = torch.zeros(len(x), dtype=torch.bool)
+    for name, x_adv in advs.items():
+        assert (x_adv - x).abs().max() <= 0.1 + 1e-6, name
+        assert x_adv.min() >= 0 and x_adv.max() <= 1, name
+        fooled |= ~correct_mask(model, x_adv, y).cpu()
+    assert fooled.sum() >= len(x) // 2  # a linear model at ε = 0.1 loses most images

@@ -11,8 +11,10 @@ For every member of :func:`~defdistill.experiments.panel_members.members`, on th
   run knowing the structure: BPDA through the known preprocessing (Athalye et al. 2018,
   arXiv:1802.00420; the identity for bit depth, the soft encoding for the thermometer),
   EOT over the known randomness (16 draws), EOT over a Gaussian neighbourhood for k-WTA
-  (Tramèr et al. 2020, arXiv:2002.08347), logit attacks for distillation, APGD-CE/DLR for
-  the robust model (Croce & Hein 2020, arXiv:2003.01690);
+  (Tramèr et al. 2020, arXiv:2002.08347), logit attacks for distillation, and for the robust
+  models AutoAttack's standard set less FAB (Croce & Hein 2020, arXiv:2003.01690: APGD-CE,
+  APGD-T, and Square, Andriushchenko et al. 2020, arXiv:1912.00049, with the audit's query
+  budget) beside APGD-DLR and PGD on the margin;
 
 each robust accuracy unconditional (a clean error counts as a failure) with its 95 %
 Wilson interval (:class:`~defdistill.evaluation.stats.Proportion`); random models also
@@ -30,7 +32,7 @@ from typing import Any
 
 import torch
 
-from defdistill.attacks import APGD, EOT, PGD, bpda
+from defdistill.attacks import APGD, EOT, PGD, Square, bpda
 from defdistill.data import Dataset
 from defdistill.defences import PREPROCESS
 from defdistill.devices import machine
@@ -64,7 +66,7 @@ class PanelConfig:
 
 
 def structure_aware(member: Member, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-                    seed: int) -> tuple[dict[str, torch.Tensor], str, bool]:  # fmt: skip
+                    seed: int, square_queries: int) -> tuple[dict[str, torch.Tensor], str, bool]:  # fmt: skip
     """The literature's adaptive attacks on ``member`` with its structure known.
 
     Returns the adversarial examples by attack name, a description, and whether the model
@@ -92,9 +94,11 @@ def structure_aware(member: Member, x: torch.Tensor, y: torch.Tensor, eps: float
                      "pgd-margin": margin.perturb(model, x, y)}  # fmt: skip
     if member.kind == "vanishing":
         return logit_attacks, "attacks on the logits: APGD-DLR, PGD margin", False
+    square = Square(eps=eps, queries=square_queries, seed=seed)
     return {**logit_attacks, "apgd-ce": apgd.perturb(model, x, y),
-            "apgd-t": apgd_targeted(model, x, y, eps, steps=steps, seed=seed)}, \
-        "APGD-CE, APGD-T (DLR), APGD-DLR, PGD margin", False  # fmt: skip
+            "apgd-t": apgd_targeted(model, x, y, eps, steps=steps, seed=seed),
+            "square": square.perturb(model, x, y)}, \
+        f"APGD-CE, APGD-T (DLR), Square ({square_queries} queries), APGD-DLR, PGD margin", False  # fmt: skip
 
 
 def evaluate_member(member: Member, ds: Dataset, config: PanelConfig) -> dict[str, Any]:
@@ -118,7 +122,8 @@ def evaluate_member(member: Member, ds: Dataset, config: PanelConfig) -> dict[st
     # unconditional over the n drawn images: the attacked ones no attack fooled, of n
     blind = Proportion.of(report.battery.robust_accuracy_conditional().k, n)
     audit_seconds = time.perf_counter() - start
-    advs, what, random_model = structure_aware(member, x, y, eps, config.apgd_steps, config.seed)
+    advs, what, random_model = structure_aware(member, x, y, eps, config.apgd_steps, config.seed,
+                                               config.square_queries)  # fmt: skip
     survived = clean.clone()
     survived_vote = (vote(model, x) == y).cpu() if random_model else None
     per_attack = {}
