@@ -73,6 +73,22 @@ def test_the_audit_calls_a_quantised_model_masking_without_over_reporting_it(tra
     assert report.battery.robust_accuracy().rate <= plain + 0.1
 
 
+def test_the_audit_attacks_exactly_the_given_images_and_lets_its_surrogate_learn_on_the_pool(trained):
+    """``pool`` (the audit panel's way to audit the images it drew): every image of ``x`` is
+    attacked, none of the pool, and the surrogate learns on both."""
+    model, ds = trained
+    quantised = Preprocessed(BitDepthReduction(3), model).eval()
+    settings = {**AUDIT, "samples": 30}
+    report = audit(quantised, ds.x_test[:30], ds.y_test[:30], pool=ds.x_test[30:], **settings)
+    assert sorted(report.config["sample_indices"]) == list(range(30))
+    assert report.battery.robust_accuracy().n == 30  # unconditional over exactly these images
+    together = min(len(ds.x_test), probes.SURROGATE_POOL)
+    assert together > 30
+    assert report.battery[AttackId.SURROGATE_TRANSFER].details["surrogate_images"] == together
+    alone = audit(quantised, ds.x_test[:30], ds.y_test[:30], **settings)
+    assert alone.battery[AttackId.SURROGATE_TRANSFER].details["surrogate_images"] == 30
+
+
 def test_the_audit_attacks_a_noisy_model_through_the_expectation(trained):
     model, ds = trained
     torch.manual_seed(0)

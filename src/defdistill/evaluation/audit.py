@@ -150,7 +150,7 @@ def audit(
     reference: nn.Module | None = None, samples: int = 100, jsma_samples: int = 20,
     jsma_gamma: float = 0.145, cw_iterations: int = 1000, cw_search_steps: int = 6,
     apgd_steps: int = 100, apgd_targets: int = 3, square_queries: int = 5000, seed: int = 0,
-    preprocess: str | None = None,
+    preprocess: str | None = None, pool: torch.Tensor | None = None,
 ) -> AuditReport:  # fmt: skip
     """Audit ``model`` on ``samples`` test images drawn at random with ``seed``.
 
@@ -178,6 +178,9 @@ def audit(
         seed: seeds the draw of the images and every randomised attack.
         preprocess: the name of a preprocessing submodule, if the user knows one: adds BPDA
             with the identity through it (:mod:`.probes`).
+        pool: further inputs, never attacked, that the structure-blind surrogate may learn the
+            model's labels on besides ``x`` (to audit exactly the images of ``x`` with
+            ``samples=len(x)`` and still give the surrogate enough to learn from).
 
     Returns:
         The findings, the battery's typed results (robust accuracy included) and the verdict.
@@ -202,7 +205,8 @@ def audit(
     # smoothed gradients, transfer from a surrogate, BPDA through a named preprocessing layer
     gradient = [a.success.rate for a in result.worst_case_attacks() if a.gradient]
     white_box = result.get(AttackId.APGD_CE)
-    probed = probes.probe(model, xs, ys, x, budgets.primary.eps,
+    probed = probes.probe(model, xs, ys, x if pool is None else torch.cat([x, pool.to(x.device)]),
+                          budgets.primary.eps,
                           white_box_accuracy=None if white_box is None else white_box.accuracy.rate,
                           gradient_success=max(gradient) if gradient else None, preprocess=preprocess,
                           steps=apgd_steps, seed=seed)  # fmt: skip

@@ -360,7 +360,9 @@ def probe(
         source_name = "the reference" if reference is not None else "a surrogate"
         transfer = report.add(AttackId.SURROGATE_TRANSFER, f"transfer PGD {linf} from {source_name}", fooled,
                               start, eps, False, steps=40,
-                              source="reference" if reference is not None else "surrogate")  # fmt: skip
+                              source="reference" if reference is not None else "surrogate",
+                              surrogate_images=None if reference is not None
+                              else min(len(pool), SURROGATE_POOL))  # fmt: skip
         if gradient_success is not None:
             gain = transfer.success.rate - gradient_success
             report.findings.append(_gap_finding(
