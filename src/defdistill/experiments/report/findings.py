@@ -195,12 +195,15 @@ def findings(dataset: str, result: dict, profile: dict) -> list[Statement]:
 
 
 SETTLED = 0.10  # largest relative change of the entropy over the last epochs of a settled curve
+TEACHER_SPREAD = 0.03  # teachers further apart in held-out accuracy did not learn alike
 
 
 def soft_label_convergence(rows: list[dict]) -> str | None:
     """What the teachers' epoch-by-epoch entropy at T shows (None without the curves): each
     teacher's last value, whether it settled (moved by less than :data:`SETTLED` over the last
-    fifth of its epochs, at least 2), and the order in T only when every curve settled."""
+    fifth of its epochs, at least 2), and the order in T only when every curve settled; when
+    the teachers settled more than :data:`TEACHER_SPREAD` apart in held-out accuracy, the
+    order is said to mix what T does with how well each teacher learned."""
     curves = [(r["temperature"], r["teacher_history"]) for r in rows if r.get("teacher_history")]
     if not curves:
         return None
@@ -221,9 +224,15 @@ def soft_label_convergence(rows: list[dict]) -> str | None:
     pairs = list(itertools.pairwise(h[-1]["entropy_at_t"] for _, h in curves))
     order = ("rises with T" if all(a < b for a, b in pairs) else
              "falls as T rises" if all(a > b for a, b in pairs) else "is not monotone in T")  # fmt: skip
-    return text + (f"Every curve has settled (less than {100 * SETTLED:.0f} % change over its last "
-                   f"epochs); at convergence the mean entropy of the soft labels {order} (one "
-                   "teacher per T: the spread over seeds needs --seeds).")  # fmt: skip
+    settled = f"Every curve has settled (less than {100 * SETTLED:.0f} % change over its last epochs); "
+    accuracies = [h[-1]["heldout_accuracy"] for _, h in curves]
+    if max(accuracies) - min(accuracies) > TEACHER_SPREAD:
+        return text + settled + (
+            f"where they settled the mean entropy of the soft labels {order}, but the teachers settled "
+            f"{100 * (max(accuracies) - min(accuracies)):.1f} pp apart in held-out accuracy, so this "
+            "order mixes what T does with how well each teacher learned at this budget.")  # fmt: skip
+    return text + settled + (f"at convergence the mean entropy of the soft labels {order} (one "
+                             "teacher per T: the spread over seeds needs --seeds).")  # fmt: skip
 
 
 def _mean_ci(found: dict | None, spec: str = ".2f") -> str:
