@@ -4,6 +4,9 @@ import pytest
 
 from defdistill.experiments.panel import acceptance, report_markdown
 
+ENV = {"cpu": "AMD EPYC 7B13", "cpus": 2, "cpu_native_bf16": False, "gpu": None, "threads": 1,
+       "torch": "2.13.0"}  # what environment() records
+
 
 def _p(r):
     return {"k": round(100 * r), "n": 100, "rate": r, "low": max(0, r - 0.05), "high": min(1, r + 0.05)}
@@ -33,11 +36,10 @@ def test_the_report_names_each_miss_and_the_cpu():
         r["acceptance"] = acceptance(r)
     page = report_markdown({"config": {"samples": 100, "seed": 0, "apgd_steps": 50, "square_queries": 2000,
                                        "cw_iterations": 100, "cw_search_steps": 3, "jsma_samples": 5},
-                            "environment": {"cpu": "AMD EPYC, 2 cores", "torch": "2"}, "members": rows,
-                            "seconds": 600.0})  # fmt: skip
+                            "environment": ENV, "members": rows, "seconds": 600.0})  # fmt: skip
     assert "on 2 of 2 members" in page and "on 1 of 2." in page
     assert "**over** misses: verdict ok, gap +50 pp (limit 5)" in page
-    assert "Wall time 10.0 min on AMD EPYC, 2 cores" in page
+    assert "Wall time 10.0 min on AMD EPYC 7B13, 2 logical CPUs" in page
     assert "50 % [45, 55]" in page
 
 
@@ -46,16 +48,14 @@ def test_the_report_names_the_detected_machine():
     CPUs, bfloat16 support, the GPU when there is one, and the torch threads."""
     row = _row("ok", True, True, 0.0, 0.0)
     row["acceptance"] = acceptance(row)
-    env = {"cpu": "AMD EPYC 7B13", "cpus": 2, "cpu_native_bf16": False, "gpu": None, "threads": 1,
-           "torch": "2.13.0"}
     page = report_markdown({"config": {"samples": 100, "seed": 0, "apgd_steps": 50, "square_queries": 2000,
                                        "cw_iterations": 100, "cw_search_steps": 3, "jsma_samples": 5},
-                            "environment": env, "members": [row], "seconds": 60.0})  # fmt: skip
+                            "environment": ENV, "members": [row], "seconds": 60.0})  # fmt: skip
     assert ("Wall time 1.0 min on AMD EPYC 7B13, 2 logical CPUs (no native bf16), 1 torch thread(s), "
             "torch 2.13.0, one member") in page
     page = report_markdown({"config": {"samples": 100, "seed": 0, "apgd_steps": 50, "square_queries": 2000,
                                        "cw_iterations": 100, "cw_search_steps": 3, "jsma_samples": 5},
-                            "environment": {**env, "cpu_native_bf16": True, "gpu": "NVIDIA H100"},
+                            "environment": {**ENV, "cpu_native_bf16": True, "gpu": "NVIDIA H100"},
                             "members": [row], "seconds": 60.0})  # fmt: skip
     assert "2 logical CPUs (native bf16), GPU NVIDIA H100, 1 torch" in page
 
@@ -66,8 +66,7 @@ def test_the_report_names_how_each_member_was_trained():
     row["acceptance"] = acceptance(row)
     page = report_markdown({"config": {"samples": 100, "seed": 0, "apgd_steps": 50, "square_queries": 2000,
                                        "cw_iterations": 100, "cw_search_steps": 3, "jsma_samples": 5},
-                            "environment": {"cpu": "AMD EPYC, 2 cores", "torch": "2"}, "members": [row],
-                            "seconds": 60.0})  # fmt: skip
+                            "environment": ENV, "members": [row], "seconds": 60.0})  # fmt: skip
     assert "trained beforehand (cached): adv-trades (TRADES, 4 epochs) 12 s" in page
 
 

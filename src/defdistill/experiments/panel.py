@@ -178,9 +178,7 @@ def environment() -> dict[str, Any]:
 
 
 def _machine_text(env: dict[str, Any]) -> str:
-    """``env`` in words; panels written before the CPU was detected carry only ``cpu``."""
-    if "cpus" not in env:
-        return f"{env['cpu']} (torch {env['torch']})"
+    """:func:`environment` in words."""
     bf16 = "native bf16" if env["cpu_native_bf16"] else "no native bf16"
     gpu = f", GPU {env['gpu']}" if env.get("gpu") else ""
     return (f"{env['cpu']}, {env['cpus']} logical CPUs ({bf16}){gpu}, {env['threads']} torch "

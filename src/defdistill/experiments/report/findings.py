@@ -226,10 +226,11 @@ def soft_label_convergence(rows: list[dict]) -> str | None:
              "falls as T rises" if all(a > b for a, b in pairs) else "is not monotone in T")  # fmt: skip
     settled = f"Every curve has settled (less than {100 * SETTLED:.0f} % change over its last epochs); "
     accuracies = [h[-1]["heldout_accuracy"] for _, h in curves]
-    if max(accuracies) - min(accuracies) > TEACHER_SPREAD:
+    spread = max(accuracies) - min(accuracies)
+    if spread > TEACHER_SPREAD:
         return text + settled + (
             f"where they settled the mean entropy of the soft labels {order}, but the teachers settled "
-            f"{100 * (max(accuracies) - min(accuracies)):.1f} pp apart in held-out accuracy, so this "
+            f"{100 * spread:.1f} pp apart in held-out accuracy, so this "
             "order mixes what T does with how well each teacher learned at this budget.")  # fmt: skip
     return text + settled + (f"at convergence the mean entropy of the soft labels {order} (one "
                              "teacher per T: the spread over seeds needs --seeds).")  # fmt: skip
