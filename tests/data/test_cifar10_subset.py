@@ -166,7 +166,8 @@ def test_the_subset_gets_cifar10s_settings():
     assert paper_config("cifar10-subset") == paper_config("cifar10")
     assert paper_config("cifar10-subset").lr == 0.01
     paper = get_profile("cifar10-subset", "paper")
-    assert paper == get_profile("cifar10", "paper").with_overrides(epochs=30, max_accuracy_drop=3.0)
+    assert paper == get_profile("cifar10", "paper").with_overrides(max_accuracy_drop=3.0)
+    assert paper.epochs == 50 and len(paper.temperatures) == 9  # the paper's settings
     quick = get_profile("cifar10-subset", "quick")
     assert quick.temperatures == (5.0, 20.0) and quick.epochs == 20 and quick.limit_test is None
     assert quick.max_accuracy_drop == 3.0  # accuracy on 1,017 test images: ~1.6 pp sampling error

@@ -74,7 +74,12 @@ def test_every_output_file_and_the_json_schema(tiny_run):
         assert [h["entropy_at_t"] for h in row["teacher_history"]] == [
             h["entropy_at_t"] for h in teacher["history"]] and len(row["teacher_history"]) == 2
     assert rows[0]["teacher_history"] is None and rows[3]["teacher_history"] is None
-    assert "soft_label_convergence.png" in figures
+    # every row carries its own network's curve (held-out accuracy by epoch), from its meta.json
+    for row in rows[:3]:
+        meta = json.loads((out / "synthetic" / "models" / row["name"] / "meta.json").read_text())
+        assert [h["heldout_accuracy"] for h in row["training_history"]] == [
+            h["heldout_accuracy"] for h in meta["history"]] and len(row["training_history"]) == 2
+    assert "soft_label_convergence.png" in figures and "training_curves.png" in figures
     # where the time went: the executor, the machine, and per model training and each step
     assert result["config"]["executor"] == "local" and result["config"]["machine"]["cpus"] >= 1
     md_lines = (out / "report.md").read_text().splitlines()

@@ -140,3 +140,19 @@ def test_the_soft_labels_order_in_t_is_claimed_only_once_every_teacher_has_settl
     apart = [curve(5, [1.6, 1.5, 1.44, 1.44, 1.44], 0.491), curve(20, [1.9, 1.7, 1.62, 1.61, 1.61], 0.402)]
     text = soft_label_convergence(apart)
     assert "rises with T" in text and "8.9 pp apart" in text and "at convergence" not in text
+
+
+def test_a_flagged_student_is_named_and_pointed_to_its_training_curve():
+    # CIFAR's T = 20 student is 13.9 pp below its baseline, beyond the default 1.5 pp tolerance
+    def accuracy_statement(res):
+        return next(f.text for f in findings("cifar10-subset", res, res["config"]["profile"])
+                    if f.kind is StatementKind.ACCURACY)  # fmt: skip
+
+    assert accuracy_statement(CIFAR) == "Accuracy more than 1.5 pp below the baseline: distilled-T20."
+    history = [{"epoch": 1, "heldout_accuracy": 0.3}, {"epoch": 2, "heldout_accuracy": 0.38}]
+    with_curve = result([CIFAR["models"][0], {**CIFAR["models"][1], "training_history": history}],
+                        shape=(3, 32, 32), n_train=5085, profile={"max_accuracy_drop": 15.0})  # fmt: skip
+    assert accuracy_statement(with_curve).startswith("Every distilled model is within 15.0 pp")
+    flagged = result(with_curve["models"], shape=(3, 32, 32), n_train=5085)
+    assert accuracy_statement(flagged).endswith(
+        "distilled-T20 (their held-out accuracy epoch by epoch: figure training_curves.png).")

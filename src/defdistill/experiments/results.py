@@ -8,7 +8,9 @@ model, ``accuracy_interval`` (Wilson, over ``test_images``), interval dicts besi
 Per model, ``attacks`` keyed by attack id (:class:`defdistill.names.AttackId`) with each
 rate's Wilson interval and the images each attack fooled, ``robust_accuracy``
 (per image, unconditional and conditional on clean-correct images), the drawn images
-(``drawn``, ``clean_correct``, ``clean_images``), ``gradients`` and the masking ``checks``;
+(``drawn``, ``clean_correct``, ``clean_images``), ``gradients``, the masking ``checks``, and
+the network's own training curve (``training_history``: epoch, loss, held-out accuracy,
+entropy at T; a distilled row adds its teacher's, ``teacher_history``);
 models attacked on shared samples. A run with one seed writes ``schema_version``, ``config`` (with
 ``seed``), ``environment`` and ``models`` (one row per model).
 A run with several seeds writes ``config["seeds"]`` instead of ``config["seed"]``,

@@ -44,6 +44,7 @@ from defdistill.experiments.tasks import (
     load_exact,
     measure,
     train_unit,
+    training_curve,
 )
 from defdistill.inference import predict_logits
 from defdistill.models import paper_architecture
@@ -385,5 +386,6 @@ def _measured_row(
         "soft_labels": meta.get("soft_labels"),
         "weights_sha256": meta["weights_sha256"],
         "train_seconds": meta.get("train_seconds"),
+        "training_history": training_curve(meta),
         **{k: v for k, v in measured.items() if k != "accuracy"},
     }

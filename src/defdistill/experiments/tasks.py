@@ -142,6 +142,15 @@ def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
 CURVE_KEYS = ("epoch", "loss", "heldout_accuracy", "entropy_at_t")
 
 
+def training_curve(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """A model's ``meta.json`` history, epoch by epoch, reduced to :data:`CURVE_KEYS` (loss,
+    held-out accuracy, entropy of its softmax at T); None for a model trained before the
+    history recorded held-out accuracy."""
+    history = [r for r in meta.get("history") or [] if isinstance(r, dict)]
+    curve = [{k: r[k] for k in CURVE_KEYS if k in r} for r in history]
+    return curve if curve and all("heldout_accuracy" in r for r in curve) else None
+
+
 def teacher_curve(task: TrainTask) -> dict[str, Any]:
     """What the distilled model's teacher's ``meta.json`` says of its training: its wall time
     (``teacher_train_seconds``) and, epoch by epoch, its loss, held-out accuracy and the entropy
@@ -153,10 +162,9 @@ def teacher_curve(task: TrainTask) -> dict[str, Any]:
         meta = read_meta(Path(task.path) / "teacher")
     except CheckpointError:
         return {}
-    history = [r for r in meta.get("history") or [] if isinstance(r, dict)]
-    curve = [{k: r[k] for k in CURVE_KEYS if k in r} for r in history]
+    curve = training_curve(meta)
     found = {"teacher_train_seconds": meta.get("train_seconds")}
-    return {**found, "teacher_history": curve} if any("entropy_at_t" in r for r in curve) else found
+    return {**found, "teacher_history": curve} if curve and "entropy_at_t" in curve[0] else found
 
 
 def _check_teacher(task: TrainTask, student_meta: dict[str, Any]) -> None:

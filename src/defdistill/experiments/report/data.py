@@ -49,6 +49,12 @@ def distilled(rows: list[dict]) -> list[dict]:
     return sorted((r for r in rows if r["distilled"]), key=lambda r: r["temperature"])
 
 
+def flagged(rows: list[dict], profile: dict) -> list[str]:
+    """The distilled models more than the profile's accuracy tolerance below the baseline."""
+    drop = profile.get("max_accuracy_drop", 1.5)
+    return [r["name"] for r in distilled(rows) if r["accuracy_variation_pp"] < -drop]
+
+
 def baseline(rows: list[dict]) -> dict:
     return next(r for r in rows if r["name"] == "baseline")
 

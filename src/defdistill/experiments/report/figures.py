@@ -13,6 +13,7 @@ from defdistill.experiments.report.data import (
     baseline,
     dataset_title,
     distilled,
+    flagged,
     in_order,
     paper_entry,
     stat,
@@ -273,6 +274,43 @@ ACCURACY_VARIATION = Column("accuracy_variation_pp", "Δ pp", lambda r: r["accur
                             interval=_variation_interval)
 
 
+def _training_curves(results: dict) -> bytes | None:
+    """Held-out accuracy epoch by epoch of the baseline and each student (the first seed's
+    networks), a student flagged by the accuracy tolerance dashed. None without the curves."""
+    panels = {}
+    for dataset, result in results.items():
+        rows = [r for r in in_order(seed_runs(result)[0]) if r.get("training_history")]
+        if rows:
+            panels[dataset] = (rows, set(flagged(result["models"], result["config"]["profile"])))
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for ax, (dataset, (rows, below)) in zip(axes[0], panels.items(), strict=True):
+        students = [r for r in rows if r["distilled"]]
+        for row in rows:
+            history = row["training_history"]
+            if row["distilled"]:
+                colour = cmap(students.index(row) / max(1, len(students) - 1))
+                label = f"student T={row['temperature']:g}" + (" (flagged)" if row["name"] in below else "")
+                style = "--" if row["name"] in below else "-"
+            else:
+                colour, label, style = "black", row["name"], "-"
+            ax.plot([h["epoch"] for h in history], [100 * h["heldout_accuracy"] for h in history], style,
+                    color=colour, label=label)  # fmt: skip
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("held-out accuracy (%, first 1,000 test images)")
+        ax.set_title(f"Training curves: {dataset_title(dataset)}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _figure_bytes(fig)
+
+
 def _censored(row: dict) -> bool:
     return bool(attack_value(row, AttackId.JSMA_F, "samples_without_success"))
 
@@ -324,9 +362,10 @@ def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
             None,
         ),
     }  # fmt: skip
-    convergence = _soft_label_convergence(results)
-    if convergence is not None:
-        figures["soft_label_convergence.png"] = convergence
+    for name, figure in (("soft_label_convergence.png", _soft_label_convergence(results)),
+                         ("training_curves.png", _training_curves(results))):
+        if figure is not None:
+            figures[name] = figure
     grid = examples_grid(collect_examples(results))
     if grid is not None:
         figures["adversarial_examples.png"] = grid

@@ -17,6 +17,7 @@ from defdistill.experiments.report.data import (
     baseline,
     dataset_title,
     distilled,
+    flagged,
     fmt,
     paper_entry,
     verdict,
@@ -186,9 +187,12 @@ def findings(dataset: str, result: dict, profile: dict) -> list[Statement]:
         recipe = row.get("recipe") or profile.get("adversarial")
         say(StatementKind.POSITIVE_CONTROL, positive_control(row, top, recipe))
     drop = profile.get("max_accuracy_drop", 1.5)
-    flagged = [r["name"] for r in rows if r["accuracy_variation_pp"] < -drop]
-    if flagged:
-        say(StatementKind.ACCURACY, f"Accuracy more than {drop} pp below the baseline: {', '.join(flagged)}.")
+    below = flagged(result["models"], profile)
+    if below:
+        curves = (" (their held-out accuracy epoch by epoch: figure training_curves.png)"
+                  if any(r.get("training_history") for r in rows) else "")  # fmt: skip
+        say(StatementKind.ACCURACY,
+            f"Accuracy more than {drop} pp below the baseline: {', '.join(below)}{curves}.")
     else:
         say(StatementKind.ACCURACY, f"Every distilled model is within {drop} pp of the baseline's accuracy.")
     return out
@@ -309,10 +313,10 @@ def _growth(result: dict, t: float) -> _Growth:
     base, hot = baseline(result["models"]), next(r for r in rows if r["temperature"] == t)
     rho = [attack_value(r, AttackId.JSMA_F, "rho_adv_percent") for r in (base, hot)]
     cis = [attack_value(r, AttackId.JSMA_F, "rho_adv_interval") for r in (base, hot)]
-    drop = ((result.get("config") or {}).get("profile") or {}).get("max_accuracy_drop", 1.5)
+    profile = (result.get("config") or {}).get("profile") or {}
     return _Growth(_change(*rho), _factor_interval(*cis),
                    bool(attack_value(hot, AttackId.JSMA_F, "samples_without_success")),
-                   [r["name"] for r in rows if r["accuracy_variation_pp"] < -drop])  # fmt: skip
+                   flagged(result["models"], profile))  # fmt: skip
 
 
 def comparison(results: dict, paper: dict) -> list[str]:
