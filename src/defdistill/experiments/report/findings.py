@@ -198,46 +198,82 @@ def findings(dataset: str, result: dict, profile: dict) -> list[Statement]:
     return out
 
 
-SETTLED = 0.10  # largest relative change of the entropy over the last epochs of a settled curve
+SETTLED = 0.10  # largest fitted change of the entropy over the last epochs of a settled curve
 TEACHER_SPREAD = 0.03  # teachers further apart in held-out accuracy did not learn alike
 
 
+@dataclass(frozen=True)
+class _Tail:
+    """A teacher's entropy at T over its last epochs (the last fifth, at least 3)."""
+
+    temperature: float
+    epochs: tuple[int, int]
+    low: float
+    high: float
+    level: float  # geometric mean
+    change: float  # fitted relative change over the tail (least squares on the log)
+    accuracy: float  # held-out accuracy at the last epoch
+
+    @classmethod
+    def of(cls, temperature: float, history: list[dict]) -> _Tail:
+        tail = history[-max(3, len(history) // 5):]
+        epochs = [h["epoch"] for h in tail]
+        logs = [math.log(max(h["entropy_at_t"], 1e-30)) for h in tail]
+        mean_epoch, mean_log = sum(epochs) / len(epochs), sum(logs) / len(logs)
+        spread = sum((e - mean_epoch) ** 2 for e in epochs)
+        slope = sum((e - mean_epoch) * (v - mean_log) for e, v in zip(epochs, logs, strict=True)) / spread
+        values = [h["entropy_at_t"] for h in tail]
+        return cls(temperature, (epochs[0], epochs[-1]), min(values), max(values), math.exp(mean_log),
+                   math.expm1(slope * (epochs[-1] - epochs[0])), tail[-1]["heldout_accuracy"])  # fmt: skip
+
+    def text(self) -> str:
+        return (f"T = {self.temperature:g}: {self.level:.3g} nats [{self.low:.3g}, {self.high:.3g}] over "
+                f"epochs {self.epochs[0]}–{self.epochs[1]}, fitted change {100 * self.change:+.0f} %, "
+                f"held-out accuracy {100 * self.accuracy:.1f} %")  # fmt: skip
+
+
 def soft_label_convergence(rows: list[dict]) -> str | None:
-    """What the teachers' epoch-by-epoch entropy at T shows (None without the curves): each
-    teacher's last value, whether it settled (moved by less than :data:`SETTLED` over the last
-    fifth of its epochs, at least 2), and the order in T only when every curve settled; when
-    the teachers settled more than :data:`TEACHER_SPREAD` apart in held-out accuracy, the
-    order is said to mix what T does with how well each teacher learned."""
+    """What the teachers' epoch-by-epoch entropy at T shows (None without the curves).
+
+    Over each teacher's last fifth of epochs (at least 3): the geometric mean and range of
+    its entropy at T, and the change a least-squares line through the log fits over them;
+    a curve whose fitted change is below :data:`SETTLED` has settled. An order in T is
+    claimed only where the tail ranges of neighbouring temperatures do not overlap (one
+    epoch's entropy on 1,000 images moves by tens of percent), "at convergence" only when
+    every curve settled; teachers more than :data:`TEACHER_SPREAD` apart in held-out accuracy
+    make the order mix what T does with how well each teacher learned."""
     curves = [(r["temperature"], r["teacher_history"]) for r in rows if r.get("teacher_history")]
-    if not curves:
+    tails = sorted((_Tail.of(t, history) for t, history in curves), key=lambda tail: tail.temperature)
+    if not tails:
         return None
-    parts, moving = [], []
-    for t, history in curves:
-        values = [h["entropy_at_t"] for h in history]
-        tail = values[-max(2, len(values) // 5):]
-        change = (max(tail) - min(tail)) / max(tail[-1], 1e-12)
-        parts.append(f"{values[-1]:.3g} nats at T = {t:g} (epoch {history[-1]['epoch']}, "
-                     f"held-out accuracy {100 * history[-1]['heldout_accuracy']:.1f} %)")  # fmt: skip
-        if change >= SETTLED:
-            moving.append(f"T = {t:g} ({100 * change:.0f} % over its last {len(tail)} epochs)")
-    text = ("Epoch by epoch (figure soft_label_convergence.png; entropy of softmax(Z/T) in float32 "
-            "on the first 1,000 training images), the teachers end at " + "; ".join(parts) + ". ")
+    text = ("Epoch by epoch (figure soft_label_convergence.png; entropy of softmax(Z/T) in float32 on the "
+            "first 1,000 training images; geometric mean and range over each teacher's last epochs): "
+            + "; ".join(t.text() for t in tails) + ". ")  # fmt: skip
+    moving = [t for t in tails if abs(t.change) >= SETTLED]
     if moving:
-        return text + ("Still moving: " + ", ".join(moving) + ", so what T does to the soft labels at "
-                       "convergence is not established by this run.")  # fmt: skip
-    pairs = list(itertools.pairwise(h[-1]["entropy_at_t"] for _, h in curves))
-    order = ("rises with T" if all(a < b for a, b in pairs) else
-             "falls as T rises" if all(a > b for a, b in pairs) else "is not monotone in T")  # fmt: skip
-    settled = f"Every curve has settled (less than {100 * SETTLED:.0f} % change over its last epochs); "
-    accuracies = [h[-1]["heldout_accuracy"] for _, h in curves]
-    spread = max(accuracies) - min(accuracies)
+        text += (f"Still moving (a fitted change of {100 * SETTLED:.0f} % or more): "
+                 + ", ".join(f"T = {t.temperature:g}" for t in moving) + ". ")  # fmt: skip
+    if len(tails) < 2:
+        return text
+    pairs = list(itertools.pairwise(tails))
+    overlapping = [f"T = {a.temperature:g} and {b.temperature:g}" for a, b in pairs
+                   if not (a.high < b.low or a.low > b.high)]  # fmt: skip
+    when = "at convergence" if not moving else f"after {tails[0].epochs[1]} epochs, not at convergence,"
+    if overlapping:
+        return text + (f"The ranges of {'; '.join(overlapping)} overlap, so {when} no order in T of the "
+                       "soft labels' entropy is established by this run.")  # fmt: skip
+    order = ("rises with T" if all(a.high < b.low for a, b in pairs) else
+             "falls as T rises" if all(a.low > b.high for a, b in pairs) else
+             "is not monotone in T")  # fmt: skip
+    spread = max(t.accuracy for t in tails) - min(t.accuracy for t in tails)
     if spread > TEACHER_SPREAD:
-        return text + settled + (
-            f"where they settled the mean entropy of the soft labels {order}, but the teachers settled "
-            f"{100 * spread:.1f} pp apart in held-out accuracy, so this "
-            "order mixes what T does with how well each teacher learned at this budget.")  # fmt: skip
-    return text + settled + (f"at convergence the mean entropy of the soft labels {order} (one "
-                             "teacher per T: the spread over seeds needs --seeds).")  # fmt: skip
+        where = "where every curve settled," if not moving else when
+        return text + (f"{where.capitalize()} the mean entropy of the soft labels {order}, but the teachers "
+                       f"ended {100 * spread:.1f} pp apart in held-out accuracy, so this order mixes "
+                       "what T does with how well each teacher learned at this budget.")  # fmt: skip
+    return text + (f"{when.capitalize()} the mean entropy of the soft labels {order}, the ranges of "
+                   "neighbouring temperatures apart (one teacher per T: the spread over seeds needs "
+                   "--seeds).")  # fmt: skip
 
 
 def _mean_ci(found: dict | None, spec: str = ".2f") -> str:
