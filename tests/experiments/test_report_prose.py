@@ -128,7 +128,7 @@ def test_the_soft_labels_order_in_t_is_claimed_only_where_the_teachers_tails_sep
     text = soft_label_convergence(settled)
     # the last 3 epochs: geometric mean of 0.10, 0.10, 0.101 = 0.1003; least-squares slope of the
     # log through epochs 3-5 = ln(1.01) / 2, i.e. +1.0 % over the tail
-    assert "T = 5: 0.1 nats [0.1, 0.101] over epochs 3–5, fitted change +1 %" in text
+    assert "T = 5: 0.1 nats [0.1, 0.101] over epochs 3–5, fitted change +1 % from epoch 3" in text
     assert "At convergence the mean entropy of the soft labels rises with T" in text
     assert "Still moving" not in text
     falling = [settled[0], curve(100, [0.9, 0.3, 0.05, 0.04, 0.04])]  # -20 % fitted over epochs 3-5
@@ -142,6 +142,12 @@ def test_the_soft_labels_order_in_t_is_claimed_only_where_the_teachers_tails_sep
     assert "The ranges of T = 1 and 2 overlap" in text and "no order in T" in text
     assert "rises" not in text and "falls" not in text
     assert soft_label_convergence([{"temperature": 5, "teacher_history": None}]) is None
+    # a steady 2 % per epoch: 6 % over the last fifth (epochs 17-20) looks settled, the fitted
+    # change over the last half (epochs 11-20) is 0.98^9 - 1 = -16.6 %: still moving
+    steady = [curve(5, [0.98**e for e in range(1, 21)])]
+    text = soft_label_convergence(steady)
+    assert "over epochs 17–20, fitted change -17 % from epoch 11" in text
+    assert "Still moving (a fitted change of 10 % or more): T = 5." in text
     # settled, but at accuracies 9 pp apart (the CIFAR-10 subset's T = 5 and 20 teachers): the
     # order is reported as mixed with how well each teacher learned, not as "at convergence"
     apart = [curve(5, [1.6, 1.5, 1.44, 1.44, 1.44], 0.491), curve(20, [1.9, 1.7, 1.62, 1.61, 1.61], 0.402)]

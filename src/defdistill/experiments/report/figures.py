@@ -177,8 +177,10 @@ def _soft_label_convergence(results: dict) -> bytes | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(len(curves), 2, figsize=(10.5, 3.8 * len(curves)), squeeze=False)
+    fig, axes = plt.subplots(len(curves), 2, figsize=(10.5, 3.8 * len(curves)), squeeze=False,
+                             layout="constrained")
     cmap = plt.get_cmap("viridis")
     for (entropy_ax, accuracy_ax), (dataset, series) in zip(axes, curves.items(), strict=True):
         for i, (t, history) in enumerate(series):
@@ -189,11 +191,12 @@ def _soft_label_convergence(results: dict) -> bytes | None:
                              label=f"T={t:g}")  # fmt: skip
         entropy_ax.set_yscale("log")
         entropy_ax.set_ylabel("mean entropy of softmax(Z/T) (nats)")
-        entropy_ax.set_title(f"Teachers' soft labels by epoch: {dataset_title(dataset)}")
+        entropy_ax.set_title(f"Teachers' soft labels by epoch: {dataset_title(dataset)}", fontsize=10)
         accuracy_ax.set_ylabel("held-out accuracy (%)")
         accuracy_ax.set_title("Teachers' accuracy by epoch (first 1,000 test images)", fontsize=10)
         for ax in (entropy_ax, accuracy_ax):
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     return _figure_bytes(fig)
@@ -288,8 +291,10 @@ def _training_curves(results: dict) -> bytes | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False,
+                             layout="constrained")
     cmap = plt.get_cmap("viridis")
     for ax, (dataset, (rows, below)) in zip(axes[0], panels.items(), strict=True):
         students = [r for r in rows if r["distilled"]]
@@ -304,6 +309,7 @@ def _training_curves(results: dict) -> bytes | None:
             ax.plot([h["epoch"] for h in history], [100 * h["heldout_accuracy"] for h in history], style,
                     color=colour, label=label)  # fmt: skip
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("held-out accuracy (%, first 1,000 test images)")
         ax.set_title(f"Training curves: {dataset_title(dataset)}", fontsize=10)
         ax.grid(alpha=0.3)

@@ -198,46 +198,54 @@ def findings(dataset: str, result: dict, profile: dict) -> list[Statement]:
     return out
 
 
-SETTLED = 0.10  # largest fitted change of the entropy over the last epochs of a settled curve
+SETTLED = 0.10  # largest fitted change of the entropy over the last half of a settled curve
 TEACHER_SPREAD = 0.03  # teachers further apart in held-out accuracy did not learn alike
+
+
+def _log_slope(history: list[dict]) -> float:
+    """The least-squares slope of the log of the entropy at T against the epoch."""
+    epochs = [h["epoch"] for h in history]
+    logs = [math.log(max(h["entropy_at_t"], 1e-30)) for h in history]
+    mean_epoch, mean_log = sum(epochs) / len(epochs), sum(logs) / len(logs)
+    spread = sum((e - mean_epoch) ** 2 for e in epochs)
+    return sum((e - mean_epoch) * (v - mean_log) for e, v in zip(epochs, logs, strict=True)) / spread
 
 
 @dataclass(frozen=True)
 class _Tail:
-    """A teacher's entropy at T over its last epochs (the last fifth, at least 3)."""
+    """A teacher's entropy at T at the end of its training: its level and range over the last
+    fifth of its epochs (at least 3), its trend over the last half (at least 3)."""
 
     temperature: float
-    epochs: tuple[int, int]
+    epochs: tuple[int, int]  # the last fifth
     low: float
     high: float
-    level: float  # geometric mean
-    change: float  # fitted relative change over the tail (least squares on the log)
+    level: float  # geometric mean over the last fifth
+    trend_from: int  # the first epoch of the last half
+    change: float  # fitted relative change over the last half (least squares on the log)
     accuracy: float  # held-out accuracy at the last epoch
 
     @classmethod
     def of(cls, temperature: float, history: list[dict]) -> _Tail:
-        tail = history[-max(3, len(history) // 5):]
-        epochs = [h["epoch"] for h in tail]
-        logs = [math.log(max(h["entropy_at_t"], 1e-30)) for h in tail]
-        mean_epoch, mean_log = sum(epochs) / len(epochs), sum(logs) / len(logs)
-        spread = sum((e - mean_epoch) ** 2 for e in epochs)
-        slope = sum((e - mean_epoch) * (v - mean_log) for e, v in zip(epochs, logs, strict=True)) / spread
+        tail, half = history[-max(3, len(history) // 5):], history[-max(3, len(history) // 2):]
         values = [h["entropy_at_t"] for h in tail]
-        return cls(temperature, (epochs[0], epochs[-1]), min(values), max(values), math.exp(mean_log),
-                   math.expm1(slope * (epochs[-1] - epochs[0])), tail[-1]["heldout_accuracy"])  # fmt: skip
+        level = math.exp(sum(math.log(max(v, 1e-30)) for v in values) / len(values))
+        change = math.expm1(_log_slope(half) * (half[-1]["epoch"] - half[0]["epoch"]))
+        return cls(temperature, (tail[0]["epoch"], tail[-1]["epoch"]), min(values), max(values), level,
+                   half[0]["epoch"], change, tail[-1]["heldout_accuracy"])  # fmt: skip
 
     def text(self) -> str:
         return (f"T = {self.temperature:g}: {self.level:.3g} nats [{self.low:.3g}, {self.high:.3g}] over "
-                f"epochs {self.epochs[0]}–{self.epochs[1]}, fitted change {100 * self.change:+.0f} %, "
-                f"held-out accuracy {100 * self.accuracy:.1f} %")  # fmt: skip
+                f"epochs {self.epochs[0]}–{self.epochs[1]}, fitted change {100 * self.change:+.0f} % "
+                f"from epoch {self.trend_from}, held-out accuracy {100 * self.accuracy:.1f} %")  # fmt: skip
 
 
 def soft_label_convergence(rows: list[dict]) -> str | None:
     """What the teachers' epoch-by-epoch entropy at T shows (None without the curves).
 
     Over each teacher's last fifth of epochs (at least 3): the geometric mean and range of
-    its entropy at T, and the change a least-squares line through the log fits over them;
-    a curve whose fitted change is below :data:`SETTLED` has settled. An order in T is
+    its entropy at T; over its last half (at least 3), the change a least-squares line
+    through the log fits: a curve whose fitted change is below :data:`SETTLED` has settled. An order in T is
     claimed only where the tail ranges of neighbouring temperatures do not overlap (one
     epoch's entropy on 1,000 images moves by tens of percent), "at convergence" only when
     every curve settled; teachers more than :data:`TEACHER_SPREAD` apart in held-out accuracy
@@ -247,7 +255,8 @@ def soft_label_convergence(rows: list[dict]) -> str | None:
     if not tails:
         return None
     text = ("Epoch by epoch (figure soft_label_convergence.png; entropy of softmax(Z/T) in float32 on the "
-            "first 1,000 training images; geometric mean and range over each teacher's last epochs): "
+            "first 1,000 training images; geometric mean and range over each teacher's last fifth of "
+            "epochs, the change fitted over its last half): "
             + "; ".join(t.text() for t in tails) + ". ")  # fmt: skip
     moving = [t for t in tails if abs(t.change) >= SETTLED]
     if moving:
