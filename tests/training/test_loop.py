@@ -88,6 +88,31 @@ def test_bf16_learns_and_leaves_a_float32_contiguous_model(synthetic, tmp_path):
         assert torch.equal(loaded(x), amp.model(x))
 
 
+def test_float32_on_a_cpu_trains_channels_last_with_float32_arithmetic(synthetic, monkeypatch):
+    """Channels-last changes the order of a convolution's sums, not their precision: after one
+    SGD step from the same weights on the same batch, both layouts agree to float32 rounding."""
+    import defdistill.training.loop as loop
+
+    def one_step(layout: torch.memory_format) -> tuple[torch.nn.Module, str]:
+        monkeypatch.setattr(loop, "training_layout", lambda precision, dev: layout)
+        torch.manual_seed(5)
+        model = build_model("mnist_cnn", 1, 28, synthetic.num_classes)
+        cfg = TrainConfig(epochs=1, batch_size=len(synthetic.x_train), seed=5)
+        result = train(model, synthetic.x_train, synthetic.y_train, synthetic.x_test, synthetic.y_test, cfg,
+                       progress=False, allow_untrained=True)  # one step: not yet learned  # fmt: skip
+        return result.model, result.memory_format
+
+    fast, fast_layout = one_step(torch.channels_last)
+    plain, plain_layout = one_step(torch.contiguous_format)
+    assert (fast_layout, plain_layout) == ("channels_last", "contiguous")
+    assert all(p.is_contiguous() for p in fast.parameters())  # handed back in the standard layout
+    for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
+    # and the default on a CPU is channels-last, in float32, recorded
+    monkeypatch.undo()
+    assert fit(synthetic, epochs=1, seed=5).memory_format == "channels_last"
+
+
 @pytest.mark.heavy
 def test_auto_precision_is_float32_without_native_bfloat16(synthetic, monkeypatch):
     import defdistill.devices

@@ -82,6 +82,7 @@ def train_model(
         "history": result.history,
         "train_seconds": result.seconds,
         "precision": result.precision,
+        "memory_format": result.memory_format,
         **(extra_meta or {}),
     }
     saved = save_model(out, result.model, meta)
