@@ -140,3 +140,14 @@ def test_the_audit_of_a_model_without_input_gradients_says_masking_instead_of_fa
     # the attacks that need no gradient of the model still find what the plain network gives up
     plain = audit(model, ds.x_test, ds.y_test, **AUDIT).battery.robust_accuracy().rate
     assert report.battery.robust_accuracy().rate <= plain + 0.1
+
+
+def test_a_gradient_check_is_critical_only_when_its_interval_lies_above_the_threshold():
+    """2 of 8 inputs (25 %, Wilson [7, 59] %) is what a ReLU network's kinks give a small audit
+    (the CI's 1-epoch baseline, trained channels-last); 93 of 98 (k-WTA on the audit panel) is
+    established. The thresholds are the rates the interval must exceed."""
+    assert not probes.established_above(2, 8, probes.SHATTERED_FRACTION)
+    assert probes.established_above(93, 98, probes.SHATTERED_FRACTION)
+    # 40 of 100: lower bound 30.9 % > 20 %; 25 of 100: lower bound 17.5 % is not
+    assert probes.established_above(40, 100, 0.2) and not probes.established_above(25, 100, 0.2)
+    assert not probes.established_above(0, 0, 0.2)
