@@ -244,7 +244,7 @@ LAYOUT_NAMES = {torch.channels_last: "channels_last", torch.contiguous_format: "
 
 def training_layout(precision: str, dev: torch.device) -> torch.memory_format:
     """The memory layout training computes in: channels-last on a CPU, where its convolutions
-    run faster in float32 too (one thread of a 2-core AMD EPYC: 1.17x, docs/training.md;
+    run faster in float32 too (one thread of a 2-core AMD EPYC: 1.15x, benchmarks/RESULTS.md;
     a 2-core Intel Xeon: 1.4x, issue 28), and for ``bf16`` anywhere; the standard layout for
     float32 on a GPU. Only the order of the sums changes, not the arithmetic's precision."""
     return torch.channels_last if precision == "bf16" or dev.type == "cpu" else torch.contiguous_format

@@ -203,7 +203,10 @@ TEACHER_SPREAD = 0.03  # teachers further apart in held-out accuracy did not lea
 
 
 def _log_slope(history: list[dict]) -> float:
-    """The least-squares slope of the log of the entropy at T against the epoch."""
+    """The least-squares slope of the log of the entropy at T against the epoch; NaN from a
+    single epoch (no trend can be fitted)."""
+    if len(history) < 2:
+        return math.nan
     epochs = [h["epoch"] for h in history]
     logs = [math.log(max(h["entropy_at_t"], 1e-30)) for h in history]
     mean_epoch, mean_log = sum(epochs) / len(epochs), sum(logs) / len(logs)
@@ -234,10 +237,17 @@ class _Tail:
         return cls(temperature, (tail[0]["epoch"], tail[-1]["epoch"]), min(values), max(values), level,
                    half[0]["epoch"], change, tail[-1]["heldout_accuracy"])  # fmt: skip
 
+    @property
+    def settled(self) -> bool:
+        """The fitted change is below :data:`SETTLED` (False when none could be fitted)."""
+        return abs(self.change) < SETTLED
+
     def text(self) -> str:
+        trend = (f"fitted change {100 * self.change:+.0f} % from epoch {self.trend_from}"
+                 if math.isfinite(self.change) else "one epoch: no trend")  # fmt: skip
         return (f"T = {self.temperature:g}: {self.level:.3g} nats [{self.low:.3g}, {self.high:.3g}] over "
-                f"epochs {self.epochs[0]}–{self.epochs[1]}, fitted change {100 * self.change:+.0f} % "
-                f"from epoch {self.trend_from}, held-out accuracy {100 * self.accuracy:.1f} %")  # fmt: skip
+                f"epochs {self.epochs[0]}–{self.epochs[1]}, {trend}, held-out accuracy "
+                f"{100 * self.accuracy:.1f} %")  # fmt: skip
 
 
 def soft_label_convergence(rows: list[dict]) -> str | None:
@@ -258,7 +268,7 @@ def soft_label_convergence(rows: list[dict]) -> str | None:
             "first 1,000 training images; geometric mean and range over each teacher's last fifth of "
             "epochs, the change fitted over its last half): "
             + "; ".join(t.text() for t in tails) + ". ")  # fmt: skip
-    moving = [t for t in tails if abs(t.change) >= SETTLED]
+    moving = [t for t in tails if not t.settled]
     if moving:
         text += (f"Still moving (a fitted change of {100 * SETTLED:.0f} % or more): "
                  + ", ".join(f"T = {t.temperature:g}" for t in moving) + ". ")  # fmt: skip
