@@ -4,6 +4,7 @@ failed task leaves every other unit saved for the next run."""
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -119,27 +120,66 @@ def test_resume_after_a_failed_task(request, tiny_run, tmp_path, executor_name):
 
 
 class RecordingExecutor(LocalExecutor):
-    """The local executor, recording the task names of every phase it is given."""
+    """The local executor, recording the function and the task names of every phase."""
 
     def __init__(self) -> None:
-        self.phases: list[list[str]] = []
+        self.phases: list[tuple[str, list[str]]] = []
 
     def map(self, fn, tasks, shared=None):
-        self.phases.append([getattr(task, "name", type(task).__name__) for task in tasks])
+        self.phases.append((fn.__name__, [getattr(task, "name", type(task).__name__) for task in tasks]))
         return super().map(fn, tasks, shared)
 
 
-def test_training_tasks_are_handed_to_the_executor_longest_first(tiny_run, tmp_path):
-    """Parallel workers finish a phase soonest when the longest task starts first: the
-    positive control (2 epochs x 3 passes: PGD-2 and the update) before the distilled pairs
-    (2 networks x 2 epochs) before the baseline (2 epochs)."""
+def test_training_runs_in_two_waves_each_longest_first(tiny_run, tmp_path):
+    """Every teacher and undistilled model, then the students. Parallel workers finish a wave
+    soonest when the longest task starts first: the positive control (2 epochs x 3 passes:
+    PGD-2 and the update) before the one-network units of 2 epochs, the hottest of those first."""
     out = tmp_path / "out"
     shutil.copytree(tiny_run[0], out)
     executor = RecordingExecutor()
     reproduce_on(tiny_dataset(), TINY, out, progress=False, executor=executor)
-    assert executor.phases[0] == ["adversarial-pgd", "distilled-T5", "distilled-T50", "baseline"]
+    assert executor.phases[:2] == [
+        ("teacher_unit", ["adversarial-pgd", "distilled-T50", "distilled-T5", "baseline"]),
+        ("student_unit", ["distilled-T50", "distilled-T5"]),
+    ]
     models = json.loads((out / "synthetic" / "results.json").read_text())["models"]
     assert [m["name"] for m in models] == [m["name"] for m in tiny_run[3]["models"]]  # the report's order
+
+
+class _StudentWaveError(Exception):
+    pass
+
+
+class StopAtTheStudents(LocalExecutor):
+    """The local executor, stopping the sweep where its students would start (their tasks kept)."""
+
+    def map(self, fn, tasks, shared=None):
+        if fn.__name__ == "student_unit":
+            self.students = list(tasks)
+            raise _StudentWaveError
+        return super().map(fn, tasks, shared)
+
+
+def test_every_teacher_is_trained_before_any_student_and_force_retrains_each_network_once(tmp_path):
+    from defdistill.checkpoint import read_meta
+    from defdistill.experiments.tasks import student_unit, teacher_unit
+
+    ds, executor = tiny_dataset(), StopAtTheStudents()
+    with pytest.raises(_StudentWaveError):
+        reproduce_on(ds, replace(TINY, adversarial=None), tmp_path, progress=False, executor=executor)
+    models = tmp_path / "synthetic" / "models"
+    teachers = sorted(p.parent.parent.name for p in models.glob("*/teacher/model.safetensors"))
+    assert teachers == ["distilled-T5", "distilled-T50"]
+    assert (models / "baseline" / "model.safetensors").is_file()
+    assert not list(models.glob("distilled-*/model.safetensors"))  # no student yet
+    task = replace(executor.students[0], force=True)
+    teacher = read_meta(Path(task.path) / "teacher")
+    student = student_unit(ds, task)["meta"]  # --force: the student trains, its teacher is kept
+    assert read_meta(Path(task.path) / "teacher") == teacher
+    assert student["teacher"]["weights_sha256"] == teacher["weights_sha256"]
+    retrained = teacher_unit(ds, task)["meta"]  # --force in the first wave: the teacher trains again
+    assert retrained["train_seconds"] != teacher["train_seconds"]
+    assert teacher_unit(ds, replace(task, force=False))["meta"] == retrained  # otherwise reused
 
 
 def test_the_cost_of_a_training_counts_the_passes_of_its_adversarial_recipe():

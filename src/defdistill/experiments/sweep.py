@@ -7,7 +7,8 @@ the deployed softmax, gradient amplitudes) and with the attacks that later broke
 distillation (JSMA on the logits, PGD at the training temperature, Carlini & Wagner L2,
 transfer from the baseline). Each model and each measurement is a resumable unit
 (:mod:`.units`) and an independent task (:mod:`.tasks`) run by an executor
-(:mod:`.executors`): first every training task, then every evaluation.
+(:mod:`.executors`): first every teacher and undistilled model, then every student, then
+every evaluation.
 
 Seed 0 lives in the data set's directory itself, seed ``k > 0`` in ``seed-<k>/`` below it,
 so a single-seed run and a later run with more seeds share seed 0's units.
@@ -19,6 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,8 @@ from defdistill.experiments.tasks import (
     eval_unit,
     load_exact,
     measure,
-    train_unit,
+    student_unit,
+    teacher_unit,
     training_curve,
 )
 from defdistill.inference import predict_logits
@@ -123,18 +126,35 @@ def run_sweeps(
     reused: dict[int, list[str]] = {s: [] for s in seeds}
     computed: dict[int, list[str]] = {s: [] for s in seeds}
     hottest = max((t for t in temperatures if t is not None), default=None)
-    bar = tqdm(total=2 * len(train_tasks) + (len(seeds) if hottest else 0), desc=f"{ds.name} sweep",
-               unit="unit", disable=not progress, dynamic_ncols=True)  # fmt: skip
+    units = 2 * len(train_tasks) + sum(t.distilled for t in train_tasks)  # teachers: a unit each
+    bar = tqdm(total=units + (len(seeds) if hottest else 0), desc=f"{ds.name} sweep", unit="unit",
+               disable=not progress, dynamic_ncols=True)  # fmt: skip
     start = time.perf_counter()
     try:
         metas: dict[tuple[int, str], dict[str, Any]] = {}
         teachers: dict[tuple[int, str], dict[str, Any]] = {}
-        # the longest first: on parallel workers the phase then ends with the short ones
-        longest_first = sorted(train_tasks, key=training_cost, reverse=True)
-        for task, done in zip(longest_first, executor.map(train_unit, longest_first, ds), strict=True):
+        def record(task: TrainTask, done: dict[str, Any]) -> None:
             metas[task.seed, task.name] = done["meta"]
             teachers[task.seed, task.name] = {k: done.get(k) for k in TEACHER_KEYS}
             (reused if done["reused"] else computed)[task.seed].append(f"train-{task.name}")
+
+        # Two waves: every teacher and every undistilled model, then the students (each needs
+        # its teacher): the soft labels' measurements come first, and each wave's units are
+        # one network long. In each wave the longest first, so parallel workers end it with
+        # the short ones, and among equals the hottest: plain training at a large T learns
+        # slowest, so a network that does not learn stops the run soonest.
+        def order(task: TrainTask, teacher_only: bool = False) -> tuple[int, float]:
+            return training_cost(task, teacher_only), task.temperature or 0.0
+
+        first = sorted(train_tasks, key=partial(order, teacher_only=True), reverse=True)
+        for task, done in zip(first, executor.map(teacher_unit, first, ds), strict=True):
+            if not task.distilled:
+                record(task, done)
+            bar.set_postfix_str(f"trained {'the teacher of ' * task.distilled}{task.name}")
+            bar.update()
+        students = sorted((t for t in train_tasks if t.distilled), key=order, reverse=True)
+        for task, done in zip(students, executor.map(student_unit, students, ds), strict=True):
+            record(task, done)
             bar.set_postfix_str(f"trained {task.name}")
             bar.update()
 
@@ -235,11 +255,11 @@ def measurement_unit(ds: Dataset, task: EvalTask | AblationTask) -> dict[str, An
     return ablation_unit(ds, task) if isinstance(task, AblationTask) else eval_unit(ds, task)
 
 
-def training_cost(task: TrainTask) -> int:
+def training_cost(task: TrainTask, teacher_only: bool = False) -> int:
     """Forward-backward passes over the training set that ``task`` costs: epochs, times two
-    networks (teacher and student) when distilled, times ``steps + 1`` passes per batch when
-    adversarially trained (``steps`` of the attack, one for FGSM, and the update; TRADES's
-    update takes a second pass, on the clean batch and on ``x'``)."""
+    networks (teacher and student) when distilled unless ``teacher_only``, times ``steps + 1``
+    passes per batch when adversarially trained (``steps`` of the attack, one for FGSM, and the
+    update; TRADES's update takes a second pass, on the clean batch and on ``x'``)."""
     deployed = task.deployed_config
     method = deployed.get("adversarial")
     per_epoch = 1
@@ -247,7 +267,7 @@ def training_cost(task: TrainTask) -> int:
         per_epoch += 1 if method == AdversarialMethod.FGSM_RS else deployed["adversarial_steps"]
         if method == AdversarialMethod.TRADES:
             per_epoch += 1
-    return int(deployed["epochs"]) * per_epoch * (2 if task.distilled else 1)
+    return int(deployed["epochs"]) * per_epoch * (2 if task.distilled and not teacher_only else 1)
 
 
 def shipped_control(baseline: TrainTask, name: str, ds: Dataset) -> tuple[TrainTask, dict[str, Any]]:

@@ -8,7 +8,9 @@ from those directories and write their results there with the usual atomic-write
 resume rules, so they can run in this process or on a Ray worker, in any order within a
 phase: training tasks are independent; an evaluation needs its model and the baseline.
 
-* :func:`train_unit`: the baseline, or a teacher and its distilled student at T.
+* :func:`teacher_unit`: a distilled model's teacher alone (the others: :func:`train_unit`).
+* :func:`train_unit`: the baseline, or a teacher and its distilled student at T;
+  :func:`student_unit` once :func:`teacher_unit` has run.
 * :func:`eval_unit`: every measurement of one deployed model (:func:`measure`).
 """
 
@@ -37,7 +39,7 @@ from defdistill.experiments.units import UnitStore
 from defdistill.inference import evaluate
 from defdistill.names import AttackId, JsmaOn, Loss, Norm, TargetMode
 from defdistill.training.config import TrainConfig
-from defdistill.training.distill import distill, role_configs
+from defdistill.training.distill import distill, role_configs, train_teacher
 from defdistill.training.runs import train_model
 
 log = logging.getLogger(__name__)
@@ -111,8 +113,27 @@ class EvalTask:
     force: bool
 
 
-def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
-    """Train (or reuse) one deployed model of the sweep.
+def teacher_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
+    """The first wave of the sweep's training: a distilled model's teacher alone (reused as
+    :func:`train_unit` would, retrained with ``force``), every other model whole
+    (:func:`train_unit`). The teachers' soft labels are then measured before any student has
+    trained, and the wave's units have the same length: one network each."""
+    if not task.distilled:
+        return train_unit(ds, task)
+    _, meta = train_teacher(ds, task.architecture, TrainConfig(**task.config), task.path,
+                            device=task.device, progress=task.progress, reuse=not task.force)  # fmt: skip
+    return {"name": task.name, "meta": meta}
+
+
+def student_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
+    """The second wave: the distilled model of ``task`` from the teacher :func:`teacher_unit`
+    has just trained or checked (reused even with ``force``, which retrains the student)."""
+    return train_unit(ds, task, teacher_ready=True)
+
+
+def train_unit(ds: Dataset, task: TrainTask, teacher_ready: bool = False) -> dict[str, Any]:
+    """Train (or reuse) one deployed model of the sweep; with ``teacher_ready``, a distilled
+    model's teacher is reused as it stands (:func:`student_unit`).
 
     Returns:
         ``{"name", "meta", "reused"}`` with the deployed model's ``meta.json``.
@@ -130,7 +151,7 @@ def train_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
     config, clock = TrainConfig(**task.config), Stopwatch(f"train-{task.name}")
     if task.distilled:
         meta = distill(ds, task.architecture, config, path, device=task.device,
-                       progress=task.progress, reuse_teacher=not task.force)  # fmt: skip
+                       progress=task.progress, reuse_teacher=teacher_ready or not task.force)  # fmt: skip
     else:
         role = "adversarial" if deployed.get("adversarial") else "baseline"
         _, meta = train_model(ds, task.architecture, TrainConfig(**deployed), path, role,

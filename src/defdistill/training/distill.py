@@ -71,6 +71,37 @@ def role_configs(config: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
             replace(config, seed=role_seed(seed, "student", t)))  # fmt: skip
 
 
+def train_teacher(
+    ds: Dataset,
+    architecture: str,
+    config: TrainConfig,
+    out: str | Path,
+    device: str = "auto",
+    progress: bool = True,
+    allow_untrained: bool = False,
+    reuse: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Step 1 of distillation: the teacher at ``config.temperature`` in ``out/teacher``, and its
+    ``meta.json``. ``config.seed`` is the run's seed (the teacher's own is derived from it,
+    :func:`role_configs`). A teacher already there with this configuration is reused unless
+    ``reuse`` is False (``--force``)."""
+    out, dev = Path(out), resolve_device(device)
+    config = role_configs(config)[0]
+    teacher_dir = out / "teacher"
+    wanted = {"config": config.to_dict(), "dataset": dataset_signature(ds), "architecture": architecture}
+    if reuse and not teacher_dir.exists():  # the normal case of a first run
+        log.info("no teacher at %s: training it", teacher_dir)
+    elif reuse:
+        try:  # an unfinished teacher, another configuration, or weights not matching meta.json
+            teacher, meta = load_reusable(teacher_dir, wanted, dev)
+            log.info("reusing teacher %s (accuracy %.4f)", teacher_dir, meta["test_accuracy"])
+            return teacher, meta
+        except CheckpointError as err:
+            log.info("%s; training the teacher", err)
+    return train_model(ds, architecture, config, teacher_dir, "teacher", device=str(dev),
+                       progress=progress, allow_untrained=allow_untrained)  # fmt: skip
+
+
 def distill(
     ds: Dataset,
     architecture: str,
@@ -89,28 +120,10 @@ def distill(
     """
     out = Path(out)
     temperature = config.temperature
-    config, student_config = role_configs(config)
+    student_config = role_configs(config)[1]
     dev = resolve_device(device)
-    signature = dataset_signature(ds)
-
-    teacher_dir = out / "teacher"
-    wanted = {"config": config.to_dict(), "dataset": signature, "architecture": architecture}
-    reused = None
-    if reuse_teacher and not teacher_dir.exists():  # the normal case of a first run
-        log.info("no teacher at %s: training it", teacher_dir)
-    elif reuse_teacher:
-        try:  # an unfinished teacher, another configuration, or weights not matching meta.json
-            reused = load_reusable(teacher_dir, wanted, dev)
-            log.info("reusing teacher %s (accuracy %.4f)", teacher_dir, reused[1]["test_accuracy"])
-        except CheckpointError as err:
-            log.info("%s; training the teacher", err)
-    if reused is not None:
-        teacher, teacher_meta = reused
-    else:
-        teacher, teacher_meta = train_model(
-            ds, architecture, config, teacher_dir, "teacher", device=str(dev),
-            progress=progress, allow_untrained=allow_untrained,
-        )  # fmt: skip
+    teacher, teacher_meta = train_teacher(ds, architecture, config, out, str(dev), progress,
+                                          allow_untrained, reuse=reuse_teacher)  # fmt: skip
 
     labels = _load_soft_labels(out / SOFT_LABELS, teacher_meta["weights_sha256"])
     if labels is None or len(labels) != len(ds.x_train):
