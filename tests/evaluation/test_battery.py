@@ -145,3 +145,19 @@ def test_clean_errors_after_the_last_correct_image_still_count_when_every_correc
     limited = run_battery(FirstPixel(), [AttackSpec(AttackId.PGD_CE_F, "A", fooling([0]), PRIMARY,
                                                     worst_case=True, samples=2)], x, y)  # fmt: skip
     assert (limited.robust_accuracy().k, limited.robust_accuracy().n) == (1, 2)
+
+
+def test_a_model_that_gets_no_drawn_image_right_has_nothing_attacked_and_nothing_robust(drawn):
+    x, y = drawn
+    y = 1 - y  # now only images 2 and 5 are right; with them wrong too, none is
+    y[[2, 5]] = 0
+
+    def never_called(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Outcome:
+        raise AssertionError("an attack ran on no image")
+
+    spec = AttackSpec(AttackId.PGD_CE_F, "PGD", never_called, PRIMARY, worst_case=True)
+    result = run_battery(FirstPixel(), [spec], x, y)
+    nothing = {"k": 0, "n": 0, "rate": None, "low": None, "high": None}
+    assert result.attacks[spec.name].success.to_dict() == nothing
+    found = result.to_dict()["robust_accuracy"]
+    assert found["unconditional_interval"]["k"] == 0 and found["unconditional_interval"]["n"] == 8

@@ -186,3 +186,24 @@ def test_reproduce_sweeps_temporaries_of_an_interrupted_run(tmp_path, tiny_run):
         path.write_text("half-written")
     reproduce_on(tiny_dataset(), TINY, out, progress=False)  # every unit reused: seconds
     assert not any(p.exists() for p in planted)
+
+
+@pytest.mark.heavy  # a tiny sweep of two temperatures, no positive control (about 30 s)
+def test_a_temperature_that_does_not_learn_is_kept_flagged_and_the_hottest_that_did_is_read(tmp_path):
+    """At T = 10^4 plain training divides the loss's gradient by 10^4: in 2 epochs the teacher
+    stays at chance (3 classes: the floor is 40 %), and its student, distilled from noise, is
+    not read whatever its accuracy. The sweep keeps them, marks the row, and the report and
+    the ablations read the T = 5 student instead."""
+    from dataclasses import replace
+
+    profile = replace(TINY, temperatures=(5.0, 1e4), adversarial=None)
+    reproduce_on(tiny_dataset(), profile, tmp_path, progress=False)
+    result = json.loads((tmp_path / "synthetic" / "results.json").read_text())
+    rows = {r["name"]: r for r in result["models"]}
+    cold, hot = rows["distilled-T5"], rows["distilled-T10000"]
+    assert [rows["baseline"]["learned"], cold["learned"], hot["learned"]] == [True, True, False]
+    assert hot["teacher_accuracy"] <= 0.4 < cold["teacher_accuracy"]
+    assert result["ablations"]["temperature"] == 5.0
+    report = (tmp_path / "report.md").read_text()
+    assert "| distilled-T10000 (did not learn: not read) |" in report
+    assert "Masking checks on the T = 5 student" in report and "**Did not learn in 2 epoch(s)**" in report

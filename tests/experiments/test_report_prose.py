@@ -9,6 +9,7 @@ from defdistill.experiments.report.findings import (
     sampling_note,
     soft_label_convergence,
 )
+from defdistill.experiments.report.tables import model_label
 from defdistill.names import StatementKind
 
 
@@ -174,3 +175,30 @@ def test_a_flagged_student_is_named_and_pointed_to_its_training_curve():
     flagged = result(with_curve["models"], shape=(3, 32, 32), n_train=5085)
     assert accuracy_statement(flagged).endswith(
         "distilled-T20 (their held-out accuracy epoch by epoch: figure training_curves.png).")
+
+
+def test_a_student_that_did_not_learn_stays_flagged_and_the_verdicts_read_the_hottest_that_did():
+    at_chance = {**row("distilled-T100", 100.0, success=0.0, drop=-88.0), "learned": False,
+                 "test_accuracy": 0.098, "teacher_accuracy": 0.1135}  # fmt: skip
+    res = result([*MNIST["models"], at_chance])
+    said = findings("mnist", res, res["config"]["profile"])
+    verdicts = [f.text for f in said if f.kind is StatementKind.VERDICT]
+    assert verdicts == ["Masking checks on the T = 20 student (the rule `defdistill audit` applies): "
+                        "apparent robustness is gradient masking, in every seed."]  # fmt: skip
+    unread = [f.text for f in said if f.kind is StatementKind.ACCURACY][-1]
+    assert unread.startswith("**Did not learn in 4 epoch(s)**")
+    assert "T = 100 (student 9.8%, teacher 11.3%)" in unread
+    assert unread.endswith("the verdicts above are the T = 20 student's, the hottest that learned.")
+    assert "\n".join(conclusion({"mnist": res})).startswith("**No.** On MNIST")
+    assert model_label(at_chance) == "distilled-T100 (did not learn: not read)"
+    assert model_label(MNIST["models"][1]) == "distilled-T20"
+
+
+def test_where_no_student_learned_nothing_is_concluded():
+    res = result([MNIST["models"][0], {**MNIST["models"][1], "learned": False, "test_accuracy": 0.1,
+                                       "teacher_accuracy": 0.1}])  # fmt: skip
+    said = findings("mnist", res, res["config"]["profile"])
+    assert not [f for f in said if f.kind in ROBUSTNESS]  # no verdict on a network at chance
+    assert said[-1].text.endswith("no distilled model learned, so none is read.")
+    assert "\n".join(conclusion({"mnist": res})).startswith(
+        "On MNIST, no distilled network learned (every student or its teacher at the chance floor)")

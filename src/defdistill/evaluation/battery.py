@@ -296,7 +296,9 @@ def run_battery(model: nn.Module, specs: list[AttackSpec], x: torch.Tensor, y: t
     for spec in specs:
         idx = (order if spec.samples is None else order[: spec.samples]).to(x.device)
         start = time.perf_counter()
-        out = spec.run(model, x[idx], y[idx.to(y.device)])
+        # no correctly classified image (a network at chance, few drawn): nothing to attack
+        out = (spec.run(model, x[idx], y[idx.to(y.device)]) if len(idx)
+               else Outcome(torch.zeros(0, dtype=torch.bool), 0, 0, {}))  # fmt: skip
         seconds = time.perf_counter() - start
         attacks[spec.name] = AttackSummary(
             spec.id, spec.label, spec.threat, spec.gradient, spec.worst_case, out.fooled.cpu(),

@@ -81,6 +81,8 @@ def aggregate_rows(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, A
     out = []
     for name in names:
         mean, std = _aggregate([b[name] for b in by_name])
+        if any("learned" in b[name] for b in by_name):  # learned in every seed (rows before: True)
+            mean["learned"] = all(b[name].get("learned", True) for b in by_name)
         out.append({**mean, "std": std if std is not _MISSING else {}, "seeds": len(runs)})
     return out
 

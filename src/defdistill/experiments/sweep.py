@@ -55,6 +55,7 @@ from defdistill.names import AdversarialMethod, ExecutorKind
 from defdistill.pretrained import resolve_model
 from defdistill.training.config import PAPER_CONFIGS, TrainConfig, paper_config, role_seed
 from defdistill.training.distill import role_configs
+from defdistill.training.loop import chance_threshold
 from defdistill.training.runs import dataset_signature
 
 __all__ = ["SCHEMA_VERSION", "SweepResult", "measure", "model_name", "run_sweeps", "seed_dir"]
@@ -125,9 +126,9 @@ def run_sweeps(
                         if task.name == model_name(None)]  # fmt: skip
     reused: dict[int, list[str]] = {s: [] for s in seeds}
     computed: dict[int, list[str]] = {s: [] for s in seeds}
-    hottest = max((t for t in temperatures if t is not None), default=None)
     units = 2 * len(train_tasks) + sum(t.distilled for t in train_tasks)  # teachers: a unit each
-    bar = tqdm(total=units + (len(seeds) if hottest else 0), desc=f"{ds.name} sweep", unit="unit",
+    ablation_units = len(seeds) if len(temperatures) > 1 else 0  # fewer if no student learned
+    bar = tqdm(total=units + ablation_units, desc=f"{ds.name} sweep", unit="unit",
                disable=not progress, dynamic_ncols=True)  # fmt: skip
     start = time.perf_counter()
     try:
@@ -172,11 +173,14 @@ def run_sweeps(
         rows: dict[int, list[dict[str, Any]]] = {s: [] for s in seeds}
         devices: set[str] = set()
         ablations: dict[int, dict[str, Any]] = {}
-        # the ablations need only the baseline and the hottest student: they run beside the
-        # evaluations, first (they are the longest of the phase)
+        # the ablations need only the baseline and the hottest student that learned: they run
+        # beside the evaluations, first (they are the longest of the phase)
+        hottest = {s: max((t for t in temperatures if t is not None and learned(metas[s, model_name(t)])),
+                          default=None) for s in seeds}  # fmt: skip
+        bar.total -= sum(t is None for t in hottest.values()) if ablation_units else 0
         phase: list[EvalTask | AblationTask] = [
-            *(_ablation_task(s, out, hottest, metas, profile, signature, device, force)
-              for s in seeds if hottest is not None),
+            *(_ablation_task(s, out, t, metas, profile, signature, device, force)
+              for s, t in hottest.items() if t is not None),
             *eval_tasks,
         ]  # fmt: skip
         for task, done in zip(phase, executor.map(measurement_unit, phase, ds), strict=True):
@@ -334,6 +338,17 @@ def compare_models(
     return [int(i) for i in index], nearest
 
 
+def learned(meta: dict[str, Any]) -> bool:
+    """Whether a trained network, and its teacher where it has one, have a test accuracy above
+    the chance floor training refuses (:func:`defdistill.training.loop.chance_threshold`): a
+    student of a teacher at chance was distilled from noise. The sweep keeps a distilled
+    network that did not learn; the report does not read its attacks."""
+    floor = meta["config"].get("min_accuracy")
+    floor = chance_threshold(int(meta["num_classes"])) if floor is None else floor
+    accuracies = [meta["test_accuracy"], *([meta["teacher"]["test_accuracy"]] if meta.get("teacher") else [])]
+    return all(float(a) > floor for a in accuracies)
+
+
 def _ablation_task(
     seed: int, out: Path, temperature: float, metas: dict[tuple[int, str], dict], profile: Profile,
     signature: dict, device: str, force: bool,
@@ -392,6 +407,7 @@ def _measured_row(
         "role": meta["role"],
         "temperature": temperature,
         "distilled": temperature is not None,
+        "learned": learned(meta),
         "test_accuracy": accuracy,
         "test_accuracy_interval": measured["accuracy"].get("accuracy_interval"),
         "accuracy_variation_pp": 100.0 * (accuracy - base_accuracy),

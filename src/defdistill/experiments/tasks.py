@@ -121,7 +121,8 @@ def teacher_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
     if not task.distilled:
         return train_unit(ds, task)
     _, meta = train_teacher(ds, task.architecture, TrainConfig(**task.config), task.path,
-                            device=task.device, progress=task.progress, reuse=not task.force)  # fmt: skip
+                            device=task.device, progress=task.progress, allow_untrained=True,
+                            reuse=not task.force)  # fmt: skip
     return {"name": task.name, "meta": meta}
 
 
@@ -150,8 +151,10 @@ def train_unit(ds: Dataset, task: TrainTask, teacher_ready: bool = False) -> dic
             log.info("%s: %s; training it", task.name, err)
     config, clock = TrainConfig(**task.config), Stopwatch(f"train-{task.name}")
     if task.distilled:
-        meta = distill(ds, task.architecture, config, path, device=task.device,
-                       progress=task.progress, reuse_teacher=teacher_ready or not task.force)  # fmt: skip
+        # a teacher or student at chance is kept (the report flags it, with its curve): at a
+        # large T plain training may not learn in the profile's epochs, which is a result
+        meta = distill(ds, task.architecture, config, path, device=task.device, progress=task.progress,
+                       allow_untrained=True, reuse_teacher=teacher_ready or not task.force)  # fmt: skip
     else:
         role = "adversarial" if deployed.get("adversarial") else "baseline"
         _, meta = train_model(ds, task.architecture, TrainConfig(**deployed), path, role,

@@ -49,6 +49,24 @@ def distilled(rows: list[dict]) -> list[dict]:
     return sorted((r for r in rows if r["distilled"]), key=lambda r: r["temperature"])
 
 
+def learned(row: dict) -> bool:
+    """Whether the model's accuracy is above the chance floor training refuses, in every seed
+    (``learned`` in its row; rows from before the field: True). The report reads no attack on
+    a distilled model that did not learn: on the few images it gets right by luck, a network at
+    chance "resists" every attack."""
+    return row.get("learned", True) is True
+
+
+def studied(rows: list[dict]) -> list[dict]:
+    """The distilled models that learned, coldest first: the ones whose measurements are read."""
+    return [r for r in distilled(rows) if learned(r)]
+
+
+def hottest(rows: list[dict]) -> dict | None:
+    """The hottest distilled model that learned: the subject of the report's verdicts."""
+    return (studied(rows) or [None])[-1]
+
+
 def flagged(rows: list[dict], profile: dict) -> list[str]:
     """The distilled models more than the profile's accuracy tolerance below the baseline."""
     drop = profile.get("max_accuracy_drop", 1.5)

@@ -14,7 +14,9 @@ from defdistill.experiments.report.data import (
     dataset_title,
     distilled,
     flagged,
+    hottest,
     in_order,
+    learned,
     paper_entry,
     stat,
 )
@@ -57,7 +59,7 @@ def _error_bars(result: dict, rows: list[dict], column: Column) -> list[list[flo
     below, above = [], []
     for row in rows:
         value, (low, high, _) = column.shown(row), column.bounds(row)
-        if value is None or low is None or high is None:
+        if value is None or low is None or high is None or not learned(row):
             below.append(math.nan)
             above.append(math.nan)
         else:
@@ -89,7 +91,8 @@ def _vs_temperature(
         ts = [r["temperature"] for r in rows]
         for label, (get, style) in ours.items():
             column = get if isinstance(get, Column) else None
-            stats = [stat(result, r["name"], column.shown if column else get) for r in rows]
+            stats = [stat(result, r["name"], column.shown if column else get) if learned(r) else (None, None)
+                     for r in rows]  # fmt: skip
             means = [math.nan if m is None else m for m, _ in stats]
             bars = _error_bars(result, rows, column) if column else None
             if any(sd is not None for _, sd in stats):
@@ -103,6 +106,9 @@ def _vs_temperature(
             if hollow:
                 ax.plot([ts[i] for i in hollow], [means[i] for i in hollow], "o", mfc="white",
                         mec="b", ms=9, label="JSMA on F exhausted its budget on some images")  # fmt: skip
+        unread = [f"{r['temperature']:g}" for r in rows if not learned(r)]
+        if unread:  # a legend entry without a mark
+            ax.plot([], [], " ", label=f"not drawn, did not learn: T = {', '.join(unread)}")
         if baseline_line is not None:
             mean, std = stat(result, baseline(result["models"])["name"], baseline_line)
             if mean is not None:
@@ -239,10 +245,9 @@ def collect_examples(results: dict) -> dict[str, dict[str, Any]]:
         if len(seed_runs(result)) > 1:
             title += f" seed {seeds_of(result)[0]}"
         first = seed_runs(result)[0]  # an example image is one seed's, never an average
-        base, rows = baseline(first), distilled(first)
+        base, top = baseline(first), hottest(first)
         examples[f"{title} baseline\nJSMA on F"] = attack_value(base, AttackId.JSMA_F, "example")
-        if rows:
-            top = rows[-1]
+        if top is not None:
             t = f"{top['temperature']:g}"
             examples[f"{title} T={t}\nJSMA on F"] = attack_value(top, AttackId.JSMA_F, "example")
             examples[f"{title} T={t}\nJSMA on Z"] = attack_value(top, AttackId.JSMA_Z, "example")
@@ -302,12 +307,17 @@ def _training_curves(results: dict) -> bytes | None:
             history = row["training_history"]
             if row["distilled"]:
                 colour = cmap(students.index(row) / max(1, len(students) - 1))
-                label = f"student T={row['temperature']:g}" + (" (flagged)" if row["name"] in below else "")
-                style = "--" if row["name"] in below else "-"
+                flag = " (flagged)" if row["name"] in below else ""
+                mark = " (did not learn)" if not learned(row) else flag
+                label, style = f"student T={row['temperature']:g}{mark}", "--" if mark else "-"
             else:
                 colour, label, style = "black", row["name"], "-"
             ax.plot([h["epoch"] for h in history], [100 * h["heldout_accuracy"] for h in history], style,
                     color=colour, label=label)  # fmt: skip
+            teacher = row.get("teacher_history") if not learned(row) else None
+            if teacher:  # where a student did not learn, whether its teacher did
+                ax.plot([h["epoch"] for h in teacher], [100 * h["heldout_accuracy"] for h in teacher], ":",
+                        color=colour, label=f"its teacher T={row['temperature']:g}")  # fmt: skip
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("held-out accuracy (%, first 1,000 test images)")

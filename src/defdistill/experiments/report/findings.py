@@ -19,7 +19,10 @@ from defdistill.experiments.report.data import (
     distilled,
     flagged,
     fmt,
+    hottest,
+    learned,
     paper_entry,
+    studied,
     verdict,
 )
 from defdistill.names import AttackId, StatementKind
@@ -93,9 +96,9 @@ def _count(found: dict | None) -> str:
 
 def masking_detected(result: dict) -> bool:
     """The masking rule (:func:`defdistill.evaluation.checks.assess`, as in ``defdistill audit``) flags
-    the student distilled at the highest temperature."""
-    rows = distilled(result["models"])
-    found = verdict(rows[-1]) if rows else None
+    the student distilled at the highest temperature that learned."""
+    top = hottest(result["models"])
+    found = verdict(top) if top else None
     return bool(found and found["masking"])
 
 
@@ -106,11 +109,20 @@ def findings(dataset: str, result: dict, profile: dict) -> list[Statement]:
     out: list[Statement] = []
     if not rows:
         return out
+    top = hottest(result["models"])
+    if top is not None:
+        out += _attacks_on(top, base, result)
+    out += _training_statements(result, rows, profile, top)
+    return out
+
+
+def _attacks_on(top: dict, base: dict, result: dict) -> list[Statement]:
+    """What the attacks and the gradients say of the hottest student that learned."""
+    out: list[Statement] = []
 
     def say(kind: StatementKind, text: str) -> None:
         out.append(Statement(kind, text))
 
-    top = rows[-1]
     f_base, f_top = (attack_value(r, AttackId.JSMA_F, "success_interval") for r in (base, top))
     say(StatementKind.PAPER_ATTACK,
         f"The paper's attack (JSMA on the deployed softmax F) succeeds on "
@@ -147,7 +159,7 @@ def findings(dataset: str, result: dict, profile: dict) -> list[Statement]:
             f"{z}, JSMA on softmax(Z/T) {zt}, C&W L2 {cw_rate}, PGD accuracy {pgd} (CE on Z/T) "
             f"and {margin} (margin).")  # fmt: skip
     say(StatementKind.ROBUST_ACCURACY, _robust_sentence(top, base))
-    logs = [r["gradients"]["median_log10"] for r in [base, *rows]]
+    logs = [r["gradients"]["median_log10"] for r in (base, top)]
     if logs[0] is not None and logs[-1] is not None:
         means = [(r["gradients"] or {}).get("log10_interval") for r in (base, top)]
         say(StatementKind.GRADIENTS,
@@ -157,6 +169,17 @@ def findings(dataset: str, result: dict, profile: dict) -> list[Statement]:
             f"{_mean_ci(means[0])} and {_mean_ci(means[1])}, {_difference(*means)}); in float32, "
             f"the precision attacks compute in, {_count(top['gradients'].get('zero'))} measured "
             "images have an exactly zero Jacobian.")  # fmt: skip
+    return out
+
+
+def _training_statements(result: dict, rows: list[dict], profile: dict, top: dict | None) -> list[Statement]:
+    """What training produced: the soft labels, scaled copies, the positive control beside the
+    hottest student that learned, and the accuracy flags."""
+    out: list[Statement] = []
+
+    def say(kind: StatementKind, text: str) -> None:
+        out.append(Statement(kind, text))
+
     soft = [(r["temperature"], (r["soft_labels"] or {}).get("mean_entropy"), r.get("teacher_accuracy"))
             for r in rows]  # fmt: skip
     soft = [(t, e, a) for t, e, a in soft if e is not None]
@@ -183,19 +206,35 @@ def findings(dataset: str, result: dict, profile: dict) -> list[Statement]:
             if worst["relative_residual"] > 0.01 else
             f"**Two students are (nearly) scaled copies** (relative residual "
             f"{worst['relative_residual']:.2g}): the sweep did not measure what T does.")  # fmt: skip
-    for row in adversarial(result["models"]):
+    for row in adversarial(result["models"]) if top is not None else []:
         recipe = row.get("recipe") or profile.get("adversarial")
         say(StatementKind.POSITIVE_CONTROL, positive_control(row, top, recipe))
     drop = profile.get("max_accuracy_drop", 1.5)
     below = flagged(result["models"], profile)
+    curves = (" (their held-out accuracy epoch by epoch: figure training_curves.png)"
+              if any(r.get("training_history") for r in rows) else "")  # fmt: skip
     if below:
-        curves = (" (their held-out accuracy epoch by epoch: figure training_curves.png)"
-                  if any(r.get("training_history") for r in rows) else "")  # fmt: skip
         say(StatementKind.ACCURACY,
             f"Accuracy more than {drop} pp below the baseline: {', '.join(below)}{curves}.")
     else:
         say(StatementKind.ACCURACY, f"Every distilled model is within {drop} pp of the baseline's accuracy.")
+    unlearned = [r for r in rows if not learned(r)]
+    if unlearned:
+        say(StatementKind.ACCURACY, not_learned(unlearned, profile, top) + ".")
     return out
+
+
+def not_learned(rows: list[dict], profile: dict, top: dict | None) -> str:
+    """The sentence on the distilled models whose accuracy stayed at the chance floor."""
+    each = [f"T = {r['temperature']:g} (student {fmt(100 * r['test_accuracy'], '.1f', '%')}, teacher "
+            f"{fmt(None if r.get('teacher_accuracy') is None else 100 * r['teacher_accuracy'], '.1f', '%')})"
+            for r in rows]  # fmt: skip
+    subject = (f"the verdicts above are the T = {top['temperature']:g} student's, the hottest that learned"
+               if top is not None else "no distilled model learned, so none is read")
+    return (f"**Did not learn in {profile.get('epochs')} epoch(s)** (the student's or its teacher's "
+            f"test accuracy at or below the chance floor training refuses): {', '.join(each)}. They "
+            "stay in the tables, but their attack numbers are not read (a network at chance "
+            f"\"resists\" every attack on the few images it gets right by luck): {subject}")
 
 
 SETTLED = 0.10  # largest fitted change of the entropy over the last half of a settled curve
@@ -364,7 +403,7 @@ class _Growth:
 
 
 def _growth(result: dict, t: float) -> _Growth:
-    rows = distilled(result["models"])
+    rows = studied(result["models"])
     base, hot = baseline(result["models"]), next(r for r in rows if r["temperature"] == t)
     rho = [attack_value(r, AttackId.JSMA_F, "rho_adv_percent") for r in (base, hot)]
     cis = [attack_value(r, AttackId.JSMA_F, "rho_adv_interval") for r in (base, hot)]
@@ -382,8 +421,8 @@ def comparison(results: dict, paper: dict) -> list[str]:
     sentence (:func:`dataset_comparison`) compares the factors by which ``rho_adv`` grows
     from the baseline to that T. Empty when fewer than two data sets have students.
     """
-    swept = {name: r for name, r in results.items() if distilled(r["models"])}
-    common = set.intersection(*({row["temperature"] for row in distilled(r["models"])}
+    swept = {name: r for name, r in results.items() if studied(r["models"])}
+    common = set.intersection(*({row["temperature"] for row in studied(r["models"])}
                                 for r in swept.values())) if len(swept) > 1 else set()  # fmt: skip
     if not common:
         return []
@@ -397,7 +436,7 @@ def comparison(results: dict, paper: dict) -> list[str]:
     paper_factors: dict[str, float | None] = {}
     for name, result in swept.items():
         base = baseline(result["models"])
-        hot = next(r for r in distilled(result["models"]) if r["temperature"] == t)
+        hot = next(r for r in studied(result["models"]) if r["temperature"] == t)
         succ = [attack_value(r, AttackId.JSMA_F, "success_interval") for r in (base, hot)]
         rho = [attack_value(r, AttackId.JSMA_F, "rho_adv_interval") for r in (base, hot)]
         g = growth[name] = _growth(result, t)
@@ -523,6 +562,7 @@ def conclusion(results: dict) -> list[str]:
     """
     swept = {name: r for name, r in results.items() if distilled(r["models"])}
     masked = [name for name, r in swept.items() if masking_detected(r)]
+    unread = [name for name, r in swept.items() if hottest(r["models"]) is None]
     paragraphs = []
     if masked:
         paragraphs.append(
@@ -535,7 +575,11 @@ def conclusion(results: dict) -> list[str]:
             "the defence masks gradients."
         )
     for name, result in swept.items():
-        if name not in masked:
+        if name in unread:
+            paragraphs.append(f"On {dataset_title(name)}, no distilled network learned (every student "
+                              "or its teacher at the chance floor): there is nothing to conclude about "
+                              "the defence there.")  # fmt: skip
+        elif name not in masked:
             paragraphs.append(_unmasked(dataset_title(name), result))
     if not masked:
         paragraphs.append(
@@ -551,7 +595,7 @@ def conclusion(results: dict) -> list[str]:
 
 def _unmasked(title: str, result: dict) -> str:
     """The paragraph on a data set whose hottest student the masking rule does not flag."""
-    base, top = baseline(result["models"]), distilled(result["models"])[-1]
+    base, top = baseline(result["models"]), hottest(result["models"])
     if verdict(top) is None:  # several seeds, verdicts that disagree
         return (f"On {title}, the seeds disagree on whether the T = {top['temperature']:g} student "
                 "masks gradients: read each seed's masking checks in `results.json` before "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from defdistill.experiments.report.columns import BY_KEY, Column, columns
-from defdistill.experiments.report.data import adversarial, fmt, in_order, paper_entry, stat, verdict
+from defdistill.experiments.report.data import adversarial, fmt, in_order, learned, paper_entry, stat, verdict
 from defdistill.experiments.results import seed_runs
 
 
@@ -66,7 +66,7 @@ def summary_table(dataset: str, result: dict, paper: dict) -> list[str]:
     for row in in_order(result["models"]):
         t, name = row["temperature"], row["name"]
         lines.append(
-            f"| {name} | {fmt(t, 'g') if t else '1 (none)'} "
+            f"| {model_label(row)} | {fmt(t, 'g') if t else '1 (none)'} "
             f"| {_column_cell(result, name, BY_KEY['test_accuracy'])} "
             f"({_column_cell(result, name, BY_KEY['accuracy_variation_pp'])}) "
             f"| {_paper_value(paper, dataset, 'accuracy_variation_by_temperature', t)} "
@@ -81,6 +81,12 @@ def summary_table(dataset: str, result: dict, paper: dict) -> list[str]:
             + "|"
         )
     return lines
+
+
+def model_label(row: dict) -> str:
+    """A model's name in the tables of attacks: marked where it did not learn (its numbers are
+    not read, :func:`defdistill.experiments.report.data.learned`)."""
+    return row["name"] if learned(row) else f"{row['name']} (did not learn: not read)"
 
 
 def temperature_table(result: dict) -> list[str]:
@@ -143,7 +149,7 @@ def robustness_table(result: dict) -> list[str]:
         mean_l2 = _column_cell(result, name, BY_KEY["cw_l2_mean"])
         transfer = _column_cell(result, name, BY_KEY["transfer_success_rate"])
         lines.append(
-            f"| {name} | {fmt(row['temperature'], 'g') if row['temperature'] else '–'} "
+            f"| {model_label(row)} | {fmt(row['temperature'], 'g') if row['temperature'] else '–'} "
             f"| {' | '.join(cells)} | {cw} ({mean_l2}) | {transfer} "
             f"| {_column_cell(result, name, BY_KEY['robust_accuracy'])} "
             f"| {_column_cell(result, name, BY_KEY['robust_accuracy_conditional'])} "
