@@ -116,8 +116,9 @@ class Profile:
 # warm-up; the panel's TRADES member shares it): PGD training (Madry et al. 2018) at MNIST's
 # ε = 0.3, 10 steps of 2.5 ε / 10, Adam at 1e-3, ε growing over the first epochs. Adam,
 # because the paper's SGD (lr 0.1) left PGD training on the paper's network at chance once ε
-# reached 0.3 (loss ln 10); 10 steps, because 5 steps of 0.15 overfitted catastrophically (PGD-10 accuracy on
-# held-out images 0.90 after epoch 5, 0.04 after epoch 6), as FGSM does (Wong et al. 2020).
+# reached 0.3 (loss ln 10); 10 steps, because 5 steps of 0.15 overfitted catastrophically
+# (PGD-10 accuracy on held-out images 0.90 after epoch 5, 0.04 after epoch 6), as FGSM does
+# (Wong et al. 2020).
 ADVERSARIAL_MNIST = {"adversarial": "pgd", "adversarial_eps": 0.3, "adversarial_steps": 10,
                      "optimizer": "adam", "lr": 1e-3}  # fmt: skip
 

@@ -50,8 +50,9 @@ def distilled(rows: list[dict]) -> list[dict]:
 
 
 def learned(row: dict) -> bool:
-    """Whether the model's accuracy is above the chance floor training refuses, in every seed
-    (``learned`` in its row; rows from before the field: True). The report reads no attack on
+    """Whether the model's accuracy, and its teacher's, are above the chance floor training
+    refuses, in every seed (``learned`` in its row, :func:`defdistill.experiments.sweep.learned`;
+    rows from before the field: True). The report reads no attack on
     a distilled model that did not learn: on the few images it gets right by luck, a network at
     chance "resists" every attack."""
     return row.get("learned", True) is True
