@@ -96,25 +96,26 @@ def test_ray_retries_transient_failures_only(ray_instance, tmp_path):
 @pytest.mark.heavy  # the Ray variant starts a cluster; the local one trains a tiny sweep (about 50 s)
 @pytest.mark.parametrize("executor_name", ["local", "ray"])
 def test_resume_after_a_failed_task(request, tiny_run, tmp_path, executor_name):
-    """The baseline's evaluation fails (its unit file cannot be written); a rerun computes it
-    and whatever the failure left undone, and nothing else."""
+    """The baseline's evaluation fails (its unit file cannot be written) in the phase it shares
+    with the positive control's; a rerun computes it and whatever the failure left undone, and
+    nothing else."""
     if executor_name == "ray":
         request.getfixturevalue("ray_instance")
     out = tmp_path / "out"
     shutil.copytree(tiny_run[0], out)
     units = out / "synthetic" / "units"
-    (units / "eval-distilled-T50.json").unlink()  # still to do when the failure happens
+    (units / "eval-adversarial-pgd.json").unlink()  # still to do when the failure happens
     (units / "eval-baseline.json").unlink()
     (units / "eval-baseline.json").mkdir()  # os.replace onto a directory fails
     executor = LocalExecutor() if executor_name == "local" else RayExecutor(max_retries=0)
     with pytest.raises(OutputError, match="eval-baseline.json"):
         reproduce_on(tiny_dataset(), TINY, out, progress=False, executor=executor)
-    # Ray runs the other units anyway; in process, the sweep stops at the failure
-    assert (units / "eval-distilled-T50.json").exists() == (executor_name == "ray")
+    # Ray runs the phase's other units anyway; in process, the sweep stops at the failure
+    assert (units / "eval-adversarial-pgd.json").exists() == (executor_name == "ray")
     (units / "eval-baseline.json").rmdir()
     reproduce_on(tiny_dataset(), TINY, out, progress=False, executor=executor)
     got = json.loads((out / "synthetic" / "results.json").read_text())
-    expected = ["eval-baseline"] + (["eval-distilled-T50"] if executor_name == "local" else [])
+    expected = ["eval-baseline"] + (["eval-adversarial-pgd"] if executor_name == "local" else [])
     assert got["config"]["units_computed"] == expected
     assert comparable(got)["models"] == comparable(tiny_run[3])["models"]
 
@@ -130,17 +131,20 @@ class RecordingExecutor(LocalExecutor):
         return super().map(fn, tasks, shared)
 
 
-def test_training_runs_in_two_waves_each_longest_first(tiny_run, tmp_path):
-    """Every teacher and undistilled model, then the students. Parallel workers finish a wave
-    soonest when the longest task starts first: the positive control (2 epochs x 3 passes:
-    PGD-2 and the update) before the one-network units of 2 epochs, the hottest of those first."""
+def test_the_sweep_runs_in_three_phases_each_longest_first(tiny_run, tmp_path):
+    """Every teacher and undistilled model; the students, then the undistilled models'
+    measurements; the students' measurements. Parallel workers finish a phase soonest when the
+    longest task starts first: the positive control (2 epochs x 3 passes: PGD-2 and the update)
+    before the one-network units of 2 epochs, the hottest of those first."""
     out = tmp_path / "out"
     shutil.copytree(tiny_run[0], out)
     executor = RecordingExecutor()
     reproduce_on(tiny_dataset(), TINY, out, progress=False, executor=executor)
-    assert executor.phases[:2] == [
+    assert executor.phases == [
         ("teacher_unit", ["adversarial-pgd", "distilled-T50", "distilled-T5", "baseline"]),
-        ("student_unit", ["distilled-T50", "distilled-T5"]),
+        # the undistilled models' measurements beside the students
+        ("second_phase_unit", ["distilled-T50", "distilled-T5", "baseline", "adversarial-pgd"]),
+        ("measurement_unit", ["AblationTask", "distilled-T5", "distilled-T50"]),
     ]
     models = json.loads((out / "synthetic" / "results.json").read_text())["models"]
     assert [m["name"] for m in models] == [m["name"] for m in tiny_run[3]["models"]]  # the report's order
@@ -154,8 +158,8 @@ class StopAtTheStudents(LocalExecutor):
     """The local executor, stopping the sweep where its students would start (their tasks kept)."""
 
     def map(self, fn, tasks, shared=None):
-        if fn.__name__ == "student_unit":
-            self.students = list(tasks)
+        if fn.__name__ == "second_phase_unit":
+            self.students = [t for t in tasks if type(t).__name__ == "TrainTask"]
             raise _StudentWaveError
         return super().map(fn, tasks, shared)
 

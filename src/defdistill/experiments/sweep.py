@@ -7,8 +7,9 @@ the deployed softmax, gradient amplitudes) and with the attacks that later broke
 distillation (JSMA on the logits, PGD at the training temperature, Carlini & Wagner L2,
 transfer from the baseline). Each model and each measurement is a resumable unit
 (:mod:`.units`) and an independent task (:mod:`.tasks`) run by an executor
-(:mod:`.executors`): first every teacher and undistilled model, then every student, then
-every evaluation.
+(:mod:`.executors`) in three phases: every teacher and undistilled model; every student,
+with the undistilled models' measurements beside them; the students' measurements and the
+ablations.
 
 Seed 0 lives in the data set's directory itself, seed ``k > 0`` in ``seed-<k>/`` below it,
 so a single-seed run and a later run with more seeds share seed 0's units.
@@ -124,85 +125,84 @@ def run_sweeps(
     if profile.adversarial:
         train_tasks += [_adversarial_task(task, profile.adversarial) for task in train_tasks
                         if task.name == model_name(None)]  # fmt: skip
+    controls = [shipped_control(task, profile.control, ds) for task in train_tasks
+                if profile.control and task.name == model_name(None)]  # fmt: skip
     reused: dict[int, list[str]] = {s: [] for s in seeds}
     computed: dict[int, list[str]] = {s: [] for s in seeds}
-    units = 2 * len(train_tasks) + sum(t.distilled for t in train_tasks)  # teachers: a unit each
+    # a training and a measurement per model, a unit per teacher, a measurement per control
+    units = 2 * len(train_tasks) + sum(t.distilled for t in train_tasks) + len(controls)
     ablation_units = len(seeds) if len(temperatures) > 1 else 0  # fewer if no student learned
     bar = tqdm(total=units + ablation_units, desc=f"{ds.name} sweep", unit="unit",
                disable=not progress, dynamic_ncols=True)  # fmt: skip
     start = time.perf_counter()
+    metas: dict[tuple[int, str], dict[str, Any]] = {(t.seed, t.name): meta for t, meta in controls}
+    teachers: dict[tuple[int, str], dict[str, Any]] = {(t.seed, t.name): {} for t, _ in controls}
+    evaluated: dict[tuple[int, str], dict[str, Any]] = {}
+    ablations: dict[int, dict[str, Any]] = {}
+
+    def done(task: TrainTask | EvalTask | AblationTask, result: dict[str, Any], what: str) -> None:
+        """Book a finished unit of any phase."""
+        if isinstance(task, TrainTask):
+            metas[task.seed, task.name] = result["meta"]
+            teachers[task.seed, task.name] = {k: result.get(k) for k in TEACHER_KEYS}
+            unit = f"train-{task.name}"
+        elif isinstance(task, AblationTask):
+            ablations[task.seed], unit = result["measured"], "ablations"
+        else:
+            evaluated[task.seed, task.name], unit = result, f"eval-{task.name}"
+        (reused if result["reused"] else computed)[task.seed].append(unit)
+        bar.set_postfix_str(what)
+        bar.update()
+
+    # Three phases. 1: every teacher and every undistilled model; 2: the students (each needs
+    # its teacher) and, beside them, the measurements that need no student (the undistilled
+    # models'); 3: the students' measurements and the ablations. The soft labels' curves come
+    # first, each phase's units are about one network long, and the measurements of phase 2
+    # fill the workers while the last students train. In each phase the longest first, so
+    # parallel workers end it with the short ones, and among equal trainings the hottest:
+    # plain training at a large T learns slowest, so a network that does not learn stops the
+    # run soonest.
+    def order(task: TrainTask, teacher_only: bool = False) -> tuple[int, float]:
+        return training_cost(task, teacher_only), task.temperature or 0.0
+
     try:
-        metas: dict[tuple[int, str], dict[str, Any]] = {}
-        teachers: dict[tuple[int, str], dict[str, Any]] = {}
-        def record(task: TrainTask, done: dict[str, Any]) -> None:
-            metas[task.seed, task.name] = done["meta"]
-            teachers[task.seed, task.name] = {k: done.get(k) for k in TEACHER_KEYS}
-            (reused if done["reused"] else computed)[task.seed].append(f"train-{task.name}")
-
-        # Two waves: every teacher and every undistilled model, then the students (each needs
-        # its teacher): the soft labels' measurements come first, and each wave's units are
-        # one network long. In each wave the longest first, so parallel workers end it with
-        # the short ones, and among equals the hottest: plain training at a large T learns
-        # slowest, so a network that does not learn stops the run soonest.
-        def order(task: TrainTask, teacher_only: bool = False) -> tuple[int, float]:
-            return training_cost(task, teacher_only), task.temperature or 0.0
-
         first = sorted(train_tasks, key=partial(order, teacher_only=True), reverse=True)
-        for task, done in zip(first, executor.map(teacher_unit, first, ds), strict=True):
-            if not task.distilled:
-                record(task, done)
-            bar.set_postfix_str(f"trained {'the teacher of ' * task.distilled}{task.name}")
-            bar.update()
-        students = sorted((t for t in train_tasks if t.distilled), key=order, reverse=True)
-        for task, done in zip(students, executor.map(student_unit, students, ds), strict=True):
-            record(task, done)
-            bar.set_postfix_str(f"trained {task.name}")
-            bar.update()
-
-        if profile.control:  # a shipped positive control, measured beside each seed's models
-            for task in [t for t in train_tasks if t.name == model_name(None)]:
-                control, meta = shipped_control(task, profile.control, ds)
-                train_tasks.append(control)
-                metas[control.seed, control.name] = meta
-                teachers[control.seed, control.name] = {}
-                bar.total += 1  # its evaluation
-        shared = {s: compare_models(ds, profile, [t for t in train_tasks if t.seed == s], metas,
-                                    device, seed=s) for s in seeds}  # fmt: skip
-        eval_tasks = [_eval_task(task, metas, profile, signature, force, shared[task.seed][0])
-                      for task in train_tasks]  # fmt: skip
-        rows: dict[int, list[dict[str, Any]]] = {s: [] for s in seeds}
-        devices: set[str] = set()
-        ablations: dict[int, dict[str, Any]] = {}
-        # the ablations need only the baseline and the hottest student that learned: they run
-        # beside the evaluations, first (they are the longest of the phase)
+        for task, result in zip(first, executor.map(teacher_unit, first, ds), strict=True):
+            if task.distilled:
+                bar.set_postfix_str(f"trained the teacher of {task.name}")
+                bar.update()
+            else:
+                done(task, result, f"trained {task.name}")
+        index = {s: evaluation_index(ds, profile, s) for s in seeds}
+        undistilled = [t for t in train_tasks if not t.distilled] + [t for t, _ in controls]
+        second: list[TrainTask | EvalTask] = [
+            *sorted((t for t in train_tasks if t.distilled), key=order, reverse=True),
+            *(_eval_task(t, metas, profile, signature, force, index[t.seed]) for t in undistilled),
+        ]  # fmt: skip
+        for task, result in zip(second, executor.map(second_phase_unit, second, ds), strict=True):
+            done(task, result, f"{'trained' if isinstance(task, TrainTask) else 'measured'} {task.name}")
         hottest = {s: max((t for t in temperatures if t is not None and learned(metas[s, model_name(t)])),
                           default=None) for s in seeds}  # fmt: skip
         bar.total -= sum(t is None for t in hottest.values()) if ablation_units else 0
-        phase: list[EvalTask | AblationTask] = [
+        # the ablations first: they are the longest units of the phase
+        third: list[EvalTask | AblationTask] = [
             *(_ablation_task(s, out, t, metas, profile, signature, device, force)
               for s, t in hottest.items() if t is not None),
-            *eval_tasks,
+            *(_eval_task(t, metas, profile, signature, force, index[t.seed])
+              for t in train_tasks if t.distilled),
         ]  # fmt: skip
-        for task, done in zip(phase, executor.map(measurement_unit, phase, ds), strict=True):
-            seed = task.seed
-            if isinstance(task, AblationTask):
-                ablations[seed] = done["measured"]
-                (reused if done["reused"] else computed)[seed].append("ablations")
-                bar.update()
-                continue
-            name = task.name
-            (reused if done["reused"] else computed)[seed].append(f"eval-{name}")
-            rows[seed].append({
-                **_row(name, seed, task.temperature, metas[seed, name], done["measured"],
-                       metas[seed, "baseline"]),
-                "scaled_copy": shared[seed][1].get(name),
-                **teachers[seed, name],
-            })  # fmt: skip
-            devices.add(done["device"])
-            bar.set_postfix_str(f"measured {name}")
-            bar.update()
+        for task, result in zip(third, executor.map(measurement_unit, third, ds), strict=True):
+            done(task, result, f"measured {task.name if isinstance(task, EvalTask) else 'the ablations'}")
     finally:
         bar.close()
+    nearest = {s: nearest_students([t for t in train_tasks if t.seed == s and t.distilled], metas, ds, device)
+               for s in seeds}  # fmt: skip
+    rows = {s: [{**_row(t.name, s, t.temperature, metas[s, t.name], evaluated[s, t.name]["measured"],
+                        metas[s, "baseline"]),
+                 "scaled_copy": nearest[s].get(t.name), **teachers[s, t.name]}
+                for t in [*train_tasks, *(c for c, _ in controls)] if t.seed == s]
+            for s in seeds}  # fmt: skip
+    devices = {result["device"] for result in evaluated.values()}
     seconds = time.perf_counter() - start
     results = {}
     for seed in seeds:
@@ -221,8 +221,8 @@ def run_sweeps(
             "units_computed": computed[seed],
             # the evaluation images: drawn at random from the test set with the run's seed,
             # the same for every model
-            "samples": {"sampling": "random", "seed": seed, "n": len(shared[seed][0]),
-                        "test_images": len(ds.x_test), "indices": shared[seed][0]},
+            "samples": {"sampling": "random", "seed": seed, "n": len(index[seed]),
+                        "test_images": len(ds.x_test), "indices": index[seed]},
         }
         results[seed] = SweepResult(config=config, models=rows[seed], ablations=ablations.get(seed))
     return results
@@ -254,8 +254,14 @@ RECIPE_KEYS = ("adversarial", "adversarial_eps", "adversarial_steps", "adversari
 TEACHER_KEYS = ("teacher_history", "teacher_train_seconds")  # what a row keeps of its teacher's training
 
 
+def second_phase_unit(ds: Dataset, task: TrainTask | EvalTask) -> dict[str, Any]:
+    """The second phase's one task function: a student's training or an undistilled model's
+    evaluation."""
+    return student_unit(ds, task) if isinstance(task, TrainTask) else eval_unit(ds, task)
+
+
 def measurement_unit(ds: Dataset, task: EvalTask | AblationTask) -> dict[str, Any]:
-    """The measurement phase's one task function: a model's evaluation or a seed's ablations."""
+    """The last phase's one task function: a model's evaluation or a seed's ablations."""
     return ablation_unit(ds, task) if isinstance(task, AblationTask) else eval_unit(ds, task)
 
 
@@ -302,30 +308,29 @@ def _adversarial_task(baseline: TrainTask, overrides: dict[str, Any]) -> TrainTa
                    config=deployed, deployed_config=deployed)  # fmt: skip
 
 
-def compare_models(
-    ds: Dataset, profile: Profile, tasks: list[TrainTask], metas: dict[tuple[int, str], dict],
-    device: str, scale_samples: int = 500, seed: int = 0,
-) -> tuple[list[int], dict[str, dict[str, Any]]]:  # fmt: skip
-    """What the evaluations of one seed share, from its trained models.
-
-    Returns the test images every model is evaluated on, ``max(attack_samples,
+def evaluation_index(ds: Dataset, profile: Profile, seed: int) -> list[int]:
+    """The test images every model of seed ``seed`` is evaluated on: ``max(attack_samples,
     adaptive_samples)`` drawn at random with ``seed`` whatever the models predict
     (:func:`defdistill.evaluation.samples.random_indices`: each model attacks the ones it
-    classifies correctly, a clean error counts as a failure), and for each distilled
-    model the nearest other distilled model in the sense of
-    :func:`defdistill.evaluation.scaled_copy.scaled_copy_residual` on the first ``scale_samples`` test
-    images, with their agreement: a residual near 0 means the sweep degenerated into one
-    network with its logits scaled by T.
+    classifies correctly, a clean error counts as a failure)."""
+    n = max(profile.attack_samples, profile.adaptive_samples)
+    return [int(i) for i in random_indices([], ds.x_test, ds.y_test, n, seed)[0]]
+
+
+def nearest_students(
+    tasks: list[TrainTask], metas: dict[tuple[int, str], dict], ds: Dataset, device: str,
+    scale_samples: int = 500,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """For each distilled model of ``tasks`` (one seed's), the nearest other one in the sense
+    of :func:`defdistill.evaluation.scaled_copy.scaled_copy_residual` on the first
+    ``scale_samples`` test images, with their agreement: a residual near 0 means the sweep
+    degenerated into one network with its logits scaled by T.
     """
     # on the driver: a worker's GPU may not be visible here
     dev = torch.device("cuda" if device.startswith("cuda") and torch.cuda.is_available() else "cpu")
-    models = {}
-    for task in tasks:
-        models[task.name] = load_exact(task.path, metas[task.seed, task.name]["weights_sha256"], dev)
-    n = max(profile.attack_samples, profile.adaptive_samples)
-    index, _ = random_indices(list(models.values()), ds.x_test.to(dev), ds.y_test.to(dev), n, seed)
+    models = {t.name: load_exact(t.path, metas[t.seed, t.name]["weights_sha256"], dev) for t in tasks}
     x = ds.x_test[:scale_samples].to(dev)
-    logits = {t.name: predict_logits(models[t.name], x).cpu() for t in tasks if t.distilled}
+    logits = {t.name: predict_logits(models[t.name], x).cpu() for t in tasks}
     nearest: dict[str, dict[str, Any]] = {}
     for name, z in logits.items():
         others = [(scaled_copy_residual(z, z_other), other) for other, z_other in logits.items()
@@ -335,7 +340,7 @@ def compare_models(
             agreement = float((z.argmax(1) == logits[other].argmax(1)).float().mean())
             nearest[name] = {"nearest": other, "relative_residual": residual,
                              "prediction_agreement": agreement, "samples": len(x)}  # fmt: skip
-    return [int(i) for i in index], nearest
+    return nearest
 
 
 def learned(meta: dict[str, Any]) -> bool:
