@@ -176,6 +176,12 @@ def test_every_teacher_is_trained_before_any_student_and_force_retrains_each_net
     assert teachers == ["distilled-T5", "distilled-T50"]
     assert (models / "baseline" / "model.safetensors").is_file()
     assert not list(models.glob("distilled-*/model.safetensors"))  # no student yet
+    # the teachers' soft labels are written out then, one row per teacher, with the figure
+    teachers = (tmp_path / "synthetic" / "teachers.md").read_text()
+    rows = [line.split(" | ")[0] for line in teachers.splitlines() if line.startswith("| 5")]
+    assert rows == ["| 5", "| 50"]
+    assert "![teachers](soft_label_convergence.png)" in teachers
+    assert (tmp_path / "synthetic" / "soft_label_convergence.png").stat().st_size > 0
     task = replace(executor.students[0], force=True)
     teacher = read_meta(Path(task.path) / "teacher")
     student = student_unit(ds, task)["meta"]  # --force: the student trains, its teacher is kept

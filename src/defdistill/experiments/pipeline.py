@@ -19,8 +19,9 @@ from defdistill.data import DATASETS, Dataset, load_dataset
 from defdistill.experiments.executors import Executor
 from defdistill.experiments.profiles import Profile
 from defdistill.experiments.report import paper_values, summary_table, write_report
+from defdistill.experiments.report.teachers import write_teachers
 from defdistill.experiments.results import READABLE_SCHEMAS, combine
-from defdistill.experiments.sweep import run_sweeps
+from defdistill.experiments.sweep import run_sweeps, seed_dir
 from defdistill.io import atomic_write_json, exclusive, read_json_object, remove_temporaries
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,12 @@ def reproduce_on(
         removed = remove_temporaries(out)
         if removed:
             log.info("removed %d temporary files left by an interrupted run", removed)
+        # the teachers' soft labels, readable as soon as the first phase ends
+        def teachers(seed: int, rows: list[dict[str, Any]]) -> None:
+            write_teachers(seed_dir(out / ds.name, seed), ds.name, rows)
+
         per_seed = run_sweeps(ds, profile, out / ds.name, seeds, device=device, force=force,
-                              progress=progress, executor=executor)  # fmt: skip
+                              progress=progress, executor=executor, on_teachers=teachers)  # fmt: skip
         result = combine({seed: r.to_dict() for seed, r in per_seed.items()})
         atomic_write_json(out / ds.name / "results.json", result)
         paths: dict[str, Any] = dict(write_report(out, collect_results(out)))

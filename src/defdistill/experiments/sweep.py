@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -47,6 +47,7 @@ from defdistill.experiments.tasks import (
     load_exact,
     measure,
     student_unit,
+    teacher_curve,
     teacher_unit,
     training_curve,
 )
@@ -102,10 +103,13 @@ def run_sweeps(
     ds: Dataset, profile: Profile, out: str | Path, seeds: Sequence[int] = (0,),
     device: str = "auto", force: bool = False, progress: bool = True,
     architecture: str | None = None, executor: Executor | None = None,
+    on_teachers: Callable[[int, list[dict[str, Any]]], None] | None = None,
 ) -> dict[int, SweepResult]:  # fmt: skip
     """The sweep for every seed, through ``executor`` (default: in this process).
 
-    ``out`` is the data set's directory; see :func:`seed_dir`. Returns each seed's result.
+    ``out`` is the data set's directory; see :func:`seed_dir`. ``on_teachers(seed, teachers)``
+    is called once the first phase has trained every teacher, before any student, with each
+    teacher's temperature and :func:`.tasks.teacher_curve`. Returns each seed's result.
     """
     out, executor = Path(out), executor or LocalExecutor()
     seeds = list(dict.fromkeys(int(s) for s in seeds))
@@ -173,6 +177,9 @@ def run_sweeps(
                 bar.update()
             else:
                 done(task, result, f"trained {task.name}")
+        for s in seeds if on_teachers else []:
+            on_teachers(s, [{"name": t.name, "temperature": t.temperature, **teacher_curve(t)}
+                            for t in train_tasks if t.seed == s and t.distilled])  # fmt: skip
         index = {s: evaluation_index(ds, profile, s) for s in seeds}
         undistilled = [t for t in train_tasks if not t.distilled] + [t for t, _ in controls]
         second: list[TrainTask | EvalTask] = [

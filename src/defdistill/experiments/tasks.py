@@ -177,9 +177,10 @@ def training_curve(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 def teacher_curve(task: TrainTask) -> dict[str, Any]:
     """What the distilled model's teacher's ``meta.json`` says of its training: its wall time
-    (``teacher_train_seconds``) and, epoch by epoch, its loss, held-out accuracy and the entropy
-    of its softmax at T (``teacher_history``, :func:`.training.loop.convergence_record`; absent
-    for a teacher trained before that record existed). Empty for an undistilled model."""
+    (``teacher_train_seconds``), its test accuracy (``teacher_accuracy``) and, epoch by epoch,
+    its loss, held-out accuracy and the entropy of its softmax at T (``teacher_history``,
+    :func:`.training.loop.convergence_record`; absent for a teacher trained before that record
+    existed). Empty for an undistilled model."""
     if not task.distilled:
         return {}
     try:
@@ -187,7 +188,8 @@ def teacher_curve(task: TrainTask) -> dict[str, Any]:
     except CheckpointError:
         return {}
     curve = training_curve(meta)
-    found = {"teacher_train_seconds": meta.get("train_seconds")}
+    found = {"teacher_train_seconds": meta.get("train_seconds"),
+             "teacher_accuracy": meta.get("test_accuracy")}  # fmt: skip
     return {**found, "teacher_history": curve} if curve and "entropy_at_t" in curve[0] else found
 
 

@@ -170,7 +170,7 @@ def _gradient_histograms(results: dict) -> bytes:
     return _figure_bytes(fig)
 
 
-def _soft_label_convergence(results: dict) -> bytes | None:
+def soft_label_figure(results: dict) -> bytes | None:
     """Each teacher epoch by epoch (seed 0): entropy of its softmax at T on training images,
     and held-out accuracy. None when no run recorded the curve."""
     curves = {dataset: [(r["temperature"], r["teacher_history"]) for r in distilled(result["models"])
@@ -378,7 +378,7 @@ def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
             None,
         ),
     }  # fmt: skip
-    for name, figure in (("soft_label_convergence.png", _soft_label_convergence(results)),
+    for name, figure in (("soft_label_convergence.png", soft_label_figure(results)),
                          ("training_curves.png", _training_curves(results))):
         if figure is not None:
             figures[name] = figure
