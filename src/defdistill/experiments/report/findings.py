@@ -183,17 +183,20 @@ def _training_statements(result: dict, rows: list[dict], profile: dict, top: dic
     soft = [(r["temperature"], (r["soft_labels"] or {}).get("mean_entropy"), r.get("teacher_accuracy"))
             for r in rows]  # fmt: skip
     soft = [(t, e, a) for t, e, a in soft if e is not None]
+    convergence = soft_label_convergence(rows)
     if len(soft) > 1:
+        # without the curves, nothing tells whether the teachers had converged: say they may not
+        caveat = ("" if convergence else
+                  " Plain training at T divides the loss's gradient by T, so hotter teachers have "
+                  "trained less in the same epochs: this order mixes what T does with how far each "
+                  "teacher got, and does not measure what T does to the soft labels at "
+                  "convergence.")  # fmt: skip
         say(StatementKind.SOFT_LABELS,
-            f"Measured after the profile's {profile.get('epochs')} epoch(s), not at convergence, the "
-            "teachers' soft labels at T carry "
+            f"After the profile's {profile.get('epochs')} epoch(s), the teachers' soft labels at T carry "
             + ", ".join(f"{e:.3f} nats (teacher accuracy {fmt(None if a is None else 100 * a, '.2f', '%')})"
                         for _, e, a in soft)
-            + f" at T = {', '.join(f'{t:g}' for t, _, _ in soft)}. Plain training at T divides the "
-            "loss's gradient by T, so hotter teachers have trained less in the same epochs: this "
-            "order mixes what T does with how far each teacher got, and does not measure what T "
-            "does to the soft labels at convergence.")  # fmt: skip
-    convergence = soft_label_convergence(rows)
+            + f" at T = {', '.join(f'{t:g}' for t, _, _ in soft)} (on the whole training set; the "
+            f"curves below on its first 1,000 images).{caveat}")  # fmt: skip
     if convergence:
         say(StatementKind.SOFT_LABELS, convergence)
     copies = [r["scaled_copy"] for r in rows if r.get("scaled_copy")]
