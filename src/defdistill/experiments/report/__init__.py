@@ -16,6 +16,8 @@ Modules, one job each:
 - :mod:`.findings`: the statements in prose (findings, differences from the paper); the
   masking verdict is read from the rows (:func:`defdistill.evaluation.checks.assess`
   decides it), never decided here.
+- :mod:`.trend`: Kendall's exact trend test across temperatures (the teachers' entropy).
+- :mod:`.teachers`: ``teachers.md``, the first phase's reading of the soft labels.
 - :mod:`.render`: the files: ``results.json``, ``results.csv``, figures, ``report.md``
   and the self-contained ``report.html``.
 """

@@ -25,6 +25,7 @@ from defdistill.experiments.report.data import (
     studied,
     verdict,
 )
+from defdistill.experiments.report.trend import RankTrend
 from defdistill.names import AttackId, StatementKind
 
 
@@ -242,6 +243,8 @@ def not_learned(rows: list[dict], profile: dict, top: dict | None) -> str:
 
 SETTLED = 0.10  # largest fitted change of the entropy over the last half of a settled curve
 TEACHER_SPREAD = 0.03  # teachers further apart in held-out accuracy did not learn alike
+TREND_TEMPERATURES = 5  # the fewest for which Kendall's exact two-sided p can fall below 0.05
+TREND_P = 0.05
 
 
 def _log_slope(history: list[dict]) -> float:
@@ -292,6 +295,30 @@ class _Tail:
                 f"{100 * self.accuracy:.1f} %")  # fmt: skip
 
 
+def _trend_across(tails: list[_Tail], when: str) -> str:
+    """The rest of the sentence whose neighbouring ranges overlap: the trend over every
+    temperature, Kendall's τ between T and the tails' geometric means with its exact p-value
+    (each teacher one network, so the test is over temperatures, not epochs)."""
+    trend = RankTrend.of([t.temperature for t in tails], [t.level for t in tails])
+    stat = (f"Kendall's τ between T and the tails' geometric means {trend.tau:+.2f}, exact two-sided "
+            f"p = {trend.p_value:.2g} over {trend.n} temperatures, one network each")  # fmt: skip
+    if trend.p_value >= TREND_P:
+        return (f", and across the {trend.n} temperatures no trend is found either ({stat}): {when} no "
+                "order in T of the soft labels' entropy is established by this run.")  # fmt: skip
+    text = (f". Across the {trend.n} temperatures, {when} the soft labels' entropy "
+            f"{'rises' if trend.tau > 0 else 'falls'} with T as a trend ({stat}), though neighbouring "
+            "temperatures are not told apart")  # fmt: skip
+    spread = max(t.accuracy for t in tails) - min(t.accuracy for t in tails)
+    if spread > TEACHER_SPREAD:
+        return text + (f"; the teachers ended {100 * spread:.1f} pp apart in held-out accuracy, so it "
+                       "mixes what T does with how well each teacher learned at this budget.")  # fmt: skip
+    if when != "at convergence":
+        return text + ("; every curve is still falling, so it is where each teacher had got to at this "
+                       "budget (plain training at T divides the loss's gradient by T), not a property "
+                       "of T at convergence.")  # fmt: skip
+    return text + "."
+
+
 def soft_label_convergence(rows: list[dict]) -> str | None:
     """What the teachers' epoch-by-epoch entropy at T shows (None without the curves).
 
@@ -321,8 +348,10 @@ def soft_label_convergence(rows: list[dict]) -> str | None:
                    if not (a.high < b.low or a.low > b.high)]  # fmt: skip
     when = "at convergence" if not moving else f"after {tails[0].epochs[1]} epochs, not at convergence,"
     if overlapping:
-        return text + (f"The ranges of {'; '.join(overlapping)} overlap, so {when} no order in T of the "
-                       "soft labels' entropy is established by this run.")  # fmt: skip
+        text += f"The ranges of {'; '.join(overlapping)} overlap"
+        if len(tails) >= TREND_TEMPERATURES:
+            return text + _trend_across(tails, when)
+        return text + f", so {when} no order in T of the soft labels' entropy is established by this run."
     order = ("rises with T" if all(a.high < b.low for a, b in pairs) else
              "falls as T rises" if all(a.low > b.high for a, b in pairs) else
              "is not monotone in T")  # fmt: skip
