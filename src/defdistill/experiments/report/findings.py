@@ -295,10 +295,16 @@ class _Tail:
                 f"{100 * self.accuracy:.1f} %")  # fmt: skip
 
 
-def _trend_across(tails: list[_Tail], when: str) -> str:
+def _accuracy_spread(tails: list[_Tail]) -> float:
+    """How far apart the teachers ended in held-out accuracy (a fraction)."""
+    return max(t.accuracy for t in tails) - min(t.accuracy for t in tails)
+
+
+def _trend_across(tails: list[_Tail], when: str, moving: int) -> str:
     """The rest of the sentence whose neighbouring ranges overlap: the trend over every
     temperature, Kendall's τ between T and the tails' geometric means with its exact p-value
-    (each teacher one network, so the test is over temperatures, not epochs)."""
+    (each teacher one network, so the test is over temperatures, not epochs). ``moving``: how
+    many curves have not settled."""
     trend = RankTrend.of([t.temperature for t in tails], [t.level for t in tails])
     stat = (f"Kendall's τ between T and the tails' geometric means {trend.tau:+.2f}, exact two-sided "
             f"p = {trend.p_value:.2g} over {trend.n} temperatures, one network each")  # fmt: skip
@@ -308,12 +314,13 @@ def _trend_across(tails: list[_Tail], when: str) -> str:
     text = (f". Across the {trend.n} temperatures, {when} the soft labels' entropy "
             f"{'rises' if trend.tau > 0 else 'falls'} with T as a trend ({stat}), though neighbouring "
             "temperatures are not told apart")  # fmt: skip
-    spread = max(t.accuracy for t in tails) - min(t.accuracy for t in tails)
+    spread = _accuracy_spread(tails)
     if spread > TEACHER_SPREAD:
         return text + (f"; the teachers ended {100 * spread:.1f} pp apart in held-out accuracy, so it "
                        "mixes what T does with how well each teacher learned at this budget.")  # fmt: skip
-    if when != "at convergence":
-        return text + ("; every curve is still falling, so it is where each teacher had got to at this "
+    if moving:
+        curves = "every curve is" if moving == len(tails) else "some curves are"
+        return text + (f"; {curves} still moving, so it is where each teacher had got to at this "
                        "budget (plain training at T divides the loss's gradient by T), not a property "
                        "of T at convergence.")  # fmt: skip
     return text + "."
@@ -349,13 +356,14 @@ def soft_label_convergence(rows: list[dict]) -> str | None:
     when = "at convergence" if not moving else f"after {tails[0].epochs[1]} epochs, not at convergence,"
     if overlapping:
         text += f"The ranges of {'; '.join(overlapping)} overlap"
-        if len(tails) >= TREND_TEMPERATURES:
-            return text + _trend_across(tails, when)
+        # Kendall's exact distribution is that of distinct values: tied levels get no trend test
+        if len(tails) >= TREND_TEMPERATURES and len({t.level for t in tails}) == len(tails):
+            return text + _trend_across(tails, when, len(moving))
         return text + f", so {when} no order in T of the soft labels' entropy is established by this run."
     order = ("rises with T" if all(a.high < b.low for a, b in pairs) else
              "falls as T rises" if all(a.low > b.high for a, b in pairs) else
              "is not monotone in T")  # fmt: skip
-    spread = max(t.accuracy for t in tails) - min(t.accuracy for t in tails)
+    spread = _accuracy_spread(tails)
     if spread > TEACHER_SPREAD:
         where = "where every curve settled," if not moving else when
         return text + (f"{where.capitalize()} the mean entropy of the soft labels {order}, but the teachers "
