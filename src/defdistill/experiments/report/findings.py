@@ -355,7 +355,9 @@ def soft_label_convergence(rows: list[dict]) -> str | None:
                    if not (a.high < b.low or a.low > b.high)]  # fmt: skip
     when = "at convergence" if not moving else f"after {tails[0].epochs[1]} epochs, not at convergence,"
     if overlapping:
-        text += f"The ranges of {'; '.join(overlapping)} overlap"
+        text += (f"The ranges of all {len(pairs)} pairs of neighbouring temperatures overlap"
+                 if len(overlapping) == len(pairs) > 1 else
+                 f"The ranges of {'; '.join(overlapping)} overlap")  # fmt: skip
         # Kendall's exact distribution is that of distinct values: tied levels get no trend test
         if len(tails) >= TREND_TEMPERATURES and len({t.level for t in tails}) == len(tails):
             return text + _trend_across(tails, when, len(moving))
