@@ -231,6 +231,7 @@ def test_a_trend_across_temperatures_is_claimed_when_neighbours_overlap_but_kend
     levels = {1: 1.0, 2: 1.2, 10: 1.4, 20: 1.7, 30: 1.6, 100: 1.9}
     rows = [curve(t, [2 * v, 2 * v, 2 * v, 1.5 * v, 1.3 * v, v, 1.3 * v, v]) for t, v in levels.items()]
     text = soft_label_convergence(rows)
+    assert "Still moving (a fitted change of 10 % or more): all 6 curves." in text
     assert "The ranges of all 5 pairs of neighbouring temperatures overlap" in text
     assert "overlap. Across the 6 temperatures, after 8 epochs, not at convergence, the soft labels' " \
            "entropy rises with T as a trend (Kendall's τ between T and the tails' geometric means " \

@@ -346,8 +346,9 @@ def soft_label_convergence(rows: list[dict]) -> str | None:
             + "; ".join(t.text() for t in tails) + ". ")  # fmt: skip
     moving = [t for t in tails if not t.settled]
     if moving:
-        text += (f"Still moving (a fitted change of {100 * SETTLED:.0f} % or more): "
-                 + ", ".join(f"T = {t.temperature:g}" for t in moving) + ". ")  # fmt: skip
+        which = (f"all {len(tails)} curves" if len(moving) == len(tails) > 2 else
+                 ", ".join(f"T = {t.temperature:g}" for t in moving))  # fmt: skip
+        text += f"Still moving (a fitted change of {100 * SETTLED:.0f} % or more): {which}. "
     if len(tails) < 2:
         return text
     pairs = list(itertools.pairwise(tails))
@@ -356,7 +357,7 @@ def soft_label_convergence(rows: list[dict]) -> str | None:
     when = "at convergence" if not moving else f"after {tails[0].epochs[1]} epochs, not at convergence,"
     if overlapping:
         text += (f"The ranges of all {len(pairs)} pairs of neighbouring temperatures overlap"
-                 if len(overlapping) == len(pairs) > 1 else
+                 if len(overlapping) == len(pairs) > 2 else
                  f"The ranges of {'; '.join(overlapping)} overlap")  # fmt: skip
         # Kendall's exact distribution is that of distinct values: tied levels get no trend test
         if len(tails) >= TREND_TEMPERATURES and len({t.level for t in tails}) == len(tails):
