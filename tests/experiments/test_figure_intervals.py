@@ -2,7 +2,7 @@
 
 import pytest
 
-from defdistill.evaluation.stats import Proportion
+from defdistill.evaluation.stats import MeanEstimate, Proportion
 from defdistill.experiments.report.columns import BY_KEY
 from defdistill.experiments.report.figures import ACCURACY_VARIATION, _error_bars, _fooled_percent
 
@@ -44,3 +44,15 @@ def test_several_seeds_draw_no_interval_bars():
     rows = [row("distilled-T5", 45, 50, 2, 10)]
     result = {"models": rows, "per_seed": [{"seed": 0, "models": rows}, {"seed": 1, "models": rows}]}
     assert _error_bars(result, rows, BY_KEY["pgd_margin_accuracy"]) is None
+
+
+def test_the_gradient_curve_bars_are_the_bootstrap_interval_of_the_mean_log10_amplitude():
+    # exact log10 amplitudes of 4 images: mean -400, the bootstrap over them
+    log10 = [-380.0, -390.0, -410.0, -420.0]
+    estimate = MeanEstimate.of(log10, seed=0)
+    rows = [{"name": "distilled-T100", "gradients": {"mean_log10": estimate.mean,
+                                                     "log10_interval": estimate.to_dict()}}]  # fmt: skip
+    below, above = _error_bars({"models": rows}, rows, BY_KEY["gradient_mean_log10"])
+    assert estimate.mean == pytest.approx(-400.0)
+    assert below == [pytest.approx(-400.0 - estimate.low)] and above == [pytest.approx(estimate.high + 400.0)]
+    assert -420.0 <= estimate.low < -400.0 < estimate.high <= -380.0

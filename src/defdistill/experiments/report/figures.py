@@ -334,6 +334,7 @@ def _censored(row: dict) -> bool:
 
 def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
     success, rho = BY_KEY["jsma_probs_success_rate"], BY_KEY["rho_adv_percent"]
+    amplitude = BY_KEY["gradient_mean_log10"]  # the paper's gradient curve, with its bootstrap interval
     figures = {
         "success_vs_temperature.png": _vs_temperature(
             results, paper, "JSMA success rate", "adversarial success rate (%)",
@@ -363,6 +364,11 @@ def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
             results, paper, "Deployed logit scale", "mean max logit (T = 1)",
             {"distilled student": (lambda r: r["mean_max_logit"], "b-o")},
             None, baseline_line=lambda r: r["mean_max_logit"], logy=True,
+        ),
+        "gradient_amplitude_vs_temperature.png": _vs_temperature(
+            results, paper, "Gradient amplitude", "mean log10 |dF/dx| (exact)",
+            {"distilled student": (amplitude, "b-o")},
+            None, baseline_line=amplitude.shown,
         ),
         "gradient_amplitude_histograms.png": _gradient_histograms(results),
         "robust_vs_temperature.png": _vs_temperature(
