@@ -300,6 +300,11 @@ def _accuracy_spread(tails: list[_Tail]) -> float:
     return max(t.accuracy for t in tails) - min(t.accuracy for t in tails)
 
 
+def _all_or_named(named: list[str], total: int, things: str, sep: str) -> str:
+    """``all <total> <things>`` when ``named`` lists every one of more than two, else the names."""
+    return f"all {total} {things}" if len(named) == total > 2 else sep.join(named)
+
+
 def _trend_across(tails: list[_Tail], when: str, moving: int) -> str:
     """The rest of the sentence whose neighbouring ranges overlap: the trend over every
     temperature, Kendall's τ between T and the tails' geometric means with its exact p-value
@@ -346,8 +351,7 @@ def soft_label_convergence(rows: list[dict]) -> str | None:
             + "; ".join(t.text() for t in tails) + ". ")  # fmt: skip
     moving = [t for t in tails if not t.settled]
     if moving:
-        which = (f"all {len(tails)} curves" if len(moving) == len(tails) > 2 else
-                 ", ".join(f"T = {t.temperature:g}" for t in moving))  # fmt: skip
+        which = _all_or_named([f"T = {t.temperature:g}" for t in moving], len(tails), "curves", ", ")
         text += f"Still moving (a fitted change of {100 * SETTLED:.0f} % or more): {which}. "
     if len(tails) < 2:
         return text
@@ -356,9 +360,8 @@ def soft_label_convergence(rows: list[dict]) -> str | None:
                    if not (a.high < b.low or a.low > b.high)]  # fmt: skip
     when = "at convergence" if not moving else f"after {tails[0].epochs[1]} epochs, not at convergence,"
     if overlapping:
-        text += (f"The ranges of all {len(pairs)} pairs of neighbouring temperatures overlap"
-                 if len(overlapping) == len(pairs) > 2 else
-                 f"The ranges of {'; '.join(overlapping)} overlap")  # fmt: skip
+        ranges = _all_or_named(overlapping, len(pairs), "pairs of neighbouring temperatures", "; ")
+        text += f"The ranges of {ranges} overlap"
         # Kendall's exact distribution is that of distinct values: tied levels get no trend test
         if len(tails) >= TREND_TEMPERATURES and len({t.level for t in tails}) == len(tails):
             return text + _trend_across(tails, when, len(moving))
