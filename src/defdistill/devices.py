@@ -68,6 +68,14 @@ def machine(cpuinfo: str | None = None) -> dict[str, Any]:
     }
 
 
+def machine_label(found: dict[str, Any] | None = None) -> str:
+    """:func:`machine` (or ``found``, a dict it returned) in a few words: the CPU's model, its
+    logical CPUs and the GPU, e.g. ``AMD EPYC (2 CPUs)``; what every timing is named with."""
+    found = machine() if found is None else found
+    gpu = f", GPU {found['gpu']}" if found.get("gpu") else ""
+    return f"{found.get('cpu') or 'an unnamed CPU'} ({found.get('cpus')} CPUs{gpu})"
+
+
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX).
 

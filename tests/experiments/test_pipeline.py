@@ -10,6 +10,7 @@ import pytest
 from kill_helpers import sigkill_when
 from pipeline_runner import TINY, tiny_dataset, without_timings
 
+from defdistill.devices import machine_label
 from defdistill.experiments.pipeline import collect_results, reproduce_on
 from defdistill.experiments.report import CSV_COLUMNS
 from defdistill.experiments.results import READABLE_SCHEMAS, SCHEMA_VERSION
@@ -83,6 +84,10 @@ def test_every_output_file_and_the_json_schema(tiny_run):
     assert "soft_label_convergence.png" in figures and "training_curves.png" in figures
     # where the time went: the executor, the machine, and per model training and each step
     assert result["config"]["executor"] == "local" and result["config"]["machine"]["cpus"] >= 1
+    here = machine_label()  # each unit names what computed it: one machine here
+    assert all(r["eval_machine"] == here for r in rows)
+    assert all(r["train_machines"] == [here] for r in rows if not r.get("shipped"))
+    assert all(r["teacher_train_machines"] == [here] for r in rows if r["distilled"])
     md_lines = (out / "report.md").read_text().splitlines()
     start = next(i for i, line in enumerate(md_lines) if line.startswith("Where the time went"))
     table = {line.split(" | ")[0].lstrip("| "): line for line in md_lines[start + 2 : start + 8]

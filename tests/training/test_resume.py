@@ -1,5 +1,6 @@
 """Training resumes after the last finished epoch and ends with an uninterrupted run's weights."""
 
+import json
 import logging
 
 import pytest
@@ -9,7 +10,7 @@ import defdistill.training.loop as loop
 from defdistill.models import build_model
 from defdistill.training.config import TrainConfig
 from defdistill.training.loop import train
-from defdistill.training.resume import STATE_FILE, _parse
+from defdistill.training.resume import STATE_FILE, UNRECORDED, _parse
 from defdistill.training.runs import train_model
 
 
@@ -89,3 +90,36 @@ def test_a_saved_model_leaves_no_state_behind(synthetic, tmp_path):
     out = tmp_path / "model"
     train_model(synthetic, "mnist_cnn", TrainConfig(epochs=1, batch_size=32), out, "baseline", progress=False)
     assert (out / "meta.json").is_file() and not (out / STATE_FILE).exists()
+
+
+def test_a_run_resumed_on_another_machine_names_both_and_a_state_without_the_record_says_so(
+    synthetic, tmp_path, monkeypatch
+):
+    """The state lists the machines that trained it, so a network trained across sittings on
+    different CPUs does not publish its time under the last one alone."""
+    state = tmp_path / STATE_FILE
+    monkeypatch.setattr(loop, "machine_label", lambda: "CPU A (2 CPUs)")
+    restore = killed_in_epoch(monkeypatch, 3)
+    with pytest.raises(KilledError):
+        fit(synthetic, state)
+    restore()
+    assert _parse(state.read_bytes()).machines == ["CPU A (2 CPUs)"]
+    monkeypatch.setattr(loop, "machine_label", lambda: "CPU B (16 CPUs)")
+    assert fit(synthetic, state).machines == ["CPU A (2 CPUs)", "CPU B (16 CPUs)"]
+    assert fit(synthetic).machines == ["CPU B (16 CPUs)"]  # one sitting, one machine
+
+    state.unlink()  # (the loop leaves its last state; saving the model removes it)
+    restore = killed_in_epoch(monkeypatch, 2)
+    with pytest.raises(KilledError):
+        fit(synthetic, state)
+    restore()
+    # the state as an earlier version wrote it: no list of machines in its header
+    blob = state.read_bytes()
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    found = json.loads(header["__metadata__"]["state"])
+    del found["machines"]
+    header["__metadata__"]["state"] = json.dumps(found)
+    packed = json.dumps(header).encode()
+    state.write_bytes(len(packed).to_bytes(8, "little") + packed + blob[8 + size :])
+    assert fit(synthetic, state).machines == [UNRECORDED, "CPU B (16 CPUs)"]

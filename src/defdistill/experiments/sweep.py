@@ -258,7 +258,8 @@ def _train_task(
 
 RECIPE_KEYS = ("adversarial", "adversarial_eps", "adversarial_steps", "adversarial_warmup", "epochs",
                "optimizer", "lr", "trades_beta")  # what the report says of a positive control's training
-TEACHER_KEYS = ("teacher_history", "teacher_train_seconds")  # what a row keeps of its teacher's training
+# what a row keeps of its teacher's training
+TEACHER_KEYS = ("teacher_history", "teacher_train_seconds", "teacher_train_machines")
 
 
 def second_phase_unit(ds: Dataset, task: TrainTask | EvalTask) -> dict[str, Any]:
@@ -434,6 +435,7 @@ def _measured_row(
         "soft_labels": meta.get("soft_labels"),
         "weights_sha256": meta["weights_sha256"],
         "train_seconds": meta.get("train_seconds"),
+        "train_machines": meta.get("train_machines"),
         "training_history": training_curve(meta),
         **{k: v for k, v in measured.items() if k != "accuracy"},
     }

@@ -26,7 +26,7 @@ from torch import nn
 
 from defdistill.checkpoint import CheckpointError, load_model, load_reusable, read_meta
 from defdistill.data import Dataset
-from defdistill.devices import resolve_device
+from defdistill.devices import machine_label, resolve_device
 from defdistill.evaluation import battery as b
 from defdistill.evaluation.battery import AttackSpec, run_battery
 from defdistill.evaluation.gradients import gradient_stats
@@ -177,8 +177,9 @@ def training_curve(meta: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 def teacher_curve(task: TrainTask) -> dict[str, Any]:
     """What the distilled model's teacher's ``meta.json`` says of its training: its wall time
-    (``teacher_train_seconds``), its test accuracy (``teacher_accuracy``) and, epoch by epoch,
-    its loss, held-out accuracy and the entropy of its softmax at T (``teacher_history``,
+    (``teacher_train_seconds``) and the machines that measured it (``teacher_train_machines``),
+    its test accuracy (``teacher_accuracy``) and, epoch by epoch, its loss, held-out accuracy
+    and the entropy of its softmax at T (``teacher_history``,
     :func:`.training.loop.convergence_record`; absent for a teacher trained before that record
     existed). Empty for an undistilled model."""
     if not task.distilled:
@@ -189,6 +190,7 @@ def teacher_curve(task: TrainTask) -> dict[str, Any]:
         return {}
     curve = training_curve(meta)
     found = {"teacher_train_seconds": meta.get("train_seconds"),
+             "teacher_train_machines": meta.get("train_machines"),
              "teacher_accuracy": meta.get("test_accuracy")}  # fmt: skip
     return {**found, "teacher_history": curve} if curve and "entropy_at_t" in curve[0] else found
 
@@ -223,6 +225,7 @@ def eval_unit(ds: Dataset, task: EvalTask) -> dict[str, Any]:
             "accuracy": clock.lap("accuracy", accuracy_with_interval(model, ds.x_test, ds.y_test)),
             **measure(model, baseline, ds.x_test, ds.y_test, task.profile, task.temperature,
                       task.seed, index, clock),
+            "eval_machine": machine_label(),  # what the timings were measured on
         }
 
     measured = store.run(unit, key, compute)

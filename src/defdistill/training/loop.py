@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from defdistill.devices import resolve_device, resolve_precision
+from defdistill.devices import machine_label, resolve_device, resolve_precision
 from defdistill.inference import evaluate
 from defdistill.models import output_layer
 from defdistill.names import AdversarialMethod
@@ -57,6 +57,7 @@ class TrainResult:
     seconds: float = 0.0
     precision: str = "fp32"
     memory_format: str = "contiguous"  # the layout training computed in (:func:`training_layout`)
+    machines: list[str] = field(default_factory=list)  # what trained it, in order (:func:`machine_label`)
 
 
 CONVERGENCE_SAMPLES = 1000  # training and test images of the per-epoch convergence record
@@ -168,14 +169,19 @@ def train(
     key = run_key(model, config.to_dict(), x_train, targets) if state_path is not None else ""
     generators = {"order": generator, **({"attack": attack_generator} if attack_generator else {})}
     first_epoch, seconds_before = 0, 0.0
+    machines: list[str] = []
     state = load_state(state_path, key, max_state_bytes(model))
     if state is not None:
         model.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
         _set_random_state(generators, state.generators, dev)
         history, first_epoch, seconds_before = state.history, state.epoch, state.seconds
+        machines = state.machines
         if monitor is not None:
             monitor.best = state.extra.get("monitor_best", 0.0)
+    here = machine_label()
+    if machines[-1:] != [here]:
+        machines = [*machines, here]  # a run resumed on another machine names both
     start = time.perf_counter()
     bar = tqdm(
         total=config.epochs * steps_per_epoch, initial=first_epoch * steps_per_epoch, desc=desc,
@@ -204,7 +210,7 @@ def train(
                     model={k: v.detach().cpu() for k, v in model.state_dict().items()},
                     optimizer=optimizer.state_dict(), generators=_random_state(generators, dev),
                     history=history, seconds=seconds_before + time.perf_counter() - start,
-                    extra={} if monitor is None else {"monitor_best": monitor.best},
+                    extra={} if monitor is None else {"monitor_best": monitor.best}, machines=machines,
                 ).save(state_path)  # fmt: skip
     finally:
         bar.close()
@@ -217,7 +223,8 @@ def train(
     if not allow_untrained:
         _refuse_untrained(model, accuracy, config, desc)
     return TrainResult(model=model, test_accuracy=accuracy, history=history, seconds=seconds,
-                       precision=precision, memory_format=LAYOUT_NAMES[memory_format])  # fmt: skip
+                       precision=precision, memory_format=LAYOUT_NAMES[memory_format],
+                       machines=machines)  # fmt: skip
 
 
 def _random_state(generators: dict[str, torch.Generator], dev: torch.device) -> dict[str, torch.Tensor]:

@@ -7,7 +7,8 @@ directory), with the sha256 of what the run depends on (configuration, training 
 labels or soft labels, architecture); a rerun with the same key continues after that epoch
 and ends with the same weights, bit for bit, as an uninterrupted run on the same machine. A
 state of another run, or an unreadable one, is ignored with a log line and overwritten. The
-file is removed once the model is saved.
+file is removed once the model is saved. The state also lists the machines that trained it
+(:func:`defdistill.devices.machine_label`), so a run resumed elsewhere says where its time went.
 
 The state is a safetensors file: its tensors (weights, optimiser buffers, random generator
 states) and, in its header, JSON for the rest (epoch, history, optimiser hyper-parameters).
@@ -19,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from defdistill.io import atomic_write_bytes, read_bounded
 log = logging.getLogger(__name__)
 
 STATE_FILE = ".training-state.safetensors"
+UNRECORDED = "unrecorded"  # the machine of epochs a state written before the record existed holds
 
 
 def run_key(model: nn.Module, config: dict[str, Any], x_train: torch.Tensor, targets: torch.Tensor) -> str:
@@ -58,6 +60,7 @@ class TrainingState:
     history: list[dict[str, float]]
     seconds: float
     extra: dict[str, float]
+    machines: list[str] = field(default_factory=list)
 
     def save(self, path: Path) -> None:
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.items()}
@@ -71,8 +74,8 @@ class TrainingState:
                 else:
                     buffers[str(index)][name] = value
         header = {"key": self.key, "epoch": self.epoch, "history": self.history, "seconds": self.seconds,
-                  "extra": self.extra, "param_groups": self.optimizer["param_groups"],
-                  "buffers": buffers}  # fmt: skip
+                  "extra": self.extra, "machines": self.machines,
+                  "param_groups": self.optimizer["param_groups"], "buffers": buffers}  # fmt: skip
         atomic_write_bytes(path, save_safetensors(tensors, metadata={"state": json.dumps(header)}))
 
 
@@ -95,6 +98,7 @@ def _parse(blob: bytes) -> TrainingState:
         optimizer={"state": state, "param_groups": found["param_groups"]},
         generators={k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")},
         history=found["history"], seconds=float(found["seconds"]), extra=found["extra"],
+        machines=[str(m) for m in found.get("machines", [UNRECORDED])],
     )  # fmt: skip
 
 

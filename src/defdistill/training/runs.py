@@ -81,6 +81,7 @@ def train_model(
         "mean_max_logit": deployed["mean_max_logit"],
         "history": result.history,
         "train_seconds": result.seconds,
+        "train_machines": result.machines,
         "precision": result.precision,
         "memory_format": result.memory_format,
         **(extra_meta or {}),

@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from defdistill.devices import machine_label
 from defdistill.experiments.report.columns import COLUMNS, csv_keys, csv_values
 from defdistill.experiments.report.data import dataset_title, paper_values
 from defdistill.experiments.report.figures import make_figures
@@ -24,6 +25,7 @@ from defdistill.experiments.report.findings import (
 from defdistill.experiments.report.tables import (
     ablation_table,
     robustness_table,
+    run_machines,
     summary_table,
     temperature_table,
     timing_table,
@@ -117,10 +119,9 @@ def _timing_section(result: dict) -> list[str]:
     if not table:
         return []
     cfg = result["config"]
-    found = cfg.get("machine") or {}
-    gpu = f", GPU {found['gpu']}" if found.get("gpu") else ""
-    where = (f" on {found.get('cpu', 'an unnamed CPU')} ({found.get('cpus')} CPUs{gpu}), "
-             f"executor {cfg.get('executor', 'local')}" if found else "")  # fmt: skip
+    machines = run_machines(result) or ([machine_label(cfg["machine"])] if cfg.get("machine") else [])
+    on = "the machines of the last column" if len(machines) > 1 else "".join(machines)
+    where = f" on {on}, executor {cfg.get('executor', 'local')}" if machines else ""
     return [f"Where the time went (seconds of wall time{where}; a distilled model's training is its "
             "teacher's plus its own; a reused unit keeps the time of the run that computed it):",
             "", *table, ""]

@@ -206,17 +206,35 @@ def ablation_table(result: dict) -> list[str]:
     return lines
 
 
+def row_machines(row: dict[str, Any]) -> list[str]:
+    """The machines that computed a row's timings, in order (:func:`defdistill.devices.machine_label`):
+    its teacher's training and its own (not a shipped model's, trained before the run), its
+    evaluation. A run resumed on other machines names them all; empty where none was recorded."""
+    trained = [] if row.get("shipped") else [*(row.get("teacher_train_machines") or []),
+                                             *(row.get("train_machines") or [])]  # fmt: skip
+    return list(dict.fromkeys([*trained, *([row["eval_machine"]] if row.get("eval_machine") else [])]))
+
+
+def run_machines(result: dict) -> list[str]:
+    """Every machine that computed a timing of ``result`` (seed 0), in order of first use."""
+    return list(dict.fromkeys(m for row in result["models"] for m in row_machines(row)))
+
+
 def timing_table(result: dict) -> list[str]:
     """Where the run's time went, per model (seed 0): training (the teacher's and the
     student's for a distilled model) and each evaluation step, in seconds of wall time of the
-    unit that computed it (a reused unit keeps the time of the run that computed it)."""
+    unit that computed it (a reused unit keeps the time of the run that computed it). When
+    more than one machine computed them (a run resumed elsewhere), a last column names each
+    row's (:func:`row_machines`)."""
     rows = [*in_order(result["models"]), *adversarial(result["models"])]
     if not any(r.get("timings") for r in rows):
         return []
     steps = list(dict.fromkeys(k for r in rows for k in r.get("timings") or {}))
+    several = len(run_machines(result)) > 1
     lines = [
-        "| model | training s | " + " | ".join(f"{k} s" for k in steps) + " | total s |",
-        "|---|---|" + "---|" * (len(steps) + 1),
+        "| model | training s | " + " | ".join(f"{k} s" for k in steps) + " | total s |"
+        + (" computed on |" if several else ""),
+        "|---|---|" + "---|" * (len(steps) + 1 + several),
     ]
     for row in rows:
         training = [row.get("teacher_train_seconds"), row.get("train_seconds")]
@@ -227,6 +245,7 @@ def timing_table(result: dict) -> list[str]:
         if row.get("shipped"):  # trained elsewhere, before: not part of this run's time
             trained, train_cell = None, f"shipped ({fmt(training[1], '.0f')} when trained)"
         total = (trained or 0.0) + sum(timings.values())
+        where = f" {' + '.join(row_machines(row)) or '–'} |" if several else ""
         lines.append(f"| {row['name']} | {train_cell} | "
-                     + " | ".join(fmt(timings.get(k), ".1f") for k in steps) + f" | {total:.0f} |")
+                     + " | ".join(fmt(timings.get(k), ".1f") for k in steps) + f" | {total:.0f} |" + where)
     return lines
