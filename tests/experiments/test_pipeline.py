@@ -90,9 +90,12 @@ def test_every_output_file_and_the_json_schema(tiny_run):
     assert all(r["teacher_train_machines"] == [here] for r in rows if r["distilled"])
     md_lines = (out / "report.md").read_text().splitlines()
     start = next(i for i, line in enumerate(md_lines) if line.startswith("Where the time went"))
-    table = {line.split(" | ")[0].lstrip("| "): line for line in md_lines[start + 2 : start + 8]
+    table = {line.split(" | ")[0].lstrip("| "): line for line in md_lines[start + 2 : start + 9]
              if line.startswith("| ")}  # fmt: skip
-    assert set(table) == {"model", "baseline", "distilled-T5", "distilled-T50", "adversarial-pgd"}
+    models = {"baseline", "distilled-T5", "distilled-T50", "adversarial-pgd"}
+    assert set(table) == {"model", *models, "all models"}
+    totals = [float(table[name].rstrip(" |").rsplit(" | ", 1)[1]) for name in models]
+    assert abs(float(table["all models"].rstrip(" |").rsplit(" | ", 1)[1]) - sum(totals)) <= len(models)
     t5 = rows[1]
     assert f"| {t5['teacher_train_seconds'] + t5['train_seconds']:.0f} (" in table["distilled-T5"]
     assert "soft_label_convergence.png" in (out / "report.md").read_text()

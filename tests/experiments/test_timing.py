@@ -38,6 +38,8 @@ def test_a_run_computed_on_two_machines_names_each_rows_and_one_machine_names_it
     table = timing_table({"config": config, "models": rows})
     assert table[0].endswith("| total s | computed on |")
     assert table[3].endswith(f"| {a} + {b} |") and table[2].endswith(f"| {a} |")
+    # the sums: 100 + (50 + 100) of training (the shipped model's is not the run's), 3 × 1 s
+    assert table[-1] == "| all models | 250 | 3.0 | 253 | |"
     caption = _timing_section({"config": config, "models": rows})[0]
     assert "on the machines of the last column, executor ray" in caption
 

@@ -123,7 +123,8 @@ def _timing_section(result: dict) -> list[str]:
     on = "the machines of the last column" if len(machines) > 1 else "".join(machines)
     where = f" on {on}, executor {cfg.get('executor', 'local')}" if machines else ""
     return [f"Where the time went (seconds of wall time{where}; a distilled model's training is its "
-            "teacher's plus its own; a reused unit keeps the time of the run that computed it):",
+            "teacher's plus its own; a reused unit keeps the time of the run that computed it; the last "
+            "row sums the models, in seconds of one worker each):",
             "", *table, ""]
 
 

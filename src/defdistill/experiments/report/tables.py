@@ -225,7 +225,8 @@ def timing_table(result: dict) -> list[str]:
     student's for a distilled model) and each evaluation step, in seconds of wall time of the
     unit that computed it (a reused unit keeps the time of the run that computed it). When
     more than one machine computed them (a run resumed elsewhere), a last column names each
-    row's (:func:`row_machines`)."""
+    row's (:func:`row_machines`). The last row sums the column over the models: seconds of
+    one worker each, not the run's wall time when the units ran in parallel."""
     rows = [*in_order(result["models"]), *adversarial(result["models"])]
     if not any(r.get("timings") for r in rows):
         return []
@@ -236,6 +237,7 @@ def timing_table(result: dict) -> list[str]:
         + (" computed on |" if several else ""),
         "|---|---|" + "---|" * (len(steps) + 1 + several),
     ]
+    sums: dict[str, float] = {}
     for row in rows:
         training = [row.get("teacher_train_seconds"), row.get("train_seconds")]
         trained = sum(t for t in training if t is not None) if any(t is not None for t in training) else None
@@ -245,7 +247,12 @@ def timing_table(result: dict) -> list[str]:
         if row.get("shipped"):  # trained elsewhere, before: not part of this run's time
             trained, train_cell = None, f"shipped ({fmt(training[1], '.0f')} when trained)"
         total = (trained or 0.0) + sum(timings.values())
+        for key, seconds in [("training", trained or 0.0), *timings.items(), ("total", total)]:
+            sums[key] = sums.get(key, 0.0) + (seconds or 0.0)
         where = f" {' + '.join(row_machines(row)) or '–'} |" if several else ""
         lines.append(f"| {row['name']} | {train_cell} | "
                      + " | ".join(fmt(timings.get(k), ".1f") for k in steps) + f" | {total:.0f} |" + where)
+    lines.append(f"| all models | {sums['training']:.0f} | "
+                 + " | ".join(f"{sums.get(k, 0.0):.1f}" for k in steps) + f" | {sums['total']:.0f} |"
+                 + (" |" if several else ""))
     return lines
