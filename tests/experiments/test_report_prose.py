@@ -150,7 +150,7 @@ def test_the_soft_labels_order_in_t_is_claimed_only_where_the_teachers_tails_sep
     text = soft_label_convergence([curve(5, [0.3]), curve(20, [0.5])])
     assert "T = 5: 0.3 nats [0.3, 0.3] over epochs 1–1, one epoch: no trend" in text
     assert "Still moving (a fitted change of 10 % or more): T = 5, T = 20." in text
-    assert "After 1 epochs, not at convergence, the mean entropy of the soft labels rises with T" in text
+    assert "After 1 epoch, not at convergence, the mean entropy of the soft labels rises with T" in text
     # a steady 2 % per epoch: 6 % over the last fifth (epochs 17-20) looks settled, the fitted
     # change over the last half (epochs 11-20) is 0.98^9 - 1 = -16.6 %: still moving
     steady = [curve(5, [0.98**e for e in range(1, 21)])]

@@ -160,7 +160,7 @@ def train(
     if config.head_scaling and config.temperature != 1.0:
         scale_head(model, config.temperature)
     precision = resolve_precision(config.precision, dev)
-    log.info("%s: training in %s on %s (precision %r)", desc, precision, dev, config.precision)
+    log.info("%s: training in %s on %s (requested: %s)", desc, precision, dev, config.precision)
     memory_format = _prepare(model, precision, dev)
     optimizer = make_optimizer(model, config)
     perturb, monitor, attack_generator = _adversarial(config, targets, x_test, y_test)

@@ -171,6 +171,11 @@ def _gradient_histograms(results: dict) -> bytes:
     return _figure_bytes(fig)
 
 
+def _point_marker(history: list[dict]) -> str | None:
+    """A marker for a curve of one epoch, which a line alone would not draw."""
+    return "o" if len(history) == 1 else None
+
+
 def soft_label_figure(results: dict) -> bytes | None:
     """Each teacher epoch by epoch (seed 0): entropy of its softmax at T on training images,
     and held-out accuracy. None when no run recorded the curve."""
@@ -193,9 +198,11 @@ def soft_label_figure(results: dict) -> bytes | None:
         for i, (t, history) in enumerate(series):
             epochs = [h["epoch"] for h in history]
             colour = cmap(i / max(1, len(series) - 1))
-            entropy_ax.plot(epochs, [h["entropy_at_t"] for h in history], "-", color=colour, label=f"T={t:g}")
+            marker = _point_marker(history)
+            entropy_ax.plot(epochs, [h["entropy_at_t"] for h in history], "-", color=colour, marker=marker,
+                            label=f"T={t:g}")  # fmt: skip
             accuracy_ax.plot(epochs, [100 * h["heldout_accuracy"] for h in history], "-", color=colour,
-                             label=f"T={t:g}")  # fmt: skip
+                             marker=marker, label=f"T={t:g}")  # fmt: skip
         entropy_ax.set_yscale("log")
         entropy_ax.set_ylabel("mean entropy of softmax(Z/T) (nats)")
         entropy_ax.set_title(f"Teachers' soft labels by epoch: {dataset_title(dataset)}", fontsize=10)
@@ -314,11 +321,12 @@ def _training_curves(results: dict) -> bytes | None:
             else:
                 colour, label, style = "black", row["name"], "-"
             ax.plot([h["epoch"] for h in history], [100 * h["heldout_accuracy"] for h in history], style,
-                    color=colour, label=label)  # fmt: skip
+                    color=colour, marker=_point_marker(history), label=label)  # fmt: skip
             teacher = row.get("teacher_history") if not learned(row) else None
             if teacher:  # where a student did not learn, whether its teacher did
                 ax.plot([h["epoch"] for h in teacher], [100 * h["heldout_accuracy"] for h in teacher], ":",
-                        color=colour, label=f"its teacher T={row['temperature']:g}")  # fmt: skip
+                        color=colour, marker=_point_marker(teacher),
+                        label=f"its teacher T={row['temperature']:g}")  # fmt: skip
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("held-out accuracy (%, first 1,000 test images)")

@@ -358,7 +358,8 @@ def soft_label_convergence(rows: list[dict]) -> str | None:
     pairs = list(itertools.pairwise(tails))
     overlapping = [f"T = {a.temperature:g} and {b.temperature:g}" for a, b in pairs
                    if not (a.high < b.low or a.low > b.high)]  # fmt: skip
-    when = "at convergence" if not moving else f"after {tails[0].epochs[1]} epochs, not at convergence,"
+    last = tails[0].epochs[1]
+    when = "at convergence" if not moving else f"after {last} epoch{'s' * (last != 1)}, not at convergence,"
     if overlapping:
         ranges = _all_or_named(overlapping, len(pairs), "pairs of neighbouring temperatures", "; ")
         text += f"The ranges of {ranges} overlap"
