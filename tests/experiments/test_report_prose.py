@@ -81,6 +81,10 @@ def test_differences_name_this_data_sets_cap_and_training_set():
     mnist = "\n".join(differences("mnist", MNIST))
     assert "112 of 784 input features, 14.29 %" in mnist and "The paper's MNIST value" in mnist
     assert "4 epoch(s) instead of the paper's 50;" in mnist and "subset" not in mnist
+    assert "Carlini & Wagner" not in mnist  # the profile records no C&W budget: nothing to disclose
+    budget = result(MNIST["models"], profile={"cw_iterations": 1000, "cw_search_steps": 9})
+    cw = [n for n in differences("mnist", budget) if n.startswith("Carlini & Wagner")]
+    assert cw and "9 binary-search steps" in cw[0] and "up to 1,000 Adam iterations" in cw[0]
     assert "the T = 20 student is 1.20 pp below the baseline" in mnist
     cifar = "\n".join(differences("cifar10-subset", CIFAR))
     assert "444 of 3,072 input features, 14.45 %" in cifar and "The paper's MNIST value" not in cifar

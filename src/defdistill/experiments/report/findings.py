@@ -740,4 +740,12 @@ def differences(dataset: str, result: dict) -> list[str]:
         "PGD is run with cross-entropy and with the logit margin: cross-entropy saturates in "
         "float32 on confident networks (its gradient rounds to zero), the margin does not."
     )
+    if "cw_iterations" in profile:
+        notes.append(
+            f"Carlini & Wagner L2 is run untargeted (κ = 0) with {profile['cw_search_steps']} "
+            f"binary-search steps over its constant and up to {profile['cw_iterations']:,} Adam "
+            "iterations each, stopped early when its loss stalls; the reference implementation "
+            "(nn_robust_attacks) attacks a chosen target with up to 10,000. Its mean L2 bounds the "
+            "minimal perturbation from above, and a success rate below 100 % may be the budget's."
+        )
     return notes
