@@ -391,3 +391,45 @@ def test_ctrl_c_pressed_several_times_exits_130_without_a_traceback(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "defdistill: interrupted"
     assert not (tmp_path / "o").exists()  # the run had written nothing: it leaves nothing
+
+
+def _entry_running(tmp_path: Path, run_body: str) -> subprocess.Popen:
+    """``python -m`` on the CLI's entry point with its command replaced by ``run_body`` (the
+    body of ``_run(argv)``), the way ``python -m defdistill.cli`` runs it."""
+    (tmp_path / "patched_cli.py").write_text(
+        "import sys, time\nimport defdistill.cli.main\n"
+        "cli = sys.modules['defdistill.cli.main']\n"
+        "def _run(argv):\n" + "".join(f"    {line}\n" for line in run_body.splitlines())
+        + "cli._run = _run\ncli.entry()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    return subprocess.Popen([sys.executable, "-m", "patched_cli"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_an_interrupt_raised_inside_exec_still_exits_130(tmp_path):
+    # where Ctrl-C lands in an import that builds a dataclass (measured: torch._dynamo,
+    # imported lazily by the optimiser), CPython marked the caught interrupt as unhandled
+    # and `python -m` died of SIGINT (-2) after printing the message
+    proc = _entry_running(tmp_path, 'exec("raise KeyboardInterrupt")')
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip() == "defdistill: interrupted"
+
+
+def test_ctrl_c_again_after_a_lost_interrupt_stops_the_run(tmp_path):
+    import signal
+    import time
+
+    # library code that loses the first interrupt, then would run on for a minute
+    body = ("try:\n    print('started', flush=True)\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
+            "    pass\nprint('lost', flush=True)\ntime.sleep(60)\nreturn 0")  # fmt: skip
+    proc = _entry_running(tmp_path, body)
+    assert proc.stdout.readline().strip() == "started"
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout.readline().strip() == "lost"
+    time.sleep(1.2)  # past the burst a first press ignores
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert err.strip() == "defdistill: interrupted"

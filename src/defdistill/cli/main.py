@@ -6,7 +6,8 @@ resolved only when a command fails.
 
 What the terminal sees, whatever happens: a user error is one line on stderr and exit
 code 2 (the library's parameter names shown as flags, :func:`~defdistill.cli.options.flag`);
-Ctrl-C, pressed once or several times, is ``defdistill: interrupted`` and 130; a closed
+Ctrl-C, pressed once or several times, is ``defdistill: interrupted`` and 130 (a press a
+second or more after the first interrupts again); a closed
 pipe on stdout (``defdistill models | head -1``) ends quietly with 141 (128 + SIGPIPE),
 as Unix tools do; any other failure to write stdout (a full device) is one line and 1.
 """
@@ -19,6 +20,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
@@ -64,11 +66,34 @@ def build_parser() -> Parser:
     return parser
 
 
+# Presses of Ctrl-C this soon after the one that interrupted are the same keystroke burst.
+REPEAT_IGNORED_S = 1.0
+_last_interrupt: float | None = None
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    """The first Ctrl-C interrupts; those after it are ignored while the run cleans up and
-    the interpreter exits (a second press would otherwise interrupt the clean-up itself)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Ctrl-C raises KeyboardInterrupt; presses within :data:`REPEAT_IGNORED_S` of it are
+    ignored, so that a burst does not interrupt the clean-up the first one started. A later
+    press raises again: an interrupt raised while a library is inside an import can be lost
+    (measured: a run that trained on after Ctrl-C with every later press ignored)."""
+    global _last_interrupt
+    now = time.monotonic()
+    if _last_interrupt is not None and now - _last_interrupt < REPEAT_IGNORED_S:
+        return
+    _last_interrupt = now
     raise KeyboardInterrupt
+
+
+def _interrupted() -> int:
+    """Report an interrupt; from here to the exit, Ctrl-C is ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print("defdistill: interrupted", file=sys.stderr)
+    # CPython (3.11) marks a KeyboardInterrupt raised inside exec() of a string (dataclasses
+    # build their methods so, during an import) as unhandled although it was caught here, and
+    # `python -m defdistill.cli` then kills itself with SIGINT at exit instead of returning
+    # 130; executing a string again clears the mark (pythonrun.c, run_eval_code_obj).
+    exec("")
+    return INTERRUPTED
 
 
 def _detach_stdout() -> None:
@@ -137,8 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return _stdout_failed(guarded.failed, stdout)
     except KeyboardInterrupt:
-        print("defdistill: interrupted", file=sys.stderr)
-        return INTERRUPTED
+        return _interrupted()
     except BrokenPipeError:
         _detach_stdout()
         return BROKEN_PIPE
@@ -168,8 +192,7 @@ def entry() -> None:
     try:
         code = main()
     except KeyboardInterrupt:  # pressed before main's handler was reached
-        print("defdistill: interrupted", file=sys.stderr)
-        code = INTERRUPTED
+        code = _interrupted()
     except SystemExit as stop:  # argparse: --help, or a usage error
         code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else USER_ERROR
         try:
