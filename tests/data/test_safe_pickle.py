@@ -26,6 +26,9 @@ UNSAFE = re.compile(
     r"(?<![\w.])(eval|exec)\(|marshal\.loads?\(|shelve\.|yaml\.load\(|joblib\.load\(|dill\."
 )
 
+# The one exec: of the empty string, which clears CPython's unhandled-interrupt mark (cli/main.py).
+HARMLESS = {("main.py", 'exec("")')}
+
 
 def test_no_unsafe_loading_anywhere_in_the_library():
     """No pickle, torch.load, np.load or eval of anything; the only unpickler is restricted."""
@@ -33,7 +36,8 @@ def test_no_unsafe_loading_anywhere_in_the_library():
     files = sorted(src.rglob("*.py"))
     assert len(files) > 30  # the whole package, not one sub-package
     hits = [f"{p.name}:{n}: {line.strip()}" for p in files
-            for n, line in enumerate(p.read_text().splitlines(), 1) if UNSAFE.search(line)]  # fmt: skip
+            for n, line in enumerate(p.read_text().splitlines(), 1)
+            if UNSAFE.search(line) and (p.name, line.strip()) not in HARMLESS]  # fmt: skip
     assert hits == []
     unpicklers = [p.name for p in files if "Unpickler" in p.read_text()]
     assert unpicklers == ["safe_pickle.py"]

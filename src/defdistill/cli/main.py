@@ -88,10 +88,11 @@ def _interrupted() -> int:
     """Report an interrupt; from here to the exit, Ctrl-C is ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     print("defdistill: interrupted", file=sys.stderr)
-    # CPython (3.11) marks a KeyboardInterrupt raised inside exec() of a string (dataclasses
-    # build their methods so, during an import) as unhandled although it was caught here, and
-    # `python -m defdistill.cli` then kills itself with SIGINT at exit instead of returning
-    # 130; executing a string again clears the mark (pythonrun.c, run_eval_code_obj).
+    # CPython (3.11) marks a KeyboardInterrupt raised in code executed from a string
+    # (dataclasses build their methods so, during an import) as unhandled although it was
+    # caught here, and `python -m defdistill.cli` then kills itself with SIGINT at exit
+    # instead of returning 130; executing a string again clears the mark (pythonrun.c,
+    # run_eval_code_obj). The empty string: nothing is evaluated.
     exec("")
     return INTERRUPTED
 
