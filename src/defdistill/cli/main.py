@@ -74,8 +74,11 @@ _last_interrupt: float | None = None
 def _interrupt(signum: int, frame: object) -> None:
     """Ctrl-C raises KeyboardInterrupt; presses within :data:`REPEAT_IGNORED_S` of it are
     ignored, so that a burst does not interrupt the clean-up the first one started. A later
-    press raises again: an interrupt can be lost inside library code (measured: a run that
-    trained on after Ctrl-C, every later press ignored, in about 1 of 40 tries under load)."""
+    press raises again: an interrupt can be lost. Python runs the handler wherever the main
+    thread is, and one raised inside a callback that cannot propagate it (measured: the weakref
+    callback of importlib's module locks, during torch's lazy imports as training starts) is
+    printed as "Exception ignored" and dropped; the run then trained on with every later
+    press ignored, in about 1 of 40 tries under load."""
     global _last_interrupt
     now = time.monotonic()
     if _last_interrupt is not None and now - _last_interrupt < REPEAT_IGNORED_S:
