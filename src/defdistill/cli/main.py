@@ -77,8 +77,8 @@ def _interrupt(signum: int, frame: object) -> None:
     press raises again: an interrupt can be lost. Python runs the handler wherever the main
     thread is, and one raised inside a callback that cannot propagate it (measured: the weakref
     callback of importlib's module locks, during torch's lazy imports as training starts) is
-    printed as "Exception ignored" and dropped; the run then trained on with every later
-    press ignored, in about 1 of 40 tries under load."""
+    printed as "Exception ignored" and dropped (1 of 78 tries under load, when every press
+    after the first was ignored and the run trained on; docs/reliability.md)."""
     global _last_interrupt
     now = time.monotonic()
     if _last_interrupt is not None and now - _last_interrupt < REPEAT_IGNORED_S:
