@@ -433,3 +433,19 @@ def test_ctrl_c_again_after_a_lost_interrupt_stops_the_run(tmp_path):
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
     assert err.strip() == "defdistill: interrupted"
+
+
+def test_an_interrupt_of_main_called_in_process_leaves_the_callers_ctrl_c_alone(monkeypatch, capsys):
+    import importlib
+    import signal
+
+    cli = importlib.import_module("defdistill.cli.main")  # the module, not the function
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    assert cli.main([]) == 130  # a notebook's kernel, say: its own handler must survive
+    assert signal.getsignal(signal.SIGINT) is before
+    assert capsys.readouterr().err.strip() == "defdistill: interrupted"

@@ -88,8 +88,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _interrupted() -> int:
-    """Report an interrupt; from here to the exit, Ctrl-C is ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Report an interrupt; from here to the exit, Ctrl-C is ignored (when :func:`entry`
+    installed the handler: :func:`main` called in a notebook leaves the kernel's alone)."""
+    if signal.getsignal(signal.SIGINT) is _interrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     print("defdistill: interrupted", file=sys.stderr)
     # CPython (3.11) marks a KeyboardInterrupt raised in code executed from a string
     # (dataclasses build their methods so, during an import) as unhandled although it was
