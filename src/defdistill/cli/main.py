@@ -77,7 +77,7 @@ def _interrupt(signum: int, frame: object) -> None:
     press raises again: an interrupt can be lost. Python runs the handler wherever the main
     thread is, and one raised inside a callback that cannot propagate it (measured: the weakref
     callback of importlib's module locks, during torch's lazy imports as training starts) is
-    printed as "Exception ignored" and dropped (1 of 78 tries under load, when every press
+    printed as "Exception ignored" and dropped (1 of 94 tries under load, when every press
     after the first was ignored and the run trained on; docs/reliability.md)."""
     global _last_interrupt
     now = time.monotonic()
