@@ -4,7 +4,7 @@ import pytest
 
 from defdistill.evaluation.stats import Proportion
 from defdistill.experiments.report import paper_values
-from defdistill.experiments.report.findings import _growth, comparison, dataset_comparison
+from defdistill.experiments.report.comparison import _growth, comparison, dataset_comparison
 from defdistill.names import StatementKind
 
 

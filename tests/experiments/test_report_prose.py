@@ -3,14 +3,10 @@
 import pytest
 
 from defdistill.evaluation.stats import Proportion
-from defdistill.experiments.report.findings import (
-    ROBUSTNESS,
-    conclusion,
-    differences,
-    findings,
-    sampling_note,
-    soft_label_convergence,
-)
+from defdistill.experiments.report.conclusion import conclusion
+from defdistill.experiments.report.disclosures import differences, sampling_note
+from defdistill.experiments.report.findings import ROBUSTNESS, findings
+from defdistill.experiments.report.soft_labels import soft_label_convergence
 from defdistill.experiments.report.tables import model_label
 from defdistill.experiments.report.trend import RankTrend, _discordance_counts
 from defdistill.names import StatementKind

@@ -98,3 +98,12 @@ def fmt(value: Any, spec: str = ".1f", suffix: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:{spec}}{suffix}"
+
+
+def masking_detected(result: dict) -> bool:
+    """The masking rule (:func:`defdistill.evaluation.checks.assess`, as in ``defdistill audit``) flags
+    the student distilled at the highest temperature that learned."""
+    top = hottest(result["models"])
+    found = verdict(top) if top else None
+    return bool(found and found["masking"])
+

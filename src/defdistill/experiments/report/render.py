@@ -11,17 +11,12 @@ from typing import Any
 
 from defdistill.devices import machine_label
 from defdistill.experiments.report.columns import COLUMNS, csv_keys, csv_values
+from defdistill.experiments.report.comparison import comparison
+from defdistill.experiments.report.conclusion import conclusion
 from defdistill.experiments.report.data import dataset_title, paper_values
+from defdistill.experiments.report.disclosures import differences, sampling_note
 from defdistill.experiments.report.figures import make_figures
-from defdistill.experiments.report.findings import (
-    ROBUSTNESS,
-    ablation_findings,
-    comparison,
-    conclusion,
-    differences,
-    findings,
-    sampling_note,
-)
+from defdistill.experiments.report.findings import ROBUSTNESS, ablation_findings, findings
 from defdistill.experiments.report.tables import (
     ablation_table,
     robustness_table,

@@ -13,7 +13,7 @@ from typing import Any
 
 from defdistill.experiments.report.data import dataset_title, fmt
 from defdistill.experiments.report.figures import soft_label_figure
-from defdistill.experiments.report.findings import soft_label_convergence
+from defdistill.experiments.report.soft_labels import soft_label_convergence
 from defdistill.io import atomic_write_bytes, atomic_write_text
 
 FIGURE = "soft_label_convergence.png"  # the report's name for the same figure

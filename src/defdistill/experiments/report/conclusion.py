@@ -1,0 +1,91 @@
+"""The answer to "is defensive distillation robust?" across the run's data sets.
+
+Whether a model masks gradients is not decided here:
+:func:`~defdistill.experiments.report.data.masking_detected` reads the verdict that
+:func:`defdistill.evaluation.checks.assess` stored in the rows.
+"""
+
+from __future__ import annotations
+
+from defdistill.experiments.report.columns import attack_value
+from defdistill.experiments.report.data import (
+    baseline,
+    dataset_title,
+    distilled,
+    fmt,
+    hottest,
+    masking_detected,
+    verdict,
+)
+from defdistill.experiments.report.phrases import (
+    count_of,
+    rate_ci,
+    robust_text,
+)
+from defdistill.names import AttackId
+
+
+def conclusion(results: dict) -> list[str]:
+    """The answer to "is defensive distillation robust?", one paragraph per kind of outcome.
+
+    Data sets whose hottest student the masking rule flags get the masking explanation;
+    the others get their own numbers, since a student the paper's attack still breaks has
+    nothing to mask, and the reproduction's attacks (no APGD, no Square) only bound its
+    robust accuracy from above.
+    """
+    swept = {name: r for name, r in results.items() if distilled(r["models"])}
+    masked = [name for name, r in swept.items() if masking_detected(r)]
+    unread = [name for name, r in swept.items() if hottest(r["models"]) is None]
+    paragraphs = []
+    if masked:
+        paragraphs.append(
+            f"**No.** On {' and '.join(dataset_title(n) for n in masked)}, the distilled "
+            "networks resist the paper's attack only because their deployed logits are about T "
+            "times larger: the softmax saturates and its gradient underflows, so attacks that "
+            "differentiate the probabilities stall. Attacks on the logits (Carlini & Wagner, "
+            "arXiv:1607.04311, arXiv:1608.04644) or on the logits divided by the training "
+            "temperature still find adversarial examples, at about the baseline's distortion: "
+            "the defence masks gradients."
+        )
+    for name, result in swept.items():
+        if name in unread:
+            paragraphs.append(f"On {dataset_title(name)}, no distilled network learned (every student "
+                              "or its teacher at the chance floor): there is nothing to conclude about "
+                              "the defence there.")  # fmt: skip
+        elif name not in masked:
+            paragraphs.append(_unmasked(dataset_title(name), result))
+    if not masked:
+        paragraphs.append(
+            "These measurements do not show the masking pattern (the paper's attack failing "
+            "where adaptive attacks succeed); read the tables above before concluding "
+            "anything about robustness, and check that every model learned."
+        )
+    lines = []
+    for text in paragraphs:
+        lines += [text, ""]
+    return lines[:-1]
+
+
+def _unmasked(title: str, result: dict) -> str:
+    """The paragraph on a data set whose hottest student the masking rule does not flag."""
+    base, top = baseline(result["models"]), hottest(result["models"])
+    if verdict(top) is None:  # several seeds, verdicts that disagree
+        return (f"On {title}, the seeds disagree on whether the T = {top['temperature']:g} student "
+                "masks gradients: read each seed's masking checks in `results.json` before "
+                "concluding.")  # fmt: skip
+    cw = [attack_value(r, AttackId.CW_L2, "mean_l2") for r in (base, top)]
+    drop = top["accuracy_variation_pp"]
+    return (
+        f"On {title}, no masking check fires on the T = {top['temperature']:g} student: "
+        f"{count_of(top['gradients'].get('zero'))} measured images have an exactly zero softmax "
+        "Jacobian, and the paper's attack still succeeds on "
+        f"{rate_ci(attack_value(top, AttackId.JSMA_F, 'success_interval'))} attempts (baseline "
+        f"{rate_ci(attack_value(base, AttackId.JSMA_F, 'success_interval'))}). Its robust accuracy "
+        "under the table's attacks is "
+        f"{robust_text(top)} (baseline {robust_text(base)}) and C&W needs a mean L2 of "
+        f"{fmt(cw[1], '.2f')} (baseline {fmt(cw[0], '.2f')}), at a clean accuracy "
+        f"{abs(drop):.1f} pp {'below' if drop < 0 else 'above'} the baseline's. That is an upper "
+        "bound on its robust accuracy from PGD and C&W alone: `defdistill audit` adds APGD and "
+        "Square before anything is called robust."
+    )
+

@@ -1,0 +1,101 @@
+"""What a reader must know to read the numbers: how the images were drawn, and where the run
+differs from the paper's protocol, with the data set's own numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+from defdistill.experiments.report.columns import attack_value
+from defdistill.experiments.report.data import (
+    PAPER_DATASET,
+    distilled,
+)
+from defdistill.names import AttackId
+
+
+def sampling_note(result: dict) -> str:
+    """How the report's images were chosen: the random draw, its seed and size, and what the
+    accuracy is measured on."""
+    config, profile = result["config"], result["config"]["profile"]
+    draws = [run.get("samples") for run in result.get("per_seed", [])] or [config.get("samples")]
+    draws = [d for d in draws if d]
+    seeds = ", ".join(str(d["seed"]) for d in draws) or "–"
+    n = draws[0]["n"] if draws else "–"
+    test = draws[0]["test_images"] if draws else "–"
+    limited = profile.get("limit_test")
+    on = (f"the first {test:,} images of the test set (`limit_test`)" if limited
+          else f"the whole test set ({test:,} images)") if draws else "the test set"  # fmt: skip
+    return (
+        f"Evaluation images: {n} drawn at random from {on} with seed {seeds} (indices in "
+        "`results.json`, `config.samples`), the same images for every model, so row-to-row "
+        "differences are differences between models, not between samples. Each model is "
+        "attacked on the ones it classifies correctly (JSMA toward every other class on the "
+        f"first {profile['attack_samples']} of those, targets: {profile['targets']}; the other "
+        f"attacks on up to {profile.get('adaptive_samples', '–')}); a clean error counts as a failure in "
+        f"the unconditional robust accuracy. Clean accuracy is measured on {on}. The gradient "
+        f"amplitudes are on {profile.get('gradient_samples', '–')} images of the same seeded draw. "
+        "Every rate is shown with its 95 % Wilson interval and n, every mean with a 95 % "
+        "bootstrap interval over images (2,000 resamples)."
+    )
+
+
+def differences(dataset: str, result: dict) -> list[str]:
+    """Where the run differs from the paper's protocol, with this data set's numbers."""
+    profile, signature = result["config"]["profile"], result["config"]["dataset_signature"]
+    notes = []
+    subset = PAPER_DATASET.get(dataset, dataset) != dataset
+    if profile["name"] != "paper" or profile["epochs"] < 50 or subset or profile["limit_train"]:
+        images = (f", on the subset's {signature['n_train']:,} training images (the paper trained "
+                  "on the full set)" if subset else "")  # fmt: skip
+        limit = f", first {profile['limit_train']} training images" if profile["limit_train"] else ""
+        notes.append(
+            f"Profile `{profile['name']}`: {profile['epochs']} epoch(s) instead of the paper's 50"
+            f"{images}{limit}; accuracies are therefore below the paper's."
+        )
+    notes.append(
+        "The rates are measured on a random draw of the test set (see the sampling note above), "
+        "not on the whole test set as in the paper: they carry the sampling error their intervals show."
+    )
+    features = math.prod(signature["input_shape"])
+    cap = max(attack_value(r, AttackId.JSMA_F, "rho_adv_censored_at_percent") or 0.0
+              for r in result["models"])  # fmt: skip
+    mnist_note = (" The paper's MNIST value at T = 100 (14.08 % with 0.45 % success) lies just below "
+                  "that cap, so a value near it here is set by the cap, not measured."
+                  if dataset == "mnist" else "")  # fmt: skip
+    exhausted = [(r, attack_value(r, AttackId.JSMA_F, "samples_without_success"),
+                  attack_value(r, AttackId.JSMA_F, "samples")) for r in result["models"]]  # fmt: skip
+    exhausted = [f"{r['name']} ({k} of {n} images)" for r, k, n in exhausted if k]
+    notes.append(
+        "rho_adv counts an image on which JSMA on F exhausted its budget (no targeted attempt "
+        f"succeeded within gamma: {round(cap * features / 100):,} of {features:,} input features, "
+        f"{cap:.2f} %) at that cap. JSMA is greedy: such a value bounds what JSMA on F needs, not the "
+        "model's minimum perturbation (attacks on the logits often succeed on the same images). `≥` "
+        "marks a value with such images"
+        + (f"; here JSMA on F exhausted its budget on {', '.join(exhausted)}" if exhausted else "")
+        + f".{mnist_note} `results.json` also has `rho_adv_successful_percent` (broken images only)."
+    )
+    worst = min(distilled(result["models"]), key=lambda r: r["accuracy_variation_pp"], default=None)
+    short = (f" (here the T = {worst['temperature']:g} student is "
+             f"{-worst['accuracy_variation_pp']:.2f} pp below the baseline)"
+             if worst is not None and worst["accuracy_variation_pp"] < 0 else "")  # fmt: skip
+    notes.append(
+        "Training follows the paper: the loss at T, its SGD settings, nothing reparametrised (no "
+        "head scaling). Not from the paper: He initialisation (the paper does not state one), and "
+        "every network from a seed of its own derived from the run's seed. Plain training at T "
+        "divides the loss's gradient by T, so short profiles leave the hottest students less "
+        f"accurate{short}."
+    )
+    notes.append(
+        "PGD is run with cross-entropy and with the logit margin: cross-entropy saturates in "
+        "float32 on confident networks (its gradient rounds to zero), the margin does not."
+    )
+    if "cw_iterations" in profile:
+        notes.append(
+            f"Carlini & Wagner L2 is run untargeted (κ = 0) with {profile['cw_search_steps']} "
+            f"binary-search steps over its constant and up to {profile['cw_iterations']:,} Adam "
+            "iterations each, stopped early when its loss stalls; the reference implementation "
+            "(nn_robust_attacks) attacks a chosen target with up to 10,000. Its mean L2 bounds the "
+            "minimal perturbation from above, and a success rate below 100 % may be the budget's."
+        )
+    return notes
