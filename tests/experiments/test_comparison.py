@@ -38,7 +38,7 @@ def test_cifar_reacting_less_than_mnist_with_intervals_apart_agrees_with_the_pap
     assert "| CIFAR-10 subset (5,085 train / 1,017 test) | 90.0% [" in text
     # ours 14 / 2 with the conservative interval (13.9 / 2.1, 14.1 / 1.9); the paper's 14.08 / 1.55
     assert "| 7.00 [6.62, 7.42] | 9.08* |" in text
-    assert "grows 7.00× on MNIST and 3.00× on CIFAR-10 subset" in text
+    assert "multiplied by 7.00 on MNIST and by 3.00 on CIFAR-10 subset" in text
     assert "less than MNIST (intervals apart), as the paper reports" in sentence(lines)
     assert "not established" not in text
 
@@ -64,6 +64,19 @@ def test_a_flagged_accuracy_leaves_the_comparison_not_established():
     assert "not established" in text and "distilled-T100" in text
 
 
+def test_a_temperature_that_did_not_learn_does_not_block_the_comparison_at_another():
+    # the CIFAR T = 100 student at chance (not learned, 40 pp below): compared at T = 20, where
+    # both data sets' students are within the tolerance and the factors apart
+    cifar = result(1.0, 3.0, temperatures=(20.0, 100.0), drop=-40.0)
+    cifar["models"][-1]["learned"] = False
+    mnist = result(2.0, 14.0, temperatures=(20.0, 100.0))
+    lines = comparison({"mnist": mnist, "cifar10-subset": cifar}, paper_values())
+    assert "baseline → T = 20 " in lines[0]
+    text = sentence(lines)
+    assert "multiplied by 4.00 on MNIST and by 2.00 on" in text
+    assert "less than MNIST (intervals apart), as the paper reports" in text
+
+
 def test_the_sentence_is_a_typed_statement():
     lines = comparison({"mnist": result(2.0, 14.0), "cifar10-subset": result(1.0, 3.0)}, paper_values())
     assert lines  # the section exists; its sentence comes from dataset_comparison
@@ -79,7 +92,7 @@ def test_a_censored_mnist_factor_is_a_bound_that_still_decides_less():
                         "cifar10-subset": result(1.0, 3.0)}, paper_values())  # fmt: skip
     text = "\n".join(lines)
     assert "| ≥ 7.00 [" in text
-    assert "grows at least 7.00× on MNIST and 3.00× on" in text
+    assert "multiplied by at least 7.00 on MNIST and by 3.00 on" in text
     assert "less than MNIST (intervals apart), as the paper reports" in sentence(lines)
 
 

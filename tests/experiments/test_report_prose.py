@@ -112,6 +112,16 @@ def test_zero_jacobians_are_counted_exactly_never_rounded_to_all():
     assert "all 200 measured images" in gradients
 
 
+def test_a_gradient_amplitude_that_grows_is_said_to_rise():
+    """A student whose softmax gradient is larger than the baseline's (a short profile's) is
+    not said to have it fall by a negative number of orders of magnitude."""
+    rows = [row("baseline", None, success=0.9), row("distilled-T5", 5.0, success=0.6)]
+    rows[1]["gradients"] = {**rows[1]["gradients"], "median_log10": -2.5}
+    text = next(f.text for f in findings("mnist", result(rows), result(rows)["config"]["profile"])
+                if f.kind is StatementKind.GRADIENTS)  # fmt: skip
+    assert "rises from 10^-3.0 (baseline) to 10^-2.5 at T = 5, 0.5 orders of magnitude" in text
+
+
 def test_comparisons_of_two_rates_say_whether_their_intervals_separate():
     paper = next(f for f in findings("mnist", MNIST, MNIST["config"]["profile"])
                  if f.kind is StatementKind.PAPER_ATTACK).text  # fmt: skip

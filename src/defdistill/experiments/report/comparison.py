@@ -53,9 +53,10 @@ def _growth(result: dict, t: float) -> _Growth:
     rho = [attack_value(r, AttackId.JSMA_F, "rho_adv_percent") for r in (base, hot)]
     cis = [attack_value(r, AttackId.JSMA_F, "rho_adv_interval") for r in (base, hot)]
     profile = (result.get("config") or {}).get("profile") or {}
+    # only the student compared: another temperature's accuracy does not bear on this factor
+    below = [name for name in flagged(result["models"], profile) if name == hot["name"]]
     return _Growth(_change(*rho), _factor_interval(*cis),
-                   bool(attack_value(hot, AttackId.JSMA_F, "samples_without_success")),
-                   flagged(result["models"], profile))  # fmt: skip
+                   bool(attack_value(hot, AttackId.JSMA_F, "samples_without_success")), below)  # fmt: skip
 
 
 def comparison(results: dict, paper: dict) -> list[str]:
@@ -112,7 +113,9 @@ def dataset_comparison(name: str, t: float, mnist: _Growth, other: _Growth,
     The paper's claim (CIFAR-10 reacts less) is stated only when it is established: both data
     sets' students within the accuracy tolerance, the two factors' conservative intervals
     apart, and no censoring on the side that could reverse the order (a censored factor is
-    a lower bound). Otherwise the sentence says it is not established, and why.
+    a lower bound). Otherwise the sentence says it is not established, and why. Only the two
+    students compared count: a temperature that did not learn elsewhere in the sweep does not
+    bear on the factor at ``t``.
     """
     title = dataset_title(name)
     at_least = ["at least " if g.censored else "" for g in (mnist, other)]
@@ -120,13 +123,13 @@ def dataset_comparison(name: str, t: float, mnist: _Growth, other: _Growth,
     quoted = [paper_factors.get("mnist"), paper_factors.get(name)]
     paper = (f" (×{quoted[0]:.2f} and ×{quoted[1]:.2f} from its quoted values)"
              if None not in quoted else "")  # fmt: skip
-    grows = (f"From the baseline to T = {t:g}, rho_adv grows {at_least[0]}{mnist.factor:.2f}× on "
-             f"MNIST and {at_least[1]}{other.factor:.2f}× on {title}: ")
+    grows = (f"From the baseline to T = {t:g}, rho_adv is multiplied by {at_least[0]}{mnist.factor:.2f} "
+             f"on MNIST and by {at_least[1]}{other.factor:.2f} on {title}: ")
     why = []
     for data, g in (("MNIST", mnist), (title, other)):
         if g.flagged:
-            why.append(f"on {data}, {', '.join(g.flagged)} fall more than the accuracy tolerance below "
-                       "the baseline")  # fmt: skip
+            why.append(f"on {data}, {', '.join(g.flagged)} falls more than the accuracy tolerance "
+                       "below the baseline")  # fmt: skip
     if mnist.interval is None or other.interval is None:
         why.append("a factor has no interval")
     elif not (mnist.interval[1] < other.interval[0] or other.interval[1] < mnist.interval[0]):

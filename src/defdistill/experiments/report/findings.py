@@ -101,9 +101,10 @@ def _attacks_on(top: dict, base: dict, result: dict) -> list[Statement]:
     if logs[0] is not None and logs[-1] is not None:
         means = [(r["gradients"] or {}).get("log10_interval") for r in (base, top)]
         say(StatementKind.GRADIENTS,
-            f"The median gradient amplitude of the deployed softmax falls from 10^{logs[0]:.1f} "
+            f"The median gradient amplitude of the deployed softmax "
+            f"{'falls' if logs[-1] <= logs[0] else 'rises'} from 10^{logs[0]:.1f} "
             f"(baseline) to 10^{logs[-1]:.1f} at T = {top['temperature']:g}, "
-            f"{logs[0] - logs[-1]:.1f} orders of magnitude (mean log10 over the images: "
+            f"{abs(logs[0] - logs[-1]):.1f} orders of magnitude (mean log10 over the images: "
             f"{mean_ci(means[0])} and {mean_ci(means[1])}, {intervals_compared(*means)}); in float32, "
             f"the precision attacks compute in, {count_of(top['gradients'].get('zero'))} measured "
             "images have an exactly zero Jacobian.")  # fmt: skip
