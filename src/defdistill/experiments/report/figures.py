@@ -85,7 +85,9 @@ def _vs_temperature(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.8), squeeze=False)
+    # constrained layout makes room for the legends below the axes, where they hide no point
+    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.6), squeeze=False,
+                             layout="constrained")  # fmt: skip
     for ax, (dataset, result) in zip(axes[0], results.items(), strict=True):
         rows = distilled(result["models"])
         ts = [r["temperature"] for r in rows]
@@ -125,8 +127,10 @@ def _vs_temperature(
             ax.set_yscale("log")
         ax.minorticks_off()
         ticks = sorted(set(ts) | {float(t) for t in _paper_series(paper, dataset, paper_key or "")[0]})
-        # the paper's nine temperatures crowd 30, 40 and 50 together on a log axis: slant them
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], rotation=45 if len(ticks) > 6 else 0)
+        # the paper's nine temperatures crowd 30, 40 and 50 together on a log axis: upright
+        # labels would overlap, vertical ones in a smaller font do not
+        crowded = {"rotation": 90, "fontsize": 8} if len(ticks) > 6 else {}
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], **crowded)
         if ticks:  # room for our points and the paper's (e.g. its T = 100 beyond our sweep)
             ax.set_xlim(min(ticks) / 1.5, max(ticks) * 1.5)
         ax.set_xlabel("distillation temperature T")
@@ -134,7 +138,7 @@ def _vs_temperature(
         note = _seed_note(result)
         ax.set_title(f"{title}: {dataset_title(dataset)}{note}", **_small_if(note))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     return _figure_bytes(fig)
 
 
