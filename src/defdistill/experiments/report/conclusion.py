@@ -1,9 +1,5 @@
-"""The answer to "is defensive distillation robust?" across the run's data sets.
-
-Whether a model masks gradients is not decided here:
-:func:`~defdistill.experiments.report.data.masking_detected` reads the verdict that
-:func:`defdistill.evaluation.checks.assess` stored in the rows.
-"""
+"""The answer to "is defensive distillation robust?" across the run's data sets, from the
+masking verdicts stored in the rows (the audit's rule decided them; nothing here does)."""
 
 from __future__ import annotations
 
