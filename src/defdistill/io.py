@@ -142,11 +142,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def read_bounded(path: str | Path, max_bytes: int, what: str = "file") -> bytes:
+def read_bounded(path: str | Path, max_bytes: int, what: str = "file", *, prefix: bool = False) -> bytes:
     """The bytes of regular file ``path``, refused before reading if larger than ``max_bytes``.
 
     A FIFO, a device or a directory is refused without blocking; a file that grows while it
     is read is refused after ``max_bytes + 1`` bytes. ``what`` names the kind of file in errors.
+    ``prefix``: the first ``max_bytes`` bytes of a larger file instead (a header), all of a
+    shorter one.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -164,11 +166,11 @@ def read_bounded(path: str | Path, max_bytes: int, what: str = "file") -> bytes:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InputError(f"{path}: not a regular file; expected a {what}")
-        if info.st_size > max_bytes:
+        if info.st_size > max_bytes and not prefix:
             raise InputError(f"{path}: {info.st_size:,} bytes, more than any {what} "
                              f"({max_bytes:,} at most); is it the right file?")  # fmt: skip
-        chunks, size = [], 0
-        while chunk := os.read(fd, min(max_bytes + 1 - size, 2**24) or 1):
+        chunks, size, wanted = [], 0, max_bytes if prefix else max_bytes + 1
+        while size < wanted and (chunk := os.read(fd, min(wanted - size, 2**24))):
             chunks.append(chunk)
             size += len(chunk)
             if size > max_bytes:
@@ -222,7 +224,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, json_bytes(obj))
 
 
-def _held_by_another(directory: Path) -> bool:
+def held_by_another(directory: Path) -> bool:
     """Whether another process holds :func:`exclusive` on ``directory`` (never blocks)."""
     try:
         fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -252,7 +254,7 @@ def remove_temporaries(directory: str | Path) -> int:
     removed = 0
     for root, dirs, files in os.walk(directory):
         here = Path(root)
-        dirs[:] = [d for d in dirs if not _held_by_another(here / d)]
+        dirs[:] = [d for d in dirs if not held_by_another(here / d)]
         for name in files:
             if TEMPORARY.fullmatch(name) and stat.S_ISREG((here / name).lstat().st_mode):
                 with contextlib.suppress(OSError):

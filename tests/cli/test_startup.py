@@ -28,7 +28,7 @@ def test_help_of_every_command_and_a_full_parse_import_no_torch(tmp_path: Path) 
 
         parser = build_parser()
         commands = list(parser._subparsers._group_actions[0].choices)
-        assert len(commands) == 9 and "audit-panel" in commands, commands  # one per module, train: 2
+        assert len(commands) == 10 and "audit-panel" in commands, commands  # one per module, train: 2
         for argv in [["--help"], *([c, "--help"] for c in commands)]:
             out = io.StringIO()
             with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):

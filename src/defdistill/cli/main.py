@@ -24,10 +24,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from defdistill.cli import attack, audit, download, evaluate, models, panel, reproduce, train
+from defdistill.cli import attack, audit, download, evaluate, models, panel, reproduce, status, train
 from defdistill.cli.options import Parser, UsageError, flag, printable
 
-COMMANDS = (train, evaluate, download, attack, audit, reproduce, models, panel)  # in the order of --help
+# in the order of --help
+COMMANDS = (train, evaluate, download, attack, audit, reproduce, status, models, panel)
 INTERRUPTED, BROKEN_PIPE, STDOUT_FAILED, USER_ERROR = 130, 128 + signal.SIGPIPE, 1, 2
 
 

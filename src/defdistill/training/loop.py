@@ -211,6 +211,7 @@ def train(
                     optimizer=optimizer.state_dict(), generators=_random_state(generators, dev),
                     history=history, seconds=seconds_before + time.perf_counter() - start,
                     extra={} if monitor is None else {"monitor_best": monitor.best}, machines=machines,
+                    epochs=config.epochs,
                 ).save(state_path)  # fmt: skip
     finally:
         bar.close()

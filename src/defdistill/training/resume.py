@@ -61,6 +61,7 @@ class TrainingState:
     seconds: float
     extra: dict[str, float]
     machines: list[str] = field(default_factory=list)
+    epochs: int = 0  # how many the run trains for (0: a state written before the record)
 
     def save(self, path: Path) -> None:
         tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.items()}
@@ -73,8 +74,8 @@ class TrainingState:
                     tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
                 else:
                     buffers[str(index)][name] = value
-        header = {"key": self.key, "epoch": self.epoch, "history": self.history, "seconds": self.seconds,
-                  "extra": self.extra, "machines": self.machines,
+        header = {"key": self.key, "epoch": self.epoch, "epochs": self.epochs, "history": self.history,
+                  "seconds": self.seconds, "extra": self.extra, "machines": self.machines,
                   "param_groups": self.optimizer["param_groups"], "buffers": buffers}  # fmt: skip
         atomic_write_bytes(path, save_safetensors(tensors, metadata={"state": json.dumps(header)}))
 
@@ -98,8 +99,42 @@ def _parse(blob: bytes) -> TrainingState:
         optimizer={"state": state, "param_groups": found["param_groups"]},
         generators={k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")},
         history=found["history"], seconds=float(found["seconds"]), extra=found["extra"],
-        machines=[str(m) for m in found.get("machines", [UNRECORDED])],
+        machines=[str(m) for m in found.get("machines", [UNRECORDED])], epochs=int(found.get("epochs", 0)),
     )  # fmt: skip
+
+
+MAX_HEADER_BYTES = 2**22  # a state's header (history, optimiser settings) is a few kilobytes
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a training run got, read from its state's header alone."""
+
+    epoch: int  # finished epochs
+    epochs: int  # the run's total; 0 when the state was written before the record
+    seconds: float  # training wall time over the finished epochs
+    machines: list[str]
+
+
+def read_progress(path: Path) -> Progress:
+    """The :class:`Progress` recorded in the state at ``path``, without reading its tensors
+    (a status view of a run that may be writing it: states are replaced atomically).
+
+    Raises:
+        ValueError: not a training state (truncated, foreign, or a header beyond
+            :data:`MAX_HEADER_BYTES`).
+    """
+    head = read_bounded(path, 8, "training state", prefix=True)
+    size = int.from_bytes(head, "little") if len(head) == 8 else -1
+    if not 0 < size <= MAX_HEADER_BYTES:
+        raise ValueError(f"{path}: not a training state (header of {size} bytes)")
+    blob = read_bounded(path, 8 + size, "training state", prefix=True)
+    try:
+        found = json.loads(json.loads(blob[8:])["__metadata__"]["state"])
+        return Progress(int(found["epoch"]), int(found.get("epochs", 0)), float(found["seconds"]),
+                        [str(m) for m in found.get("machines", [UNRECORDED])])  # fmt: skip
+    except (ValueError, KeyError, TypeError, RecursionError) as err:
+        raise ValueError(f"{path}: not a training state ({type(err).__name__})") from None
 
 
 def max_state_bytes(model: nn.Module) -> int:
