@@ -1,10 +1,10 @@
 """Training resumes after the last finished epoch and ends with an uninterrupted run's weights."""
 
-import json
 import logging
 
 import pytest
 import torch
+from state_headers import drop_header_field
 
 import defdistill.training.loop as loop
 from defdistill.models import build_model
@@ -113,13 +113,5 @@ def test_a_run_resumed_on_another_machine_names_both_and_a_state_without_the_rec
     with pytest.raises(KilledError):
         fit(synthetic, state)
     restore()
-    # the state as an earlier version wrote it: no list of machines in its header
-    blob = state.read_bytes()
-    size = int.from_bytes(blob[:8], "little")
-    header = json.loads(blob[8 : 8 + size])
-    found = json.loads(header["__metadata__"]["state"])
-    del found["machines"]
-    header["__metadata__"]["state"] = json.dumps(found)
-    packed = json.dumps(header).encode()
-    state.write_bytes(len(packed).to_bytes(8, "little") + packed + blob[8 + size :])
+    drop_header_field(state, "machines")  # as an earlier version wrote it: no list of machines
     assert fit(synthetic, state).machines == [UNRECORDED, "CPU B (16 CPUs)"]
