@@ -113,7 +113,6 @@ class Progress:
     epoch: int  # finished epochs
     epochs: int  # the run's total; 0 when the state was written before the record
     seconds: float  # training wall time over the finished epochs
-    machines: list[str]
 
 
 def read_progress(path: Path) -> Progress:
@@ -125,14 +124,15 @@ def read_progress(path: Path) -> Progress:
             :data:`MAX_HEADER_BYTES`).
     """
     head = read_bounded(path, 8, "training state", prefix=True)
-    size = int.from_bytes(head, "little") if len(head) == 8 else -1
+    if len(head) < 8:
+        raise ValueError(f"{path}: not a training state ({len(head)} bytes)")
+    size = int.from_bytes(head, "little")
     if not 0 < size <= MAX_HEADER_BYTES:
-        raise ValueError(f"{path}: not a training state (header of {size} bytes)")
+        raise ValueError(f"{path}: not a training state (a header of {size:,} bytes)")
     blob = read_bounded(path, 8 + size, "training state", prefix=True)
     try:
         found = json.loads(json.loads(blob[8:])["__metadata__"]["state"])
-        return Progress(int(found["epoch"]), int(found.get("epochs", 0)), float(found["seconds"]),
-                        [str(m) for m in found.get("machines", [UNRECORDED])])  # fmt: skip
+        return Progress(int(found["epoch"]), int(found.get("epochs", 0)), float(found["seconds"]))
     except (ValueError, KeyError, TypeError, RecursionError) as err:
         raise ValueError(f"{path}: not a training state ({type(err).__name__})") from None
 
