@@ -52,3 +52,16 @@ def test_status_says_when_a_run_is_writing_the_directory(tmp_path: Path, capsys)
 def test_status_of_what_is_not_a_run_is_one_line(tmp_path: Path, capsys) -> None:
     assert_user_error(capsys, ["status", "--out", tmp_path / "missing"], "is not a directory", "--out")
     assert_user_error(capsys, ["status", "--out", tmp_path], "holds no `defdistill reproduce` run")
+
+
+def test_a_damaged_state_is_counted_as_unreadable_not_as_in_training(tmp_path: Path, capsys) -> None:
+    out = a_run(tmp_path / "run")
+    (out / "mnist" / "models" / "distilled-T5").mkdir()
+    (out / "mnist" / "models" / "distilled-T5" / STATE_FILE).write_bytes(b"not a training state")
+    code, text, _ = run_cli(["status", "--out", out], capsys)
+    lines = text.splitlines()
+    assert code == 0
+    summary = "mnist, seed 0: 1 network(s) trained, 1 in training, 1 unreadable; 1 measurement(s) finished"
+    assert summary in lines
+    damaged = next(line for line in lines if line.strip().startswith("distilled-T5"))
+    assert "unreadable:" in damaged

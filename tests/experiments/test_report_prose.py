@@ -89,6 +89,17 @@ def test_differences_name_this_data_sets_cap_and_training_set():
     assert "13.90 pp below the baseline" in cifar
 
 
+def test_the_paper_profile_names_its_farthest_student_not_a_short_profiles_cost():
+    rows = [row("baseline", None, success=0.9), row("distilled-T5", 5.0, success=0.1, drop=0.07),
+            row("distilled-T100", 100.0, success=0.0, drop=-0.06)]
+    text = "\n".join(differences("mnist", result(rows, profile={"name": "paper", "epochs": 50})))
+    assert "instead of the paper's 50" not in text and "short profiles" not in text
+    assert ("at the paper's 50 epochs the student farthest from the baseline's accuracy is the T = 5 "
+            "one, +0.07 pp") in text
+    above = "\n".join(differences("mnist", result(rows[:2])))  # short, but no student below: no cost named
+    assert "short profiles" not in above and "divides the loss's gradient by T." in above
+
+
 def test_statements_are_typed_and_the_robustness_section_selects_them_by_kind():
     masked = findings("mnist", MNIST, MNIST["config"]["profile"])
     kinds = [f.kind for f in masked]

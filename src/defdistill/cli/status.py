@@ -29,8 +29,11 @@ def run(args: argparse.Namespace) -> int:
                                           else "no run is writing it now (rerun the same command to resume)"))
     for seed in found.seeds:
         trained = sum(n.trained for n in seed.networks)
-        print(f"\n{seed.dataset}, seed {seed.seed}: {trained} network(s) trained, "
-              f"{len(seed.networks) - trained} in training; {len(seed.measurements)} measurement(s) finished")
+        unreadable = sum(n.problem is not None for n in seed.networks)
+        training = len(seed.networks) - trained - unreadable
+        print(f"\n{seed.dataset}, seed {seed.seed}: {trained} network(s) trained, {training} in training"
+              + (f", {unreadable} unreadable" if unreadable else "")
+              + f"; {len(seed.measurements)} measurement(s) finished")
         width = max((len(printable(n.name)) for n in seed.networks), default=7)
         if seed.networks:
             print(f"  {'network':<{width}}  {'epochs':>7}  {'s/epoch':>7}  state")
