@@ -5,8 +5,8 @@
 #   paper-run/run.sh OUT [LOG]     (from a checkout of its own: editing another leaves the run alone)
 #
 # Two one-thread Ray workers at the lowest priority, so that tests beside it slow it, not
-# stop it. Stop it with Ctrl-C or `pkill -INT -f "defdistill reproduce"` (the epoch in
-# progress is lost, nothing else).
+# stop it. Stop it with Ctrl-C or `pkill -INT -f "defdistill reproduce"` (the epoch or the
+# attack in progress is lost, nothing else).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: paper-run/run.sh OUT [LOG]" >&2; exit 2; }
 out="$1"

@@ -8,6 +8,7 @@ import torch
 from cli_helpers import META_BASE, assert_user_error, constant_model, run_cli
 
 from defdistill.checkpoint import save_model
+from defdistill.experiments.units import UnitStore
 from defdistill.io import atomic_write_json, exclusive
 from defdistill.training.resume import STATE_FILE, TrainingState
 
@@ -24,6 +25,7 @@ def a_run(out: Path) -> Path:
                   generators={}, history=[], seconds=200.0, extra={}, machines=["here"],
                   epochs=50).save(models / "distilled-T20" / STATE_FILE)  # fmt: skip
     atomic_write_json(out / "mnist" / "units" / "eval-baseline.json", {"result": {}})
+    UnitStore(out / "mnist").steps("eval-control", {"k": 1}).save("jsma-f", {"samples": 4})
     return out
 
 
@@ -40,6 +42,7 @@ def test_status_lists_trained_and_training_networks_and_measurements(tmp_path: P
     # 46 epochs left at 50 s each: 38 min
     assert student.split()[1:3] == ["4/50", "50"] and "training, about 38 min left at this pace" in student
     assert "  measurements: eval-baseline" in lines
+    assert "  measuring: eval-control (1 attack(s) finished; a rerun resumes after them)" in lines
 
 
 def test_status_says_when_a_run_is_writing_the_directory(tmp_path: Path, capsys) -> None:

@@ -161,3 +161,38 @@ def test_a_model_that_gets_no_drawn_image_right_has_nothing_attacked_and_nothing
     assert result.attacks[spec.name].success.to_dict() == nothing
     found = result.to_dict()["robust_accuracy"]
     assert found["unconditional_interval"]["k"] == 0 and found["unconditional_interval"]["n"] == 8
+
+
+class Record:
+    """An in-memory :class:`StepRecord`."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, dict] = {}
+
+    def load(self, step: str) -> dict | None:
+        return self.steps.get(step)
+
+    def save(self, step: str, result: dict) -> None:
+        self.steps[step] = result
+
+
+def must_not_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Outcome:
+    raise AssertionError("a finished attack was run again")
+
+
+def test_a_battery_resumes_from_its_record_of_finished_attacks(drawn):
+    x, y = drawn
+    first = [AttackSpec(AttackId.PGD_CE_F, "A", fooling([0, 1]), PRIMARY, worst_case=True),
+             AttackSpec(AttackId.PGD_MARGIN, "B", fooling([1, 4]), PRIMARY, worst_case=True)]  # fmt: skip
+    record = Record()
+    whole = run_battery(FirstPixel(), first, x, y, record)
+    assert list(record.steps) == ["pgd-ce-f", "pgd-margin"]
+    # the rerun: A is reused; B's record is of other images (3 attacked), so B runs again
+    record.steps["pgd-margin"] = {**record.steps["pgd-margin"], "samples": 3}
+    again = [AttackSpec(AttackId.PGD_CE_F, "A", must_not_run, PRIMARY, worst_case=True),
+             AttackSpec(AttackId.PGD_MARGIN, "B", fooling([1, 4]), PRIMARY, worst_case=True)]  # fmt: skip
+    resumed = run_battery(FirstPixel(), again, x, y, record)
+    assert resumed.to_dict() == whole.to_dict() | {"attacks": {
+        k: {**a, "seconds": resumed[k].seconds} for k, a in whole.to_dict()["attacks"].items()}}
+    assert resumed["pgd-ce-f"].seconds == whole["pgd-ce-f"].seconds  # the time when it ran
+    assert record.steps["pgd-margin"]["samples"] == 6

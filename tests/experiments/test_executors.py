@@ -4,6 +4,7 @@ failed task leaves every other unit saved for the next run."""
 import json
 import shutil
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -93,6 +94,45 @@ def test_ray_retries_transient_failures_only(ray_instance, tmp_path):
         list(RayExecutor(max_retries=0).map(_flaky, [("transient", 4)], str(tmp_path)))
 
 
+def _signal(directory: str, name: str) -> str:
+    (Path(directory) / name).touch()
+    return name
+
+
+def _wait_for_signal(directory: str, name: str) -> str:
+    """Returns ``name`` once the file exists, ``"never"`` after 60 s."""
+    deadline = time.monotonic() + 60
+    while not (Path(directory) / name).exists():
+        if time.monotonic() > deadline:
+            return "never"
+        time.sleep(0.05)
+    return name
+
+
+def test_ray_starts_a_second_maps_tasks_before_the_first_ones_results_are_read(ray_instance, tmp_path):
+    executor = RayExecutor()
+    first = executor.map(_wait_for_signal, ["from the second map"], str(tmp_path))
+    second = executor.map(_signal, ["from the second map"], str(tmp_path))
+    # the first map's task ends only once the second map's has run on the other worker
+    assert list(first) == ["from the second map"]
+    assert list(second) == ["from the second map"]
+
+
+def _late_signal(directory: str, name: str) -> str:
+    time.sleep(2)
+    return _signal(directory, name)
+
+
+def test_a_ray_failure_awaits_the_tasks_of_every_map_submitted(ray_instance, tmp_path):
+    executor = RayExecutor(max_retries=0)
+    failing = executor.map(_flaky, [("deterministic", 5)], str(tmp_path))
+    later = executor.map(_late_signal, ["late"], str(tmp_path))
+    with pytest.raises(ValueError, match="first attempt of 5"):
+        list(failing)
+    assert (tmp_path / "late").exists()  # the other map's task finished before the failure was raised
+    assert list(later) == ["late"]
+
+
 @pytest.mark.heavy  # the Ray variant starts a cluster; the local one trains a tiny sweep (about 50 s)
 @pytest.mark.parametrize("executor_name", ["local", "ray"])
 def test_resume_after_a_failed_task(request, tiny_run, tmp_path, executor_name):
@@ -120,15 +160,27 @@ def test_resume_after_a_failed_task(request, tiny_run, tmp_path, executor_name):
     assert comparable(got)["models"] == comparable(tiny_run[3])["models"]
 
 
+def _task_name(task) -> str:
+    return getattr(task, "name", type(task).__name__)
+
+
 class RecordingExecutor(LocalExecutor):
-    """The local executor, recording the function and the task names of every phase."""
+    """The local executor, recording the function and the task names of every phase, and the
+    order in which phases are submitted and their results read."""
 
     def __init__(self) -> None:
         self.phases: list[tuple[str, list[str]]] = []
+        self.events: list[str] = []
 
     def map(self, fn, tasks, shared=None):
-        self.phases.append((fn.__name__, [getattr(task, "name", type(task).__name__) for task in tasks]))
-        return super().map(fn, tasks, shared)
+        self.phases.append((fn.__name__, [_task_name(task) for task in tasks]))
+        self.events.append(f"submit {fn.__name__}")
+        return self._read(fn, tasks, super().map(fn, tasks, shared))
+
+    def _read(self, fn, tasks, results):
+        for task, result in zip(tasks, results, strict=True):
+            self.events.append(f"read {fn.__name__} {_task_name(task)}")
+            yield result
 
 
 def test_the_sweep_runs_in_three_phases_each_longest_first(tiny_run, tmp_path):
@@ -146,6 +198,11 @@ def test_the_sweep_runs_in_three_phases_each_longest_first(tiny_run, tmp_path):
         ("second_phase_unit", ["distilled-T50", "distilled-T5", "baseline", "adversarial-pgd"]),
         ("measurement_unit", ["AblationTask", "distilled-T5", "distilled-T50"]),
     ]
+    # the students' measurements are submitted once the students are trained, before the
+    # undistilled models' measurements are read: no worker waits for those
+    events = executor.events
+    assert events.index("submit measurement_unit") == events.index("read second_phase_unit distilled-T5") + 1
+    assert events.index("submit measurement_unit") < events.index("read second_phase_unit baseline")
     models = json.loads((out / "synthetic" / "results.json").read_text())["models"]
     assert [m["name"] for m in models] == [m["name"] for m in tiny_run[3]["models"]]  # the report's order
 

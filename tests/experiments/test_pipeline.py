@@ -14,6 +14,7 @@ from defdistill.devices import machine_label
 from defdistill.experiments.pipeline import collect_results, reproduce_on
 from defdistill.experiments.report import CSV_COLUMNS
 from defdistill.experiments.results import READABLE_SCHEMAS, SCHEMA_VERSION
+from defdistill.experiments.units import StepLog, key_digest
 from defdistill.io import OutputError, exclusive
 from defdistill.names import AttackId
 
@@ -216,3 +217,39 @@ def test_a_temperature_that_does_not_learn_is_kept_flagged_and_the_hottest_that_
     report = (tmp_path / "report.md").read_text()
     assert "| distilled-T10000 (did not learn: not read) |" in report
     assert "Masking checks on the T = 5 student" in report and "**Did not learn in 2 epoch(s)**" in report
+
+
+@pytest.mark.heavy
+def test_an_interrupted_measurement_resumes_at_the_attack_it_was_in(tiny_run, tmp_path, monkeypatch):
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_run[0], out)
+    units = out / "synthetic" / "units"
+    (units / "eval-distilled-T50.json").unlink()
+    saved = []
+
+    def interrupt_after_three(self, step, result):
+        if len(saved) == 3:
+            raise KeyboardInterrupt
+        saved.append(step)
+        original(self, step, result)
+
+    original = StepLog.save
+    monkeypatch.setattr(StepLog, "save", interrupt_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce_on(tiny_dataset(), TINY, out, progress=False)
+    monkeypatch.setattr(StepLog, "save", original)
+    record = units / "in-progress" / "eval-distilled-T50.json"
+    stored = json.loads(record.read_text())
+    assert list(stored["steps"]) == saved  # the three attacks that finished, in order
+    # mark the first one, so that its reuse shows in the result (its sha256 updated: a valid record)
+    stored["steps"][saved[0]]["seconds"] = 12345.0
+    stored["steps_sha256"] = key_digest(stored["steps"])
+    record.write_text(json.dumps(stored))
+    reproduce_on(tiny_dataset(), TINY, out, progress=False)
+    new = json.loads((out / "synthetic" / "results.json").read_text())
+    assert new["config"]["units_computed"] == ["eval-distilled-T50"]
+    assert stable(new) == stable(tiny_run[3])  # the same numbers as the uninterrupted run
+    student = next(row for row in new["models"] if row["name"] == "distilled-T50")
+    assert student["attacks"][saved[0]]["seconds"] == 12345.0  # reused, not run again
+    assert student["attacks"][saved[1]]["seconds"] != 12345.0
+    assert not record.exists()  # the unit's result is stored: its record of steps is gone

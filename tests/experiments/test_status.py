@@ -9,6 +9,7 @@ from state_headers import drop_header_field
 
 from defdistill.checkpoint import META
 from defdistill.experiments.status import run_status
+from defdistill.experiments.units import UnitStore
 from defdistill.io import exclusive
 from defdistill.training.resume import STATE_FILE, TrainingState, read_progress
 
@@ -100,3 +101,19 @@ def test_an_empty_or_missing_directory_is_a_clear_error(tmp_path):
         run_status(tmp_path)
     with pytest.raises(ValueError, match="is not a directory"):
         run_status(tmp_path / "missing")
+
+
+def test_an_unfinished_measurement_shows_its_finished_attacks(tiny_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run[0], out)
+    units = out / "synthetic" / "units"
+    (units / "eval-distilled-T50.json").unlink()
+    (units / "eval-distilled-T5.json").unlink()
+    steps = UnitStore(out / "synthetic").steps("eval-distilled-T50", {"k": 1})
+    steps.save("jsma-f", {"samples": 4})
+    steps.save("jsma-z", {"samples": 4})
+    (units / "in-progress" / "eval-distilled-T5.json").write_text("[1]")  # a record of another shape
+    (units / "in-progress" / "eval-baseline.json").write_text("{}")  # left beside a finished unit
+    seed = run_status(out).seeds[0]
+    assert "eval-distilled-T50" not in seed.measurements
+    assert seed.in_progress == {"eval-distilled-T5": None, "eval-distilled-T50": 2}

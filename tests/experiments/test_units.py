@@ -72,3 +72,25 @@ def test_a_stored_result_that_is_not_an_object_is_recomputed(tmp_path):
     stored = json.loads(path.read_text())
     path.write_text(json.dumps({**stored, "result": []}))
     assert UnitStore(tmp_path).run("eval-a", {"k": 1}, lambda: {"v": 5}) == {"v": 5}
+
+
+def test_a_units_finished_steps_are_kept_for_its_key_only(tmp_path):
+    key = {"weights": "a", "samples": 4}
+    steps = UnitStore(tmp_path).steps("eval-x", key)
+    steps.save("jsma-f", {"samples": 4, "rate": float("nan")})
+    steps.save("pgd-margin", {"samples": 4, "rate": 0.5})
+    record = tmp_path / "units" / "in-progress" / "eval-x.json"
+    again = UnitStore(tmp_path).steps("eval-x", key)
+    assert again.load("jsma-f") == {"samples": 4, "rate": None}  # as it reads back: NaN -> null
+    assert again.load("pgd-margin") == {"samples": 4, "rate": 0.5} and again.load("cw-l2") is None
+    assert UnitStore(tmp_path).steps("eval-x", {**key, "weights": "b"}).load("jsma-f") is None
+    assert UnitStore(tmp_path, force=True).steps("eval-x", key).load("jsma-f") is None
+    stored = json.loads(record.read_text())
+    stored["steps"]["pgd-margin"]["rate"] = 1.0  # edited by hand: its sha256 no longer matches
+    record.write_text(json.dumps(stored))
+    assert UnitStore(tmp_path).steps("eval-x", key).load("jsma-f") is None
+    record.write_bytes(b'{"key_sha2')  # truncated
+    assert UnitStore(tmp_path).steps("eval-x", key).steps == {}
+    # the unit's stored result ends the record; finished units are never read from it
+    UnitStore(tmp_path).run("eval-x", key, lambda: {"value": 1})
+    assert not record.exists() and (tmp_path / "units" / "eval-x.json").is_file()

@@ -50,4 +50,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {printable(n.name):<{width}}  {epochs:>7}  {pace:>7}  {printable(state)}")
         if seed.measurements:
             print("  measurements: " + ", ".join(printable(m) for m in seed.measurements))
+        for name, done in seed.in_progress.items():
+            state = "record unreadable" if done is None else f"{done} attack(s) finished"
+            print(f"  measuring: {printable(name)} ({state}; a rerun resumes after them)")
     return 0

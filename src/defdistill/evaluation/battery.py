@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -279,7 +279,19 @@ class BatteryResult:
         return cls(clean, {k: AttackSummary.from_dict(a) for k, a in d["attacks"].items()})
 
 
-def run_battery(model: nn.Module, specs: list[AttackSpec], x: torch.Tensor, y: torch.Tensor) -> BatteryResult:
+class StepRecord(Protocol):
+    """Where a battery records each finished attack, so that an interrupted one resumes
+    (:class:`defdistill.experiments.units.StepLog`)."""
+
+    def load(self, step: str) -> dict[str, Any] | None: ...
+
+    def save(self, step: str, result: dict[str, Any]) -> None: ...
+
+
+def run_battery(
+    model: nn.Module, specs: list[AttackSpec], x: torch.Tensor, y: torch.Tensor,
+    record: StepRecord | None = None,
+) -> BatteryResult:  # fmt: skip
     """Run every attack of ``specs`` on the images of ``(x, y)`` that ``model`` classifies correctly.
 
     Args:
@@ -289,12 +301,20 @@ def run_battery(model: nn.Module, specs: list[AttackSpec], x: torch.Tensor, y: t
         x: the drawn images in [0, 1], ``(N, C, H, W)``, correct or not: the clean errors
             count as failures in the unconditional robust accuracy.
         y: their labels, ``(N,)``.
+        record: records each attack's summary as it finishes; an attack it already holds
+            for the same images is reused, not run again (each attack draws from a generator
+            of its own seed, so skipping one does not change the others).
     """
     clean = correct_mask(model, x, y).cpu() if len(x) else torch.zeros(0, dtype=torch.bool)
     order = clean.nonzero().flatten()
     attacks: dict[str, AttackSummary] = {}
     for spec in specs:
         idx = (order if spec.samples is None else order[: spec.samples]).to(x.device)
+        stored = record.load(spec.name) if record is not None else None
+        if stored is not None and stored.get("samples") == len(idx):
+            attacks[spec.name] = AttackSummary.from_dict(stored)
+            log.info("%s: finished before the interruption (%.1f s then)", spec.label, stored["seconds"])
+            continue
         start = time.perf_counter()
         # no correctly classified image (a network at chance, few drawn): nothing to attack
         out = (spec.run(model, x[idx], y[idx.to(y.device)]) if len(idx)
@@ -305,6 +325,8 @@ def run_battery(model: nn.Module, specs: list[AttackSpec], x: torch.Tensor, y: t
             Proportion.of(out.successes, out.attempts), out.details, seconds,
         )  # fmt: skip
         log.info("%s: %.1f s on %d images", spec.label, seconds, len(idx))
+        if record is not None:
+            record.save(spec.name, attacks[spec.name].to_dict())
     return BatteryResult(clean, attacks)
 
 

@@ -50,7 +50,9 @@ class Executor(Protocol):
         ...
 
     def map(self, fn: Callable[[Any, T], R], tasks: Sequence[T], shared: Any = None) -> Iterator[R]:
-        """Yield ``fn(shared, task)`` for every task, in order; raise the first failure."""
+        """Yield ``fn(shared, task)`` for every task, in order; raise the first failure. An
+        executor with workers submits the tasks when called, so that a second ``map`` called
+        before the first one's results are read fills the workers the first leaves idle."""
         ...
 
     def close(self) -> None:
@@ -116,6 +118,7 @@ class RayExecutor:
         self.device, self.gpus_per_task = device, gpus_per_task
         self._started = False
         self._remote: Any = None
+        self._pending: list[Any] = []  # submitted tasks whose results were not read yet
 
     def start(self) -> None:
         """Connect to (or start) Ray once and check it has what the tasks will ask for."""
@@ -149,22 +152,26 @@ class RayExecutor:
         )  # fmt: skip
 
     def map(self, fn: Callable[[Any, T], R], tasks: Sequence[T], shared: Any = None) -> Iterator[R]:
-        """Submit every task at once, yield the results in order.
+        """Submit every task now, before any result is asked for; yield the results in order.
 
-        After a failure the other tasks are still awaited (what they compute is saved),
-        then the task's own exception is raised, not Ray's wrapper.
+        A later ``map`` may be called before this one's results are read: its tasks queue
+        behind these and start as workers free up. After a failure every task submitted and
+        not yet read, of any ``map``, is still awaited (what they compute is saved), then the
+        task's own exception is raised, not Ray's wrapper.
         """
         self.start()
-        remote, ray = self._remote, self._ray
-        shared_ref = ray.put(shared)
-        refs = [remote.remote(fn, shared_ref, task, self.cpus_per_task) for task in tasks]
-        for i, ref in enumerate(refs):
+        shared_ref = self._ray.put(shared)
+        refs = [self._remote.remote(fn, shared_ref, task, self.cpus_per_task) for task in tasks]
+        self._pending.extend(refs)
+        return self._results(refs)
+
+    def _results(self, refs: list[Any]) -> Iterator[Any]:
+        ray = self._ray
+        for ref in refs:
             try:
                 yield ray.get(ref)
             except ray.exceptions.RayTaskError as err:
-                rest = refs[i + 1 :]
-                if rest:
-                    ray.wait(rest, num_returns=len(rest))
+                self._await_pending(ref)
                 cause = getattr(err, "cause", None)
                 if isinstance(cause, Exception):
                     raise cause from None
@@ -172,6 +179,14 @@ class RayExecutor:
             except ray.exceptions.RayError as err:  # a worker or node died more often than retried
                 raise ExecutorError(f"a Ray task was lost: {' '.join(str(err).split())[:300]}; "
                                     "run again to resume") from None  # fmt: skip
+            finally:
+                if ref in self._pending:
+                    self._pending.remove(ref)
+
+    def _await_pending(self, failed: Any) -> None:
+        rest = [ref for ref in self._pending if ref is not failed]
+        if rest:
+            self._ray.wait(rest, num_returns=len(rest))
 
     def close(self) -> None:
         """Shut down the Ray instance if this executor started it."""
@@ -179,6 +194,7 @@ class RayExecutor:
             self._ray.shutdown()
             self._started = False
         self._remote = None
+        self._pending = []
 
 
 def gpu_request(device: str, cluster_gpus: float, gpus_per_task: float = 1.0) -> float:

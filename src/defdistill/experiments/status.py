@@ -3,7 +3,8 @@
 The paper profile trains for hours and may span sittings and machines: this says, without
 touching the run (it reads files that the run replaces atomically, and takes no lock), which
 networks have finished with what test accuracy, which are in training at which epoch and at
-what pace, and which measurements have finished, per data set and seed
+what pace, which measurements have finished and how many attacks an unfinished one has done,
+per data set and seed
 (:mod:`defdistill.experiments.sweep` lays the directory out).
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from defdistill.checkpoint import MAX_META_BYTES, META
 from defdistill.data import DATASETS
+from defdistill.experiments.units import IN_PROGRESS
 from defdistill.io import held_by_another, read_json_object
 from defdistill.training.resume import STATE_FILE, read_progress
 
@@ -53,6 +55,9 @@ class SeedStatus:
     seed: int
     networks: list[NetworkStatus]
     measurements: list[str]  # the finished units' names (units/<name>.json)
+    # an unfinished measurement's name -> its finished attacks (units/in-progress/<name>.json);
+    # None when its record cannot be read
+    in_progress: dict[str, int | None]
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,17 @@ def _seed(dataset: str, seed: int, directory: Path) -> SeedStatus | None:
         return None
     networks = _networks(models) if models.is_dir() else []
     measurements = sorted(p.stem for p in units.glob("*.json")) if units.is_dir() else []
-    return SeedStatus(dataset, seed, networks, measurements)
+    records = sorted((units / IN_PROGRESS).glob("*.json")) if units.is_dir() else []
+    in_progress = {p.stem: _steps_done(p) for p in records if p.stem not in measurements}
+    return SeedStatus(dataset, seed, networks, measurements, in_progress)
+
+
+def _steps_done(record: Path) -> int | None:
+    try:
+        steps = read_json_object(record).get("steps")
+    except (ValueError, OSError):
+        return None
+    return len(steps) if isinstance(steps, dict) else None
 
 
 def run_status(out: str | Path) -> RunStatus:

@@ -160,12 +160,13 @@ def run_sweeps(
 
     # Three phases. 1: every teacher and every undistilled model; 2: the students (each needs
     # its teacher) and, beside them, the measurements that need no student (the undistilled
-    # models'); 3: the students' measurements and the ablations. The soft labels' curves come
-    # first, each phase's units are about one network long, and the measurements of phase 2
-    # fill the workers while the last students train. In each phase the longest first, so
-    # parallel workers end it with the short ones, and among equal trainings the hottest:
-    # plain training at a large T learns slowest, so a network that does not learn stops the
-    # run soonest.
+    # models'); 3: the students' measurements and the ablations, submitted as soon as the
+    # students are trained, behind the undistilled models' measurements still running. The
+    # soft labels' curves come first, each phase's units are about one network long, and the
+    # measurements of phase 2 fill the workers while the last students train. In each phase
+    # the longest first, so parallel workers end it with the short ones, and among equal
+    # trainings the hottest: plain training at a large T learns slowest, so a network that
+    # does not learn stops the run soonest.
     def order(task: TrainTask, teacher_only: bool = False) -> tuple[int, float]:
         return training_cost(task, teacher_only), task.temperature or 0.0
 
@@ -182,12 +183,11 @@ def run_sweeps(
                             for t in train_tasks if t.seed == s and t.distilled])  # fmt: skip
         index = {s: evaluation_index(ds, profile, s) for s in seeds}
         undistilled = [t for t in train_tasks if not t.distilled] + [t for t, _ in controls]
-        second: list[TrainTask | EvalTask] = [
-            *sorted((t for t in train_tasks if t.distilled), key=order, reverse=True),
-            *(_eval_task(t, metas, profile, signature, force, index[t.seed]) for t in undistilled),
-        ]  # fmt: skip
-        for task, result in zip(second, executor.map(second_phase_unit, second, ds), strict=True):
-            done(task, result, f"{'trained' if isinstance(task, TrainTask) else 'measured'} {task.name}")
+        students = sorted((t for t in train_tasks if t.distilled), key=order, reverse=True)
+        references = [_eval_task(t, metas, profile, signature, force, index[t.seed]) for t in undistilled]
+        second = executor.map(second_phase_unit, [*students, *references], ds)
+        for task, result in zip(students, second, strict=False):  # stops at the last student
+            done(task, result, f"trained {task.name}")
         hottest = {s: max((t for t in temperatures if t is not None and learned(metas[s, model_name(t)])),
                           default=None) for s in seeds}  # fmt: skip
         bar.total -= sum(t is None for t in hottest.values()) if ablation_units else 0
@@ -198,7 +198,12 @@ def run_sweeps(
             *(_eval_task(t, metas, profile, signature, force, index[t.seed])
               for t in train_tasks if t.distilled),
         ]  # fmt: skip
-        for task, result in zip(third, executor.map(measurement_unit, third, ds), strict=True):
+        # submitted before the undistilled models' measurements are read: a worker that would
+        # wait for the last of those starts a student's measurement instead
+        measured = executor.map(measurement_unit, third, ds)
+        for task, result in zip(references, second, strict=True):
+            done(task, result, f"measured {task.name}")
+        for task, result in zip(third, measured, strict=True):
             done(task, result, f"measured {task.name if isinstance(task, EvalTask) else 'the ablations'}")
     finally:
         bar.close()

@@ -28,7 +28,7 @@ from defdistill.checkpoint import CheckpointError, load_model, load_reusable, re
 from defdistill.data import Dataset
 from defdistill.devices import machine_label, resolve_device
 from defdistill.evaluation import battery as b
-from defdistill.evaluation.battery import AttackSpec, run_battery
+from defdistill.evaluation.battery import AttackSpec, StepRecord, run_battery
 from defdistill.evaluation.gradients import gradient_stats
 from defdistill.evaluation.samples import random_indices, random_order
 from defdistill.evaluation.stats import Proportion
@@ -224,7 +224,7 @@ def eval_unit(ds: Dataset, task: EvalTask) -> dict[str, Any]:
         return {
             "accuracy": clock.lap("accuracy", accuracy_with_interval(model, ds.x_test, ds.y_test)),
             **measure(model, baseline, ds.x_test, ds.y_test, task.profile, task.temperature,
-                      task.seed, index, clock),
+                      task.seed, index, clock, store.steps(unit, key)),
             "eval_machine": machine_label(),  # what the timings were measured on
         }
 
@@ -295,7 +295,7 @@ def sweep_battery(
 def measure(
     model: nn.Module, baseline: nn.Module | None, x: torch.Tensor, y: torch.Tensor, profile: Profile,
     temperature: float | None, seed: int, index: torch.Tensor | None = None,
-    clock: Stopwatch | None = None,
+    clock: Stopwatch | None = None, record: StepRecord | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The paper's measurements and the adaptive attacks for one deployed model.
 
@@ -310,7 +310,9 @@ def measure(
     clean error counts as a failure in the unconditional robust accuracy. The gradient
     amplitude is measured on the first ``gradient_samples`` images of the same seeded
     permutation of the test set (:func:`defdistill.evaluation.samples.random_order`).
-    ``clock`` books the steps' wall times (started before the call when given).
+    ``clock`` books the steps' wall times (started before the call when given);
+    ``record`` records each finished attack (:func:`run_battery`), so that an interrupted
+    measurement resumes at the attack it was in.
 
     Returns:
         ``gradients`` (:func:`gradient_stats`), the battery's result
@@ -326,7 +328,7 @@ def measure(
     specs = sweep_battery(profile, eps, temperature, baseline, seed)
     gradient_index = random_order(len(x), seed)[: profile.gradient_samples].to(x.device)
     gradients = clock.lap("gradients", gradient_stats(model, x[gradient_index], seed=seed))
-    result = run_battery(model, specs, x[index], y[index.to(y.device)])
+    result = run_battery(model, specs, x[index], y[index.to(y.device)], record)
     return {
         "gradients": gradients,
         **result.to_dict(),
