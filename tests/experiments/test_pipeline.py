@@ -11,6 +11,7 @@ from kill_helpers import sigkill_when
 from pipeline_runner import TINY, tiny_dataset, without_timings
 
 from defdistill.devices import machine_label
+from defdistill.experiments import units as units_module
 from defdistill.experiments.pipeline import collect_results, reproduce_on
 from defdistill.experiments.report import CSV_COLUMNS
 from defdistill.experiments.results import READABLE_SCHEMAS, SCHEMA_VERSION
@@ -235,9 +236,10 @@ def test_an_interrupted_measurement_resumes_at_the_attack_it_was_in(tiny_run, tm
 
     original = StepLog.save
     monkeypatch.setattr(StepLog, "save", interrupt_after_three)
+    monkeypatch.setattr(units_module, "machine_label", lambda: "another machine (2 CPUs)")
     with pytest.raises(KeyboardInterrupt):
         reproduce_on(tiny_dataset(), TINY, out, progress=False)
-    monkeypatch.setattr(StepLog, "save", original)
+    monkeypatch.undo()  # the rerun: this machine, the real StepLog.save
     record = units / "in-progress" / "eval-distilled-T50.json"
     stored = json.loads(record.read_text())
     assert list(stored["steps"]) == saved  # the three attacks that finished, in order
@@ -253,3 +255,6 @@ def test_an_interrupted_measurement_resumes_at_the_attack_it_was_in(tiny_run, tm
     assert student["attacks"][saved[0]]["seconds"] == 12345.0  # reused, not run again
     assert student["attacks"][saved[1]]["seconds"] != 12345.0
     assert not record.exists()  # the unit's result is stored: its record of steps is gone
+    # its attacks were timed on two machines: both named, in order
+    assert student["eval_machines"] == ["another machine (2 CPUs)", machine_label()]
+    assert all("eval_machines" not in row for row in new["models"] if row is not student)

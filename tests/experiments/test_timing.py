@@ -35,6 +35,8 @@ def test_a_run_computed_on_two_machines_names_each_rows_and_one_machine_names_it
             _row("adversarial-pgd", [b], a, shipped="mnist-adversarial-pgd", role="adversarial")]
     assert row_machines(rows[1]) == [a, b]
     assert row_machines(rows[2]) == [a]  # a shipped model's training is not the run's
+    # a measurement resumed on another machine names both, in order
+    assert row_machines(_row("baseline", [a], b, eval_machines=[a, b])) == [a, b]
     table = timing_table({"config": config, "models": rows})
     assert table[0].endswith("| total s | computed on |")
     assert table[3].endswith(f"| {a} + {b} |") and table[2].endswith(f"| {a} |")

@@ -94,3 +94,17 @@ def test_a_units_finished_steps_are_kept_for_its_key_only(tmp_path):
     # the unit's stored result ends the record; finished units are never read from it
     UnitStore(tmp_path).run("eval-x", key, lambda: {"value": 1})
     assert not record.exists() and (tmp_path / "units" / "eval-x.json").is_file()
+
+
+def test_a_step_log_names_the_machines_that_computed_its_steps(tmp_path, monkeypatch):
+    from defdistill.experiments import units
+
+    key = {"k": 1}
+    monkeypatch.setattr(units, "machine_label", lambda: "CPU A (2 CPUs)")
+    UnitStore(tmp_path).steps("eval-x", key).save("jsma-f", {"samples": 4})
+    monkeypatch.setattr(units, "machine_label", lambda: "CPU B (16 CPUs)")
+    resumed = UnitStore(tmp_path).steps("eval-x", key)
+    assert resumed.machines == ["CPU A (2 CPUs)"]
+    resumed.save("jsma-z", {"samples": 4})
+    resumed.save("cw-l2", {"samples": 4})
+    assert UnitStore(tmp_path).steps("eval-x", key).machines == ["CPU A (2 CPUs)", "CPU B (16 CPUs)"]

@@ -12,7 +12,8 @@ rate's Wilson interval and the images each attack fooled, ``robust_accuracy``
 the network's own training curve (``training_history``: epoch, loss, held-out accuracy,
 entropy at T; a distilled row adds its teacher's, ``teacher_history``); the machines that
 computed its timings (``train_machines``, ``teacher_train_machines``: every machine a resumed
-training ran on, in order; ``eval_machine``; :func:`defdistill.devices.machine_label`);
+training ran on, in order; ``eval_machine``, and ``eval_machines`` when a measurement resumed
+on another machine; :func:`defdistill.devices.machine_label`);
 models attacked on shared samples. A run with one seed writes ``schema_version``, ``config`` (with
 ``seed``), ``environment`` and ``models`` (one row per model).
 A run with several seeds writes ``config["seeds"]`` instead of ``config["seed"]``,

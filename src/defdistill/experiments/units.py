@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from defdistill.devices import machine_label
 from defdistill.io import atomic_write_json, json_bytes, read_json_object
 
 log = logging.getLogger(__name__)
@@ -97,23 +98,27 @@ class StepLog:
     def __init__(self, path: Path, key_sha256: str, fresh: bool = False) -> None:
         self.path = path
         self.key_sha256 = key_sha256
-        self.steps: dict[str, dict[str, Any]] = {} if fresh else self._read()
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.machines: list[str] = []  # the machines that computed the steps, in order
+        if not fresh:
+            self._read()
 
-    def _read(self) -> dict[str, dict[str, Any]]:
+    def _read(self) -> None:
         if not self.path.is_file():
-            return {}
+            return
         try:
             stored = read_json_object(self.path)
         except (ValueError, OSError) as err:
             log.warning("%s; its steps are recomputed", err)
-            return {}
+            return
         steps = stored.get("steps")
         if stored.get("key_sha256") != self.key_sha256 or not isinstance(steps, dict):
-            return {}
+            return
         if stored.get("steps_sha256") != key_digest(steps):
             log.warning("%s: the steps do not match their sha256 (edited?); recomputing them", self.path)
-            return {}
-        return steps
+            return
+        self.steps = steps
+        self.machines = [str(m) for m in stored.get("machines") or []]
 
     def load(self, step: str) -> dict[str, Any] | None:
         """The stored result of ``step``, or None."""
@@ -122,6 +127,8 @@ class StepLog:
     def save(self, step: str, result: dict[str, Any]) -> None:
         """Record ``step`` as finished with ``result`` (atomically, with every step before it)."""
         self.steps[step] = json.loads(json_bytes(result))
+        self.machines = list(dict.fromkeys([*self.machines, machine_label()]))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.path, {"key_sha256": self.key_sha256, "steps": self.steps,
-                                      "steps_sha256": key_digest(self.steps)})  # fmt: skip
+                                      "steps_sha256": key_digest(self.steps),
+                                      "machines": self.machines})  # fmt: skip

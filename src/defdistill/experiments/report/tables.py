@@ -212,7 +212,8 @@ def row_machines(row: dict[str, Any]) -> list[str]:
     evaluation. A run resumed on other machines names them all; empty where none was recorded."""
     trained = [] if row.get("shipped") else [*(row.get("teacher_train_machines") or []),
                                              *(row.get("train_machines") or [])]  # fmt: skip
-    return list(dict.fromkeys([*trained, *([row["eval_machine"]] if row.get("eval_machine") else [])]))
+    measured = row.get("eval_machines") or ([row["eval_machine"]] if row.get("eval_machine") else [])
+    return list(dict.fromkeys([*trained, *measured]))
 
 
 def run_machines(result: dict) -> list[str]:
