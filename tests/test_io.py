@@ -98,6 +98,29 @@ def test_a_run_that_wrote_nothing_leaves_no_directory(tmp_path):
     assert (tmp_path / "kept").is_dir()  # it existed before: never removed
 
 
+@pytest.mark.parametrize("where", ["open", "flock"])
+def test_ctrl_c_before_the_lock_is_taken_leaves_no_directory(tmp_path, monkeypatch, where):
+    """Ctrl-C after the lock file is created and before it is locked (or while it is being
+    opened): the new directory is removed all the same."""
+    import fcntl
+
+    from defdistill import io
+
+    module, name = (io, "_open_lock") if where == "open" else (fcntl, "flock")
+    real, calls = getattr(module, name), []
+
+    def interrupted(*args, **kwargs):  # the first call is interrupted, the others run
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, interrupted)
+    with pytest.raises(KeyboardInterrupt), exclusive(tmp_path / "new"):
+        pass
+    assert not (tmp_path / "new").exists()
+
+
 def test_remove_temporaries_takes_only_interrupted_writes(tmp_path):
     (tmp_path / "sub").mkdir()
     leftovers = [tmp_path / ".defdistill-k2j3_x9a.partial", tmp_path / "sub" / ".defdistill-abc12345.partial"]

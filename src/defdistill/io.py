@@ -320,9 +320,10 @@ def exclusive(directory: str | Path, parameter: str = "out") -> Iterator[Path]:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise _error(directory, err, f"choose a writable {PARAMETER}", parameter) from err
-    fd, _ = _open_lock(lock, parameter)
+    fd: int | None = None
     locked = False
     try:
+        fd, _ = _open_lock(lock, parameter)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -336,9 +337,24 @@ def exclusive(directory: str | Path, parameter: str = "out") -> Iterator[Path]:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield directory
     finally:
-        if locked and created:  # a run that wrote nothing leaves nothing behind
+        if fd is not None:
+            # interrupted (Ctrl-C) between opening the lock file and locking it: lock it now,
+            # unless another run has, to leave nothing behind
+            locked = locked or _lock_now(fd)
+            if locked and created:  # a run that wrote nothing leaves nothing behind
+                with contextlib.suppress(OSError):
+                    if [p.name for p in directory.iterdir()] == [LOCK_FILE]:
+                        lock.unlink()
+                        directory.rmdir()
+            os.close(fd)  # releases the lock
+        elif created:  # stopped before the lock file was opened: the directory is empty
             with contextlib.suppress(OSError):
-                if [p.name for p in directory.iterdir()] == [LOCK_FILE]:
-                    lock.unlink()
-                    directory.rmdir()
-        os.close(fd)  # releases the lock
+                directory.rmdir()
+
+
+def _lock_now(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
