@@ -100,6 +100,15 @@ def test_the_paper_profile_names_its_farthest_student_not_a_short_profiles_cost(
     assert "short profiles" not in above and "divides the loss's gradient by T." in above
 
 
+def test_small_soft_label_entropies_keep_their_significant_digits():
+    rows = [row("baseline", None, success=0.9), row("distilled-T2", 2.0, success=0.8),
+            row("distilled-T100", 100.0, success=0.0)]
+    rows[1]["soft_labels"], rows[2]["soft_labels"] = {"mean_entropy": 0.00041}, {"mean_entropy": 0.0473}
+    text = next(f.text for f in findings("mnist", result(rows), {"epochs": 50})
+                if f.kind is StatementKind.SOFT_LABELS)  # fmt: skip
+    assert "carry 0.00041 nats" in text and "0.0473 nats" in text and "0.000 nats" not in text
+
+
 def test_statements_are_typed_and_the_robustness_section_selects_them_by_kind():
     masked = findings("mnist", MNIST, MNIST["config"]["profile"])
     kinds = [f.kind for f in masked]

@@ -132,7 +132,7 @@ def _training_statements(result: dict, rows: list[dict], profile: dict, top: dic
                   "convergence.")  # fmt: skip
         say(StatementKind.SOFT_LABELS,
             f"After the profile's {profile.get('epochs')} epoch(s), the teachers' soft labels at T carry "
-            + ", ".join(f"{e:.3f} nats (teacher accuracy {fmt(None if a is None else 100 * a, '.2f', '%')})"
+            + ", ".join(f"{e:.3g} nats (teacher accuracy {fmt(None if a is None else 100 * a, '.2f', '%')})"
                         for _, e, a in soft)
             + f" at T = {', '.join(f'{t:g}' for t, _, _ in soft)} (on the whole training set; the "
             f"curves below on its first 1,000 images).{caveat}")  # fmt: skip

@@ -116,7 +116,7 @@ def temperature_table(result: dict) -> list[str]:
             f"| {seed if isinstance(seed, int) else '–'} "
             f"| {_cell(result, name, lambda r: _pct(r['teacher_accuracy']), '.2f') if distilled else '–'} "
             f"| {_cell(result, name, soft('mean_max_probability'), '.4f') if distilled else '–'} "
-            f"| {_cell(result, name, soft('mean_entropy'), '.3f') if distilled else '–'} "
+            f"| {_cell(result, name, soft('mean_entropy'), '.3g') if distilled else '–'} "
             f"| {_cell(result, name, lambda r: _pct(r['test_accuracy']), '.2f')} "
             f"| {_cell(result, name, lambda r: r['mean_max_logit'], '.1f')} "
             f"| {_cell(result, name, lambda r: r['mean_max_probability'], '.6f')} "
