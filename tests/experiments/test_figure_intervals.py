@@ -56,3 +56,12 @@ def test_the_gradient_curve_bars_are_the_bootstrap_interval_of_the_mean_log10_am
     assert estimate.mean == pytest.approx(-400.0)
     assert below == [pytest.approx(-400.0 - estimate.low)] and above == [pytest.approx(estimate.high + 400.0)]
     assert -420.0 <= estimate.low < -400.0 < estimate.high <= -380.0
+
+
+def test_the_gradient_distribution_is_cumulative_over_every_measured_image():
+    from defdistill.experiments.report.figures import cumulative_fractions
+
+    # 5 images: 1 of exact amplitude 0 (below every edge), then 1, 2 and 1 in the three bins
+    histogram = {"log10_edges": [-3.0, -2.0, -1.0, 0.0], "counts": [1, 2, 1], "zeros": 1}
+    assert cumulative_fractions(histogram) == [0.2, 0.4, 0.8, 1.0]
+    assert cumulative_fractions({"log10_edges": [-1.0, 0.0], "counts": [0], "zeros": 0}) == [0.0, 0.0]

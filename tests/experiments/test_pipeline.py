@@ -36,7 +36,7 @@ def test_every_output_file_and_the_json_schema(tiny_run):
         assert (out / name).stat().st_size > 0
     figures = {p.name for p in (out / "figures").glob("*.png")}
     assert {"success_vs_temperature.png", "accuracy_variation_vs_temperature.png",
-            "rho_adv_vs_temperature.png", "gradient_amplitude_histograms.png",
+            "rho_adv_vs_temperature.png", "gradient_amplitude_distributions.png",
             "gradient_amplitude_vs_temperature.png",
             "robust_vs_temperature.png"} <= figures  # fmt: skip
     for png in (out / "figures").glob("*.png"):
