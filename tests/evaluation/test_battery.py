@@ -196,3 +196,13 @@ def test_a_battery_resumes_from_its_record_of_finished_attacks(drawn):
         k: {**a, "seconds": resumed[k].seconds} for k, a in whole.to_dict()["attacks"].items()}}
     assert resumed["pgd-ce-f"].seconds == whole["pgd-ce-f"].seconds  # the time when it ran
     assert record.steps["pgd-margin"]["samples"] == 6
+
+
+def test_a_recorded_attack_that_does_not_read_back_is_run_again(drawn):
+    x, y = drawn
+    record = Record()
+    record.steps["pgd-ce-f"] = {"samples": 6, "fooled_images": "not a list"}  # damaged, right size
+    spec = AttackSpec(AttackId.PGD_CE_F, "A", fooling([0, 1]), PRIMARY, worst_case=True)
+    result = run_battery(FirstPixel(), [spec], x, y, record)
+    assert result["pgd-ce-f"].fooled.tolist() == [True, True, False, False, False, False]
+    assert record.steps["pgd-ce-f"]["fooled_images"] == [0, 1]

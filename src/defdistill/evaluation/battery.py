@@ -310,10 +310,10 @@ def run_battery(
     attacks: dict[str, AttackSummary] = {}
     for spec in specs:
         idx = (order if spec.samples is None else order[: spec.samples]).to(x.device)
-        stored = record.load(spec.name) if record is not None else None
-        if stored is not None and stored.get("samples") == len(idx):
-            attacks[spec.name] = AttackSummary.from_dict(stored)
-            log.info("%s: finished before the interruption (%.1f s then)", spec.label, stored["seconds"])
+        reused = _reusable(record.load(spec.name) if record is not None else None, len(idx))
+        if reused is not None:
+            attacks[spec.name] = reused
+            log.info("%s: finished before the interruption (%.1f s then)", spec.label, reused.seconds)
             continue
         start = time.perf_counter()
         # no correctly classified image (a network at chance, few drawn): nothing to attack
@@ -328,6 +328,17 @@ def run_battery(
         if record is not None:
             record.save(spec.name, attacks[spec.name].to_dict())
     return BatteryResult(clean, attacks)
+
+
+def _reusable(stored: dict[str, Any] | None, samples: int) -> AttackSummary | None:
+    """A recorded attack's summary if it attacked ``samples`` images and reads back whole."""
+    if not isinstance(stored, dict) or stored.get("samples") != samples:
+        return None
+    try:
+        return AttackSummary.from_dict(stored)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+        log.warning("a recorded attack does not read back (%s); running it again", err)
+        return None
 
 
 # ----------------------------------------------------------------------------- the attacks

@@ -118,7 +118,8 @@ class StepLog:
             log.warning("%s: the steps do not match their sha256 (edited?); recomputing them", self.path)
             return
         self.steps = steps
-        self.machines = [str(m) for m in stored.get("machines") or []]
+        machines = stored.get("machines")
+        self.machines = [str(m) for m in machines] if isinstance(machines, list) else []
 
     def load(self, step: str) -> dict[str, Any] | None:
         """The stored result of ``step``, or None."""
