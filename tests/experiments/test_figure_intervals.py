@@ -65,3 +65,25 @@ def test_the_gradient_distribution_is_cumulative_over_every_measured_image():
     histogram = {"log10_edges": [-3.0, -2.0, -1.0, 0.0], "counts": [1, 2, 1], "zeros": 1}
     assert cumulative_fractions(histogram) == [0.2, 0.4, 0.8, 1.0]
     assert cumulative_fractions({"log10_edges": [-1.0, 0.0], "counts": [0], "zeros": 0}) == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(("values", "labelled"), [((14.4, 44.0), {"20"}), ((5.0, 3000.0), set())])
+def test_a_log_axis_shorter_than_two_decades_gets_plain_labels_between_the_powers_of_ten(values, labelled):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from defdistill.experiments.report.figures import _label_short_log_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([5, 20], values)
+    ax.set_yscale("log")
+    _label_short_log_axis(ax)
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    ticks = zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)
+    shown = {t.get_text() for t, v in ticks if low <= v <= high}
+    plt.close(fig)
+    # three decades: the powers of ten alone, as matplotlib labels them
+    assert labelled <= shown and (labelled or not shown & {"20", "50", "200", "500"})

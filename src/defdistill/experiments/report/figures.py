@@ -114,7 +114,7 @@ def _vs_temperature(
         if baseline_line is not None:
             mean, std = stat(result, baseline(result["models"])["name"], baseline_line)
             if mean is not None:
-                ax.axhline(mean, color="grey", ls=":", label="ours, baseline (no distillation)")
+                ax.axhline(mean, color="grey", ls=":", label=f"ours, baseline (no distillation): {mean:.3g}")
                 if std:
                     ax.axhspan(mean - std, mean + std, color="grey", alpha=0.15, lw=0)
         if paper_key:
@@ -126,6 +126,8 @@ def _vs_temperature(
         if logy:
             ax.set_yscale("log")
         ax.minorticks_off()
+        if logy:
+            _label_short_log_axis(ax)
         ticks = sorted(set(ts) | {float(t) for t in _paper_series(paper, dataset, paper_key or "")[0]})
         # the paper's nine temperatures crowd 30, 40 and 50 together on a log axis: upright
         # labels would overlap, vertical ones in a smaller font do not
@@ -140,6 +142,17 @@ def _vs_temperature(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     return _figure_bytes(fig)
+
+
+def _label_short_log_axis(ax: Any) -> None:
+    """On a log y axis spanning less than two decades, ticks at 1, 2 and 5 times each power of
+    ten, labelled as plain numbers: powers of ten alone leave one label or none there."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    low, high = ax.get_ylim()
+    if low > 0 and math.log10(high / low) < 2:
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
 
 
 def cumulative_fractions(histogram: dict) -> list[float]:
