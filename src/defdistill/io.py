@@ -338,10 +338,9 @@ def exclusive(directory: str | Path, parameter: str = "out") -> Iterator[Path]:
         yield directory
     finally:
         if fd is not None:
-            # interrupted (Ctrl-C) between opening the lock file and locking it: lock it now,
-            # unless another run has, to leave nothing behind
-            locked = locked or _lock_now(fd)
-            if locked and created:  # a run that wrote nothing leaves nothing behind
+            # a run that wrote nothing leaves nothing behind; interrupted (Ctrl-C) between
+            # opening the lock file and locking it, it locks it now, unless another run has
+            if created and (locked or _lock_now(fd)):
                 with contextlib.suppress(OSError):
                     if [p.name for p in directory.iterdir()] == [LOCK_FILE]:
                         lock.unlink()

@@ -220,15 +220,15 @@ def eval_unit(ds: Dataset, task: EvalTask) -> dict[str, Any]:
         baseline = (None if task.model == task.baseline  # no transfer from the baseline to itself
                     else load_exact(task.baseline, key["baseline_weights"], torch.device("cpu")))  # fmt: skip
         index = None if task.index is None else torch.tensor(task.index, dtype=torch.long)
-        clock, steps = Stopwatch(unit), store.steps(unit, key)
+        clock, steps, here = Stopwatch(unit), store.steps(unit, key), machine_label()
         measured = {
             "accuracy": clock.lap("accuracy", accuracy_with_interval(model, ds.x_test, ds.y_test)),
             **measure(model, baseline, ds.x_test, ds.y_test, task.profile, task.temperature,
                       task.seed, index, clock, steps),
-            "eval_machine": machine_label(),  # what the timings were measured on
+            "eval_machine": here,  # what the timings were measured on
         }
         # a measurement resumed on another machine: every machine that timed one of its attacks
-        machines = list(dict.fromkeys([*steps.machines, machine_label()]))
+        machines = list(dict.fromkeys([*steps.machines, here]))
         return measured | ({"eval_machines": machines} if len(machines) > 1 else {})
 
     measured = store.run(unit, key, compute)

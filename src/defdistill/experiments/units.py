@@ -46,10 +46,13 @@ class UnitStore:
     def _path(self, name: str) -> Path:
         return self.dir / f"{name}.json"
 
+    def _record_path(self, name: str) -> Path:
+        return self.dir / IN_PROGRESS / f"{name}.json"
+
     def steps(self, name: str, key: dict[str, Any]) -> StepLog:
         """The finished steps of unit ``name`` computed with exactly ``key`` by a run that
         stopped before the unit finished (none with ``force``)."""
-        return StepLog(self.dir / IN_PROGRESS / f"{name}.json", key_digest(key), fresh=self.force)
+        return StepLog(self._record_path(name), key_digest(key), fresh=self.force)
 
     def load(self, name: str, key: dict[str, Any]) -> dict[str, Any] | None:
         """The stored result of ``name`` if it was computed with exactly ``key``."""
@@ -83,7 +86,7 @@ class UnitStore:
         atomic_write_json(self._path(name), {"key": key, "key_sha256": key_digest(key), "result": stored,
                                              "result_sha256": key_digest(stored)})  # fmt: skip
         self.computed.append(name)
-        (self.dir / IN_PROGRESS / f"{name}.json").unlink(missing_ok=True)
+        self._record_path(name).unlink(missing_ok=True)
         return result
 
 
