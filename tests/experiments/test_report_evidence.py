@@ -66,3 +66,14 @@ def test_the_ablations_are_measured_and_reported(tiny_run):
         assert not math.isnan(row["zero_jacobian"]["rate"])
     text = (out / "report.md").read_text()
     assert "scale alone" in text and "precision alone" in text
+
+
+def test_the_report_says_each_statement_once(tiny_run):
+    """The robustness section carries the verdict and the robust accuracy; the data set's
+    section above it does not repeat them."""
+    out, _, _, _ = tiny_run
+    text = (out / "report.md").read_text()
+    bullets = [line for line in text.splitlines() if line.startswith("- ")]
+    assert len(bullets) == len(set(bullets))
+    robustness = text.split("## Is defensive distillation robust?")[1]
+    assert "Masking checks on the T = " in robustness and "Robust accuracy at the primary" in robustness

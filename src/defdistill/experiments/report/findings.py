@@ -35,7 +35,7 @@ from defdistill.experiments.report.phrases import (
 from defdistill.experiments.report.soft_labels import soft_label_convergence
 from defdistill.names import AttackId, StatementKind
 
-# the statements the robustness section repeats beside its table
+# the statements the robustness section gives beside its table (and the data set's section does not)
 ROBUSTNESS = frozenset({StatementKind.VERDICT, StatementKind.MASKING, StatementKind.ADAPTIVE,
                         StatementKind.ROBUST_ACCURACY})  # fmt: skip
 

@@ -150,7 +150,7 @@ def render_markdown(results: dict, paper: dict, figures: list[str]) -> str:
             "",
             *summary_table(dataset, result, paper),
             "",
-            *[f"- {f.text}" for f in findings(dataset, result, cfg["profile"])],
+            *[f"- {f.text}" for f in findings(dataset, result, cfg["profile"]) if f.kind not in ROBUSTNESS],
             "",
             "What the temperature does (teacher trained at T, its soft labels at T, the student "
             "trained on them at T and deployed at T = 1; the last column is the check that no "
