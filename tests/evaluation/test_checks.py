@@ -75,3 +75,10 @@ def test_the_verdict_states_robust_accuracy_with_its_sample_size_and_wilson_inte
     # without the conditional figure, and with nothing attacked
     assert verdict([], Proportion.of(20, 20)).text.endswith(": 100.0 % [83.9, 100.0] of 20 images")
     assert verdict([], Proportion.of(0, 0)).text.endswith(": – (no image) of 0 images")
+
+
+def test_a_check_never_rounds_a_share_to_all_or_none():
+    """996 zero Jacobians of 1,000 (the paper run's T = 100 student) were written "100%"."""
+    assert check_zero_gradients(0.996).message.startswith("99.6% of inputs")
+    assert "on 0.4% of inputs" in check_softmax_saturation(0.004).message
+    assert check_zero_gradients(1.0).message.startswith("100% of inputs")

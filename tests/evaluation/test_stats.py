@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from defdistill.evaluation.stats import MeanEstimate, Proportion, wilson_interval
+from defdistill.evaluation.stats import MeanEstimate, Proportion, share, wilson_interval
 
 
 def test_wilson_matches_the_closed_form_by_hand() -> None:
@@ -55,3 +55,11 @@ def test_bootstrap_is_seeded_contains_the_mean_and_shrinks_with_n() -> None:
     assert narrow.high - narrow.low < (wide.high - wide.low) / 5
     assert MeanEstimate.of([2.0]).low == MeanEstimate.of([2.0]).high == 2.0
     assert MeanEstimate.of([]).to_dict()["mean"] is None
+
+
+@pytest.mark.parametrize(("fraction", "text"), [
+    (0.0, "0%"), (1.0, "100%"), (0.5, "50%"), (0.97, "97%"), (0.996, "99.6%"), (0.9999, "99.99%"),
+    (0.004, "0.4%"), (0.99995, "99.995%"), (1 - 1e-9, "over 99.999%"), (1e-9, "under 0.001%"),
+])  # fmt: skip
+def test_a_share_reads_0_or_100_percent_only_when_exact(fraction: float, text: str) -> None:
+    assert share(fraction) == text

@@ -278,3 +278,37 @@ def test_a_trend_across_temperatures_is_claimed_when_neighbours_overlap_but_kend
             for t, v in {**levels, 2: 1.0}.items()]  # fmt: skip
     text = soft_label_convergence(rows)
     assert "overlap, so after 8 epochs, not at convergence, no order in T" in text and "Kendall" not in text
+
+
+def _with_cw(rows, intervals):
+    for r, (mean, low, high) in zip(rows, intervals, strict=True):
+        r["attacks"]["cw-l2"] = {"mean_l2": mean, "success_interval": Proportion.of(200, 200).to_dict(),
+                                 "mean_l2_interval": {"mean": mean, "low": low, "high": high, "n": 200}}
+    return rows
+
+
+def test_cw_distances_are_compared_through_their_intervals_never_called_alike():
+    from defdistill.experiments.report.phrases import cw_distance
+
+    base, top = _with_cw([row("baseline", None, success=0.9), row("distilled-T100", 100.0, success=0.0)],
+                         [(1.12, 1.07, 1.17), (1.46, 1.39, 1.52)])  # the paper run's MNIST numbers
+    assert cw_distance(base, top) == ("with a mean L2 1.3 times the baseline's (1.46 [1.39, 1.52] against "
+                                      "1.12 [1.07, 1.17]; the 95 % intervals separate)")
+    base, top = _with_cw([base, top], [(0.36, 0.22, 0.51), (0.78, 0.43, 1.19)])  # 2.2 times, n = 9
+    assert cw_distance(base, top) == ("with a mean L2 of 0.78 [0.43, 1.19] against the baseline's 0.36 "
+                                      "[0.22, 0.51] (the 95 % intervals overlap: no difference is established)")
+
+
+def test_the_masking_conclusion_gives_the_measured_logit_scale_and_distance():
+    rows = _with_cw([row("baseline", None, success=0.9),
+                     row("distilled-T100", 100.0, success=0.0, masking=True, zero=199)],
+                    [(1.12, 1.07, 1.17), (1.46, 1.39, 1.52)])  # fmt: skip
+    rows[0]["mean_max_logit"], rows[1]["mean_max_logit"] = 40.0, 3038.3
+    masked = result(rows)
+    text = "\n".join(conclusion({"mnist": masked}))
+    assert "The T = 100 student's logits are 76 times the baseline's (mean max logit 3,038 against 40.0)" in text
+    assert "C&W L2 succeeds on 100.0% [98.1, 100.0] of 200 images with a mean L2 1.3 times" in text
+    assert "about T times" not in text and "baseline's distortion" not in text
+    said = next(f.text for f in findings("mnist", masked, masked["config"]["profile"])
+                if f.kind is StatementKind.MASKING)  # fmt: skip
+    assert "as close as before" not in said and "mean L2 1.3 times the baseline's" in said

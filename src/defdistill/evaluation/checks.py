@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from defdistill.evaluation.stats import Proportion
+from defdistill.evaluation.stats import Proportion, share
 from defdistill.inference import eval_mode
 from defdistill.names import AttackId, CheckId
 
@@ -62,12 +62,12 @@ def check_zero_gradients(zero_fraction: float, max_fraction: float = 0.1) -> Fin
     if zero_fraction > max_fraction:
         return Finding(
             CheckId.ZERO_GRADIENTS, Severity.CRITICAL, zero_fraction,
-            f"{zero_fraction:.0%} of inputs have an exactly zero softmax Jacobian in float32: "
+            f"{share(zero_fraction)} of inputs have an exactly zero softmax Jacobian in float32: "
             "gradient attacks on the softmax cannot move them. Attack the logits "
             "(C&W, JSMA on Z, PGD with the margin loss) before trusting any robustness number.",
         )  # fmt: skip
     return Finding(CheckId.ZERO_GRADIENTS, Severity.OK, zero_fraction,
-                   f"{zero_fraction:.0%} of inputs have an exactly zero softmax Jacobian.")  # fmt: skip
+                   f"{share(zero_fraction)} of inputs have an exactly zero softmax Jacobian.")  # fmt: skip
 
 
 def check_softmax_saturation(saturated_fraction: float, max_fraction: float = 0.1) -> Finding:
@@ -76,11 +76,11 @@ def check_softmax_saturation(saturated_fraction: float, max_fraction: float = 0.
         return Finding(
             CheckId.SOFTMAX_SATURATION, Severity.WARNING, saturated_fraction,
             f"the softmax is saturated (max probability == 1.0 in float32) on "
-            f"{saturated_fraction:.0%} of inputs: its Jacobian underflows, a hallmark of "
+            f"{share(saturated_fraction)} of inputs: its Jacobian underflows, a hallmark of "
             "defensive distillation's gradient masking.",
         )  # fmt: skip
     return Finding(CheckId.SOFTMAX_SATURATION, Severity.OK, saturated_fraction,
-                   f"the softmax is saturated on {saturated_fraction:.0%} of inputs.")  # fmt: skip
+                   f"the softmax is saturated on {share(saturated_fraction)} of inputs.")  # fmt: skip
 
 
 def check_outputs_are_logits(model: nn.Module, x: torch.Tensor) -> Finding:

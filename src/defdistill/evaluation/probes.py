@@ -46,7 +46,7 @@ from defdistill.attacks import APGD, EOT, NES, PGD, bpda
 from defdistill.attacks.base import classification_loss
 from defdistill.evaluation.battery import AttackSummary
 from defdistill.evaluation.checks import Finding, Severity
-from defdistill.evaluation.stats import Proportion
+from defdistill.evaluation.stats import Proportion, share
 from defdistill.evaluation.threats import ThreatModel
 from defdistill.inference import eval_mode, predict_logits
 from defdistill.names import AttackId, CheckId, Norm
@@ -296,8 +296,8 @@ def probe(
     report.findings.append(Finding(
         CheckId.UNSTABLE_PREDICTIONS, Severity.WARNING if rand["unstable_fraction"] > 0 else Severity.OK,
         rand["unstable_fraction"],
-        f"{rand['random_fraction']:.0%} of inputs get different logits on two forward passes, "
-        f"{rand['unstable_fraction']:.0%} a different class among {VOTE_DRAWS}"
+        f"{share(rand['random_fraction'])} of inputs get different logits on two forward passes, "
+        f"{share(rand['unstable_fraction'])} a different class among {VOTE_DRAWS}"
         + (": the model is random; it is attacked through the expectation (EOT) and scored as "
            "used, one draw and the majority vote." if is_random else "."),
     ))  # fmt: skip
@@ -336,7 +336,7 @@ def probe(
 
     def rate(key: str) -> str:
         found = Proportion.of(health[f"{key}_count"], n)
-        return f"{found.rate:.0%} [{found.low:.0%}, {found.high:.0%}] of {n}"
+        return f"{share(found.rate)} [{found.low:.0%}, {found.high:.0%}] of {n}"
 
     report.findings.append(Finding(
         CheckId.UNAVAILABLE_GRADIENTS, Severity.CRITICAL if unavailable else Severity.OK,

@@ -119,3 +119,13 @@ class MeanEstimate:
     def to_dict(self) -> dict[str, Any]:
         return {key: None if isinstance(v, float) and math.isnan(v) else v
                 for key, v in asdict(self).items()}  # fmt: skip
+
+
+def share(fraction: float) -> str:
+    """``fraction`` as a percentage that reads 0 % or 100 % only when it is exactly that
+    (0.996 is ``99.6%``, never a rounded ``100%``)."""
+    for digits in range(4):
+        text = f"{fraction:.{digits}%}"
+        if not 0 < fraction < 1 or 0 < float(text[:-1]) < 100:
+            return text
+    return "under 0.001%" if fraction < 0.5 else "over 99.999%"

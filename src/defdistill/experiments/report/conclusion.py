@@ -8,13 +8,13 @@ from defdistill.experiments.report.data import (
     baseline,
     dataset_title,
     distilled,
-    fmt,
     hottest,
     masking_detected,
     verdict,
 )
 from defdistill.experiments.report.phrases import (
     count_of,
+    cw_distance,
     rate_ci,
     robust_text,
 )
@@ -36,12 +36,13 @@ def conclusion(results: dict) -> list[str]:
     if masked:
         paragraphs.append(
             f"**No.** On {' and '.join(dataset_title(n) for n in masked)}, the distilled "
-            "networks resist the paper's attack only because their deployed logits are about T "
-            "times larger: the softmax saturates and its gradient underflows, so attacks that "
-            "differentiate the probabilities stall. Attacks on the logits (Carlini & Wagner, "
-            "arXiv:1607.04311, arXiv:1608.04644) or on the logits divided by the training "
-            "temperature still find adversarial examples, at about the baseline's distortion: "
-            "the defence masks gradients."
+            "networks resist the paper's attack only because their deployed logits are larger: "
+            "the softmax saturates and its gradient underflows, so attacks that differentiate the "
+            "probabilities stall. Attacks on the logits (Carlini & Wagner, arXiv:1607.04311, "
+            "arXiv:1608.04644) or on the logits divided by the training temperature still find "
+            "adversarial examples: the defence masks gradients."
+            + "".join(f" {_masked(dataset_title(n) if len(masked) > 1 else None, swept[n])}"
+                      for n in masked)
         )
     for name, result in swept.items():
         if name in unread:
@@ -62,6 +63,20 @@ def conclusion(results: dict) -> list[str]:
     return lines[:-1]
 
 
+def _masked(title: str | None, result: dict) -> str:
+    """The numbers behind the masking paragraph on one data set: how much larger the hottest
+    student's logits are, and how far C&W had to go."""
+    base, top = baseline(result["models"]), hottest(result["models"])
+    logits = [r.get("mean_max_logit") for r in (base, top)]
+    scale = (f"the T = {top['temperature']:g} student's logits are {logits[1] / logits[0]:.0f} times "
+             f"the baseline's (mean max logit {logits[1]:,.0f} against {logits[0]:.1f})"
+             if None not in logits and logits[0] > 0 else
+             f"the T = {top['temperature']:g} student's logits are scaled up")  # fmt: skip
+    cw = rate_ci(attack_value(top, AttackId.CW_L2, "success_interval"))
+    text = f"{scale}, and C&W L2 succeeds on {cw} images {cw_distance(base, top)}."
+    return f"On {title}, {text}" if title else text[0].upper() + text[1:]
+
+
 def _unmasked(title: str, result: dict) -> str:
     """The paragraph on a data set whose hottest student the masking rule does not flag."""
     base, top = baseline(result["models"]), hottest(result["models"])
@@ -69,7 +84,6 @@ def _unmasked(title: str, result: dict) -> str:
         return (f"On {title}, the seeds disagree on whether the T = {top['temperature']:g} student "
                 "masks gradients: read each seed's masking checks in `results.json` before "
                 "concluding.")  # fmt: skip
-    cw = [attack_value(r, AttackId.CW_L2, "mean_l2") for r in (base, top)]
     drop = top["accuracy_variation_pp"]
     return (
         f"On {title}, no masking check fires on the T = {top['temperature']:g} student: "
@@ -78,8 +92,8 @@ def _unmasked(title: str, result: dict) -> str:
         f"{rate_ci(attack_value(top, AttackId.JSMA_F, 'success_interval'))} attempts (baseline "
         f"{rate_ci(attack_value(base, AttackId.JSMA_F, 'success_interval'))}). Its robust accuracy "
         "under the table's attacks is "
-        f"{robust_text(top)} (baseline {robust_text(base)}) and C&W needs a mean L2 of "
-        f"{fmt(cw[1], '.2f')} (baseline {fmt(cw[0], '.2f')}), at a clean accuracy "
+        f"{robust_text(top)} (baseline {robust_text(base)}) and C&W L2 succeeds "
+        f"{cw_distance(base, top)}, at a clean accuracy "
         f"{abs(drop):.1f} pp {'below' if drop < 0 else 'above'} the baseline's. That is an upper "
         "bound on its robust accuracy from PGD and C&W alone: `defdistill audit` adds APGD and "
         "Square before anything is called robust."

@@ -386,7 +386,7 @@ def make_figures(results: dict, paper: dict) -> dict[str, bytes]:
             "accuracy_variation_by_temperature",
         ),
         "rho_adv_vs_temperature.png": _vs_temperature(
-            results, paper, "Robustness rho_adv", "mean min. features changed (%)",
+            results, paper, "Robustness rho_adv", "% of features changed by JSMA on F",
             {"ours, distilled (JSMA on F)": (rho, "b-o")},
             "rho_adv_by_temperature",
             baseline_line=rho.shown, censored=_censored,
