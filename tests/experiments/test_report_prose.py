@@ -295,8 +295,9 @@ def test_cw_distances_are_compared_through_their_intervals_never_called_alike():
     assert cw_distance(base, top) == ("with a mean L2 1.3 times the baseline's (1.46 [1.39, 1.52] against "
                                       "1.12 [1.07, 1.17]; the 95 % intervals separate)")
     base, top = _with_cw([base, top], [(0.36, 0.22, 0.51), (0.78, 0.43, 1.19)])  # 2.2 times, n = 9
-    assert cw_distance(base, top) == ("with a mean L2 of 0.78 [0.43, 1.19] against the baseline's 0.36 "
-                                      "[0.22, 0.51] (the 95 % intervals overlap: no difference is established)")
+    assert cw_distance(base, top) == ("with a mean L2 of 0.78 [0.43, 1.19] against the baseline's "
+                                      "0.36 [0.22, 0.51] (the 95 % intervals overlap: no difference is "
+                                      "established)")
 
 
 def test_the_masking_conclusion_gives_the_measured_logit_scale_and_distance():
@@ -306,7 +307,8 @@ def test_the_masking_conclusion_gives_the_measured_logit_scale_and_distance():
     rows[0]["mean_max_logit"], rows[1]["mean_max_logit"] = 40.0, 3038.3
     masked = result(rows)
     text = "\n".join(conclusion({"mnist": masked}))
-    assert "The T = 100 student's logits are 76 times the baseline's (mean max logit 3,038 against 40.0)" in text
+    assert ("The T = 100 student's logits are 76 times the baseline's (mean max logit 3,038 against "
+            "40.0)") in text
     assert "C&W L2 succeeds on 100.0% [98.1, 100.0] of 200 images with a mean L2 1.3 times" in text
     assert "about T times" not in text and "baseline's distortion" not in text
     said = next(f.text for f in findings("mnist", masked, masked["config"]["profile"])
