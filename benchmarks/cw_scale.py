@@ -38,9 +38,11 @@ from defdistill.attacks import CarliniWagnerL2
 from defdistill.checkpoint import load_model
 from defdistill.data import load_dataset
 from defdistill.devices import machine_label
+from defdistill.evaluation import distances
 from defdistill.evaluation.ablations import ScaledLogits
 from defdistill.evaluation.samples import random_common_correct
 from defdistill.evaluation.stats import MeanEstimate, Proportion
+from defdistill.inference import correct_mask
 
 
 def load(name: str) -> tuple[nn.Module, dict[str, Any]]:
@@ -52,9 +54,8 @@ def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, iterations: int) 
     """Untargeted C&W L2 on ``model``: which images it fooled and every image's L2."""
     start = time.perf_counter()
     x_adv = CarliniWagnerL2(max_iterations=iterations, binary_search_steps=9)(model, x, y).x_adv
-    with torch.no_grad():
-        fooled = model(x_adv).argmax(1) != y
-    l2 = (x_adv - x).flatten(1).norm(dim=1)
+    fooled = ~correct_mask(model, x_adv, y)
+    l2 = distances.l2(x_adv - x)
     return {"success": Proportion.from_mask(fooled).to_dict(),
             "mean_l2": MeanEstimate.of(l2[fooled]).to_dict(),
             "fooled": fooled.tolist(), "l2": l2.tolist(), "seconds": time.perf_counter() - start}  # fmt: skip

@@ -96,10 +96,11 @@ def cw_distance(base: dict, top: dict) -> str:
     """C&W L2's mean distance on ``top`` against ``base``'s: ``with a mean L2 1.3 times the
     baseline's (…; the 95 % intervals separate)``, both means with their intervals where they overlap."""
     a, b = (attack_value(r, AttackId.CW_L2, "mean_l2_interval") for r in (base, top))
-    if separated(a, b) is None:
+    apart = separated(a, b)
+    if apart is None:
         means = [attack_value(r, AttackId.CW_L2, "mean_l2") for r in (base, top)]
         return f"with a mean L2 of {fmt(means[1], '.2f')} (baseline {fmt(means[0], '.2f')})"
-    if not separated(a, b):
+    if not apart:
         return (f"with a mean L2 of {mean_ci(b)} against the baseline's {mean_ci(a)} "
                 f"({intervals_compared(a, b)})")  # fmt: skip
     return (f"with a mean L2 {b['mean'] / a['mean']:.1f} times the baseline's ({mean_ci(b)} against "
