@@ -23,15 +23,17 @@ demo: $(BIN)/.installed
 demo-cifar: $(BIN)/.installed
 	$(BIN)/defdistill reproduce --dataset cifar10-subset --profile quick --out $(OUT) --executor ray
 
-# The fast tier, between two edits: ruff and every test not marked slow or heavy (every
+# The fast tier, between two edits: ruff, mypy and every test not marked slow or heavy (every
 # module is covered; the trainings, real-data audits, Ray and the notebook run in `make test`),
 # on two one-thread workers (pytest-xdist).
 check: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m "not slow and not heavy"
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 slow: $(BIN)/.installed

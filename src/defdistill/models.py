@@ -11,6 +11,7 @@ New architectures are added with :func:`register_model`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -113,12 +114,13 @@ class PaperCNN(nn.Module):
         for layer in layers:
             last = layer is layers[-1]
             nn.init.kaiming_normal_(layer.weight, nonlinearity="linear" if last else "relu")
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
     @property
     def head(self) -> nn.Linear:
         """The output layer producing the logits."""
-        return self.classifier[-1]
+        return cast(nn.Linear, self.classifier[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -124,9 +124,9 @@ def validate_inputs(x: torch.Tensor) -> None:
 
 
 # --------------------------------------------------------------------------- model helpers
-def input_gradient(objective: torch.Tensor, x: torch.Tensor, **kwargs: bool) -> torch.Tensor:
+def input_gradient(objective: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Gradient of ``objective.sum()`` w.r.t. ``x`` only (never accumulates parameter grads)."""
-    (g,) = torch.autograd.grad(objective.sum(), x, **kwargs)
+    (g,) = torch.autograd.grad(objective.sum(), x)
     return g
 
 

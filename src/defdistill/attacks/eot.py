@@ -71,14 +71,14 @@ class _NESGradient(torch.autograd.Function):
     forward passes only (antithetic Gaussian sampling)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, wrapper: NES) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, wrapper: NES) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.wrapper = wrapper
         with torch.no_grad():
             return wrapper.model(x)
 
     @staticmethod
-    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         w: NES = ctx.wrapper
         total = torch.zeros_like(x)

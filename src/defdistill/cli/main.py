@@ -161,7 +161,7 @@ def _stdout_failed(err: StdoutError, stdout: TextIO) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     stdout, guarded = sys.stdout, _GuardedStdout(sys.stdout)
-    sys.stdout = guarded  # type: ignore[assignment]
+    sys.stdout = guarded
     try:
         return _run(argv)
     except SystemExit:  # argparse: --help or a usage error, whose own write may have failed

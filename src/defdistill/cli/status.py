@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             pace = f"{n.seconds / n.epoch:.0f}" if n.epoch else "–"
             if n.problem:
                 state = f"unreadable: {n.problem}"
-            elif n.trained:
+            elif n.test_accuracy is not None:
                 state = f"trained, test accuracy {100 * n.test_accuracy:.2f} %"
             else:
                 left = n.seconds_left

@@ -11,7 +11,7 @@ import tarfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 import numpy as np
 
@@ -129,10 +129,14 @@ def _cifar_reader(root: Path) -> Callable[[str], tuple[bytes, str]]:
     )
 
 
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class _Capped:
     """A binary stream that refuses to deliver more than :data:`MAX_ARCHIVE_BYTES` in all."""
 
-    def __init__(self, stream: BinaryIO, source: Path) -> None:
+    def __init__(self, stream: _Readable, source: Path) -> None:
         self.stream, self.source, self.delivered = stream, source, 0
 
     def read(self, size: int = -1) -> bytes:
@@ -155,7 +159,8 @@ def _read_archive(archive: Path) -> dict[str, bytes]:
     wanted = {*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH, CIFAR10_META}
     members: dict[str, bytes] = {}
     try:
-        with gzip.open(archive, "rb") as raw, tarfile.open(fileobj=_Capped(raw, archive), mode="r|") as tar:
+        # a stream ("r|") only reads; typeshed's file protocol also asks for write and seek
+        with gzip.open(archive, "rb") as raw, tarfile.open(fileobj=_Capped(raw, archive), mode="r|") as tar:  # type: ignore[call-overload]
             # a stream: no index of every member is kept, headers included in the byte cap
             for count, member in enumerate(tar, 1):
                 if count > MAX_ARCHIVE_MEMBERS:
@@ -167,7 +172,7 @@ def _read_archive(archive: Path) -> dict[str, bytes]:
                 if member.size > MAX_BATCH_BYTES:
                     raise DataError(f"{archive}: member {member.name} is larger than any CIFAR-10 "
                                     "batch; download the archive again")  # fmt: skip
-                members[name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+                members[name] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{archive}: corrupt or truncated archive ({err}); download again") from err
     except MemoryError:
@@ -195,7 +200,7 @@ def load_cifar10(
     x_te, y_te = parse_cifar_batch(*read(CIFAR10_TEST_BATCH))
     x_tr, y_tr = concatenate_batches([parse_cifar_batch(*read(name)) for name in CIFAR10_TRAIN_BATCHES]
                                      if train else [empty_like_split(x_te, y_te)])  # fmt: skip
-    classes = CIFAR10_CLASSES
+    classes: tuple[str, ...] = CIFAR10_CLASSES
     try:
         meta_bytes, meta_src = read(CIFAR10_META)
     except DataError:

@@ -62,7 +62,7 @@ class Dataset:
         for tensor in (self.x_train, self.y_train, self.x_test, self.y_test):
             array = tensor.detach().cpu().contiguous().numpy()
             digest.update(f"{array.dtype.str}{array.shape}".encode())
-            digest.update(memoryview(array).cast("B"))
+            digest.update(array.data.cast("B"))
         return digest.hexdigest()
 
 

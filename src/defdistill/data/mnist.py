@@ -31,7 +31,7 @@ MNIST_FILES: dict[str, tuple[str, str]] = {
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:

@@ -43,7 +43,7 @@ class _DTypeStub:
         if order not in ("|", "<", ">", "=") or any(v is not None for v in state[2:5]):
             raise pickle.UnpicklingError("malformed or structured numpy dtype")
         if order in ("<", ">"):
-            self.dtype = self.dtype.newbyteorder(order)
+            self.dtype = self.dtype.newbyteorder("<" if order == "<" else ">")
 
 
 class _ArrayStub:
@@ -68,8 +68,8 @@ class _ArrayStub:
             or not isinstance(raw, bytes) or len(raw) != math.prod(shape) * dtype.dtype.itemsize
         ):  # fmt: skip
             raise pickle.UnpicklingError("malformed numpy array (shape, dtype or size)")
-        order = "F" if fortran else "C"
-        self.array = np.ndarray(shape, dtype.dtype, buffer=raw, order=order)  # a view of raw
+        # a view of raw
+        self.array = np.ndarray(shape, dtype.dtype, buffer=raw, order="F" if fortran else "C")
 
 
 def _reconstruct(cls: object, shape: object, typecode: object) -> _ArrayStub:
@@ -146,7 +146,7 @@ def _check_opcodes(data: bytes) -> None:
     for count, (op, arg, _) in enumerate(pickletools.genops(data)):
         if op.name in _REFUSED_OPCODES:
             raise pickle.UnpicklingError(f"opcode {op.name} is not allowed")
-        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and not 0 <= int(arg) <= count:
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and not (isinstance(arg, int) and 0 <= arg <= count):
             raise pickle.UnpicklingError(f"memo index {arg} out of range")
 
 

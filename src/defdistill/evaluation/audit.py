@@ -93,8 +93,9 @@ def audit_battery(
 ) -> list[AttackSpec]:  # fmt: skip
     """The audit's attacks as data (see :func:`audit` for the arguments)."""
     primary = budgets.primary
-    eps, hot = primary.eps, temperature is not None and temperature != 1.0
-    t = temperature if hot else 1.0
+    eps = primary.eps
+    t = temperature if temperature is not None and temperature != 1.0 else 1.0
+    hot = t != 1.0
     linf, l2 = f"L∞ {eps:.3g}", ThreatModel(Norm.L2, budgets.l2)
 
     def counted(attack: AttackId, label: str, run: b.Run, gradient: bool = True) -> AttackSpec:
@@ -107,7 +108,7 @@ def audit_battery(
             key = None if e == eps else attack_key(attack, e)
             specs.append(AttackSpec(attack, f"PGD L∞ {e:.3g} CE on {on}", run, ThreatModel(Norm.LINF, e),
                                     worst_case=e == eps, key=key))  # fmt: skip
-    apgd = {"eps": eps, "norm": Norm.LINF, "steps": apgd_steps, "seed": seed}
+    apgd: dict[str, Any] = {"eps": eps, "norm": Norm.LINF, "steps": apgd_steps, "seed": seed}
     strong = APGD(**{**apgd, "steps": EFFORT * apgd_steps, "restarts": EFFORT})
     square = Square(eps=eps, queries=square_queries, seed=seed)
     specs += [
@@ -117,7 +118,7 @@ def audit_battery(
     if num_classes >= APGD_T_MIN_CLASSES:
         specs.append(counted(AttackId.APGD_T, f"APGD-T (DLR, top {apgd_targets}) {linf}",
                              b.apgd_t(eps, apgd_steps, apgd_targets, seed)))  # fmt: skip
-    jsma = {"gamma": jsma_gamma, "targets": TargetMode.ALL, "seed": seed}
+    jsma: dict[str, Any] = {"gamma": jsma_gamma, "targets": TargetMode.ALL, "seed": seed}
     gamma = f"(gamma {100 * jsma_gamma:.3g}%)"
     specs += [
         counted(AttackId.SQUARE, f"Square {linf} ({square_queries} queries)",

@@ -254,7 +254,7 @@ class BatteryResult:
             transfer=success(AttackId.TRANSFER), gradient_free=success(AttackId.SQUARE),
             gradient=max(gradient) if gradient else None,
             accuracy_unbounded=accuracy(AttackId.APGD_CE_UNBOUNDED),
-            unbounded_eps=None if unbounded is None else unbounded.threat.eps,
+            unbounded_eps=None if unbounded is None or unbounded.threat is None else unbounded.threat.eps,
             effort_gain=None if effort is None or plain is None
             else plain.accuracy.rate - effort.accuracy.rate,
             effort_factor=None if effort is None else effort.details.get("effort"),

@@ -330,12 +330,12 @@ def probe(
                 (AttackId.APGD_CE, AttackId.EOT_APGD_CE)))
     health = gradient_health(model, x, y, eps, seed)
     report.measurements.update({f"gradient_{k}": v for k, v in health.items()})
-    n = health["samples"]
-    unavailable = established_above(health["unavailable_count"], n, UNAVAILABLE_FRACTION)
-    shattered = established_above(health["shattered_count"], n, SHATTERED_FRACTION)
+    n = int(health["samples"])
+    unavailable = established_above(int(health["unavailable_count"]), n, UNAVAILABLE_FRACTION)
+    shattered = established_above(int(health["shattered_count"]), n, SHATTERED_FRACTION)
 
     def rate(key: str) -> str:
-        found = Proportion.of(health[f"{key}_count"], n)
+        found = Proportion.of(int(health[f"{key}_count"]), n)
         return f"{share(found.rate)} [{found.low:.0%}, {found.high:.0%}] of {n}"
 
     report.findings.append(Finding(

@@ -43,7 +43,10 @@ class ExecutorError(Exception):
 class Executor(Protocol):
     """Runs independent tasks; results come back in task order."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Its kind (``local``, ``ray``), as ``--executor`` names it."""
+        ...
 
     def start(self) -> None:
         """Acquire the resources (connect to a cluster); ``map`` does it when needed."""

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -47,8 +48,8 @@ RESIZE_MIN = 24
 KWTA_RATIO = 0.1  # Xiao et al.'s sparsity γ = 0.1
 # TRADES with the budget of the quick profile's PGD control (4 epochs of Adam, ε = 0.3 reached after
 # 2, 10 steps of 2.5 ε / 10), at the paper's MNIST β = 6 (Zhang et al. 2019)
-TRADES_CONFIG = {**ADVERSARIAL_MNIST, "adversarial": AdversarialMethod.TRADES, "trades_beta": 6.0,
-                 "epochs": 4, "adversarial_warmup": 2}  # fmt: skip
+TRADES_CONFIG: dict[str, Any] = {**ADVERSARIAL_MNIST, "adversarial": AdversarialMethod.TRADES,
+                                 "trades_beta": 6.0, "epochs": 4, "adversarial_warmup": 2}  # fmt: skip
 TRADES_TRAINING = ("TRADES, {epochs} epochs of Adam, ε = {adversarial_eps:g} reached after "
                    "{adversarial_warmup}, {adversarial_steps} KL steps per batch").format(**TRADES_CONFIG)
 

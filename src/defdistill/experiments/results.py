@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 SCHEMA_VERSION = 5
 READABLE_SCHEMAS = (5,)  # older files lack columns of the report: that data set is rerun
@@ -40,7 +40,7 @@ PER_SEED_ONLY = frozenset({"example", "histogram", "fooled_images", "clean_image
 _MISSING = object()
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

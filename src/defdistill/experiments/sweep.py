@@ -178,14 +178,16 @@ def run_sweeps(
                 bar.update()
             else:
                 done(task, result, f"trained {task.name}")
-        for s in seeds if on_teachers else []:
-            on_teachers(s, [{"name": t.name, "temperature": t.temperature, **teacher_curve(t)}
-                            for t in train_tasks if t.seed == s and t.distilled])  # fmt: skip
+        if on_teachers is not None:
+            for s in seeds:
+                on_teachers(s, [{"name": t.name, "temperature": t.temperature, **teacher_curve(t)}
+                                for t in train_tasks if t.seed == s and t.distilled])  # fmt: skip
         index = {s: evaluation_index(ds, profile, s) for s in seeds}
         undistilled = [t for t in train_tasks if not t.distilled] + [t for t, _ in controls]
         students = sorted((t for t in train_tasks if t.distilled), key=order, reverse=True)
         references = [_eval_task(t, metas, profile, signature, force, index[t.seed]) for t in undistilled]
-        second = executor.map(second_phase_unit, [*students, *references], ds)
+        phase_two: list[TrainTask | EvalTask] = [*students, *references]
+        second = executor.map(second_phase_unit, phase_two, ds)
         for task, result in zip(students, second, strict=False):  # stops at the last student
             done(task, result, f"trained {task.name}")
         hottest = {s: max((t for t in temperatures if t is not None and learned(metas[s, model_name(t)])),
@@ -201,10 +203,10 @@ def run_sweeps(
         # submitted before the undistilled models' measurements are read: a worker that would
         # wait for the last of those starts a student's measurement instead
         measured = executor.map(measurement_unit, third, ds)
-        for task, result in zip(references, second, strict=True):
-            done(task, result, f"measured {task.name}")
-        for task, result in zip(third, measured, strict=True):
-            done(task, result, f"measured {task.name if isinstance(task, EvalTask) else 'the ablations'}")
+        for reference, result in zip(references, second, strict=True):
+            done(reference, result, f"measured {reference.name}")
+        for unit, result in zip(third, measured, strict=True):
+            done(unit, result, f"measured {unit.name if isinstance(unit, EvalTask) else 'the ablations'}")
     finally:
         bar.close()
     nearest = {s: nearest_students([t for t in train_tasks if t.seed == s and t.distilled], metas, ds, device)

@@ -262,10 +262,10 @@ def sweep_battery(
     the logit margin, Carlini & Wagner L2 and transfer from ``baseline`` on the first
     ``adaptive_samples``. The attacks on ``Z / T`` need a training temperature other than 1.
     """
-    hot = temperature not in (None, 1.0)
-    t = float(temperature) if hot else 1.0
+    t = temperature if temperature is not None and temperature != 1.0 else 1.0
+    hot = t != 1.0
     primary = ThreatModel(Norm.LINF, eps)
-    jsma = {"targets": TargetMode(profile.targets), "seed": seed}
+    jsma: dict[str, Any] = {"targets": TargetMode(profile.targets), "seed": seed}
     few, many = profile.attack_samples, profile.adaptive_samples
 
     def counted(attack: AttackId, label: str, run: b.Run, gradient: bool = True) -> AttackSpec:

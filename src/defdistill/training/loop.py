@@ -216,7 +216,7 @@ def train(
     finally:
         bar.close()
     if memory_format == torch.channels_last:  # the standard layout: checkpoints and attacks expect it
-        model.to(memory_format=torch.contiguous_format)
+        model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # stubs omit it
     model.eval()
     accuracy = evaluate(model, x_test, y_test)["accuracy"]
     seconds = seconds_before + time.perf_counter() - start
@@ -263,7 +263,7 @@ def _prepare(model: nn.Module, precision: str, dev: torch.device) -> torch.memor
     memory format the inputs must take (4-D inputs only: a linear network keeps its own)."""
     memory_format = training_layout(precision, dev)
     model.to(dev).train()
-    model.to(memory_format=memory_format)
+    model.to(memory_format=memory_format)  # type: ignore[call-overload]  # torch's stubs omit it
     return memory_format
 
 
@@ -296,7 +296,7 @@ def _epoch(
         idx = order[step * config.batch_size : (step + 1) * config.batch_size]
         xb, tb = x_train[idx].to(dev, non_blocking=True), targets[idx].to(dev, non_blocking=True)
         x_adv = None if perturb is None else perturb(model, xb, tb, epoch)
-        if trades:
+        if trades and x_adv is not None:  # TRADES always perturbs (_adversarial)
             logits = forward(xb)
             loss = trades_loss(logits, forward(x_adv), tb, config.trades_beta, config.temperature)
         else:
@@ -323,7 +323,8 @@ def _adversarial(
 ) -> tuple[Perturb | None, RobustnessMonitor | None, torch.Generator | None]:
     """The batch perturbation, the robustness monitor and the attack's random generator of
     adversarial training, if on."""
-    if config.adversarial is None:
+    method = config.adversarial
+    if method is None:
         return None, None, None
     if targets.dim() != 1:
         raise ValueError("adversarial training needs hard labels, not soft labels")
@@ -332,7 +333,7 @@ def _adversarial(
     def perturb(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
         warmup = config.adversarial_warmup
         eps = config.adversarial_eps * (min(1.0, (epoch + 1) / warmup) if warmup else 1.0)
-        return adversarial_batch(model, x, y, config.adversarial, eps, config.adversarial_steps,
+        return adversarial_batch(model, x, y, method, eps, config.adversarial_steps,
                                  generator, config.temperature)  # fmt: skip
 
     return perturb, RobustnessMonitor(config, x_test, y_test), generator

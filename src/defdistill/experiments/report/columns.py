@@ -79,7 +79,7 @@ def _soft(field: str) -> Callable[[dict[str, Any]], Any]:
     return lambda row: (row.get("soft_labels") or {}).get(field)
 
 
-PCT = {"scale": 100.0}
+PCT: dict[str, Any] = {"scale": 100.0}
 SUCCESS_CI, ACCURACY_CI = "success_interval", "accuracy_interval"
 
 COLUMNS: list[Column] = [

@@ -119,6 +119,8 @@ def dataset_comparison(name: str, t: float, mnist: _Growth, other: _Growth,
     """
     title = dataset_title(name)
     at_least = ["at least " if g.censored else "" for g in (mnist, other)]
+    if mnist.factor is None or other.factor is None:
+        raise ValueError("dataset_comparison needs both data sets' rho_adv factors")
     less = other.factor < mnist.factor
     quoted = [paper_factors.get("mnist"), paper_factors.get(name)]
     paper = (f" (×{quoted[0]:.2f} and ×{quoted[1]:.2f} from its quoted values)"

@@ -31,7 +31,7 @@ def conclusion(results: dict) -> list[str]:
     """
     swept = {name: r for name, r in results.items() if distilled(r["models"])}
     masked = [name for name, r in swept.items() if masking_detected(r)]
-    unread = [name for name, r in swept.items() if hottest(r["models"]) is None]
+    tops = {name: top for name, r in swept.items() if (top := hottest(r["models"])) is not None}
     paragraphs = []
     if masked:
         paragraphs.append(
@@ -41,16 +41,16 @@ def conclusion(results: dict) -> list[str]:
             "probabilities stall. Attacks on the logits (Carlini & Wagner, arXiv:1607.04311, "
             "arXiv:1608.04644) or on the logits divided by the training temperature still find "
             "adversarial examples: the defence masks gradients."
-            + "".join(f" {_masked(dataset_title(n) if len(masked) > 1 else None, swept[n])}"
-                      for n in masked)
+            + "".join(f" {_masked(dataset_title(n) if len(masked) > 1 else None, swept[n], tops[n])}"
+                      for n in masked if n in tops)
         )
     for name, result in swept.items():
-        if name in unread:
+        if name not in tops:
             paragraphs.append(f"On {dataset_title(name)}, no distilled network learned (every student "
                               "or its teacher at the chance floor): there is nothing to conclude about "
                               "the defence there.")  # fmt: skip
         elif name not in masked:
-            paragraphs.append(_unmasked(dataset_title(name), result))
+            paragraphs.append(_unmasked(dataset_title(name), result, tops[name]))
     if not masked:
         paragraphs.append(
             "These measurements do not show the masking pattern (the paper's attack failing "
@@ -63,23 +63,23 @@ def conclusion(results: dict) -> list[str]:
     return lines[:-1]
 
 
-def _masked(title: str | None, result: dict) -> str:
+def _masked(title: str | None, result: dict, top: dict) -> str:
     """The numbers behind the masking paragraph on one data set: how much larger the hottest
-    student's logits are, and how far C&W had to go."""
-    base, top = baseline(result["models"]), hottest(result["models"])
-    logits = [r.get("mean_max_logit") for r in (base, top)]
-    scale = (f"the T = {top['temperature']:g} student's logits are {logits[1] / logits[0]:.0f} times "
-             f"the baseline's (mean max logit {logits[1]:,.0f} against {logits[0]:.1f})"
-             if None not in logits and logits[0] > 0 else
+    student's logits (``top``) are, and how far C&W had to go."""
+    base = baseline(result["models"])
+    cold, hot = base.get("mean_max_logit"), top.get("mean_max_logit")
+    scale = (f"the T = {top['temperature']:g} student's logits are {hot / cold:.0f} times "
+             f"the baseline's (mean max logit {hot:,.0f} against {cold:.1f})"
+             if cold is not None and hot is not None and cold > 0 else
              f"the T = {top['temperature']:g} student's logits are scaled up")  # fmt: skip
     cw = rate_ci(attack_value(top, AttackId.CW_L2, "success_interval"))
     text = f"{scale}, and C&W L2 succeeds on {cw} images {cw_distance(base, top)}."
     return f"On {title}, {text}" if title else text[0].upper() + text[1:]
 
 
-def _unmasked(title: str, result: dict) -> str:
-    """The paragraph on a data set whose hottest student the masking rule does not flag."""
-    base, top = baseline(result["models"]), hottest(result["models"])
+def _unmasked(title: str, result: dict, top: dict) -> str:
+    """The paragraph on a data set whose hottest student (``top``) the masking rule does not flag."""
+    base = baseline(result["models"])
     if verdict(top) is None:  # several seeds, verdicts that disagree
         return (f"On {title}, the seeds disagree on whether the T = {top['temperature']:g} student "
                 "masks gradients: read each seed's masking checks in `results.json` before "

@@ -65,7 +65,8 @@ def studied(rows: list[dict]) -> list[dict]:
 
 def hottest(rows: list[dict]) -> dict | None:
     """The hottest distilled model that learned: the subject of the report's verdicts."""
-    return (studied(rows) or [None])[-1]
+    read = studied(rows)
+    return read[-1] if read else None
 
 
 def flagged(rows: list[dict], profile: dict) -> list[str]:

@@ -63,9 +63,9 @@ def differences(dataset: str, result: dict) -> list[str]:
     mnist_note = (" The paper's MNIST value at T = 100 (14.08 % with 0.45 % success) lies just below "
                   "that cap, so a value near it here is set by the cap, not measured."
                   if dataset == "mnist" else "")  # fmt: skip
-    exhausted = [(r, attack_value(r, AttackId.JSMA_F, "samples_without_success"),
-                  attack_value(r, AttackId.JSMA_F, "samples")) for r in result["models"]]  # fmt: skip
-    exhausted = [f"{r['name']} ({k} of {n} images)" for r, k, n in exhausted if k]
+    counts = [(r, attack_value(r, AttackId.JSMA_F, "samples_without_success"),
+               attack_value(r, AttackId.JSMA_F, "samples")) for r in result["models"]]  # fmt: skip
+    exhausted = [f"{r['name']} ({k} of {n} images)" for r, k, n in counts if k]
     notes.append(
         "rho_adv counts an image on which JSMA on F exhausted its budget (no targeted attempt "
         f"succeeded within gamma: {round(cap * features / 100):,} of {features:,} input features, "

@@ -96,7 +96,8 @@ def _vs_temperature(
             stats = [stat(result, r["name"], column.shown if column else get) if learned(r) else (None, None)
                      for r in rows]  # fmt: skip
             means = [math.nan if m is None else m for m, _ in stats]
-            bars = _error_bars(result, rows, column) if column else None
+            bars: list[float] | list[list[float]] | None = (_error_bars(result, rows, column)
+                                                            if column else None)  # fmt: skip
             if any(sd is not None for _, sd in stats):
                 bars = [math.nan if sd is None else sd for _, sd in stats]
             if bars is not None:
@@ -342,6 +343,7 @@ def _training_curves(results: dict) -> bytes | None:
         students = [r for r in rows if r["distilled"]]
         for row in rows:
             history = row["training_history"]
+            colour: str | tuple[float, ...]
             if row["distilled"]:
                 colour = cmap(students.index(row) / max(1, len(students) - 1))
                 flag = " (flagged)" if row["name"] in below else ""

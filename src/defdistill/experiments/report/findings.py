@@ -147,9 +147,10 @@ def _training_statements(result: dict, rows: list[dict], profile: dict, top: dic
             if worst["relative_residual"] > 0.01 else
             f"**Two students are (nearly) scaled copies** (relative residual "
             f"{worst['relative_residual']:.2g}): the sweep did not measure what T does.")  # fmt: skip
-    for row in adversarial(result["models"]) if top is not None else []:
-        recipe = row.get("recipe") or profile.get("adversarial")
-        say(StatementKind.POSITIVE_CONTROL, positive_control(row, top, recipe))
+    for row in adversarial(result["models"]):
+        if top is not None:
+            recipe = row.get("recipe") or profile.get("adversarial")
+            say(StatementKind.POSITIVE_CONTROL, positive_control(row, top, recipe))
     drop = profile.get("max_accuracy_drop", 1.5)
     below = flagged(result["models"], profile)
     curves = (" (their held-out accuracy epoch by epoch: figure training_curves.png)"
