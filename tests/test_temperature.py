@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from defdistill.models import build_model
-from defdistill.temperature import log_softmax_at, softmax_at, temperature_loss
+from defdistill.temperature import log_softmax_at, softmax_at, temperature_loss, trained_at
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -67,6 +67,13 @@ def test_bad_temperature_is_value_error(t):
         softmax_at(torch.zeros(1, 3), t)
     with pytest.raises(ValueError, match="temperature"):
         temperature_loss(torch.zeros(1, 3), torch.tensor([0]), t)
+
+
+def test_trained_at_reads_none_as_one_and_checks_a_given_temperature():
+    assert trained_at(None) == 1.0
+    assert trained_at(20) == 20.0 and isinstance(trained_at(20), float)
+    with pytest.raises(ValueError, match="temperature must be"):
+        trained_at(0.0)
 
 
 # --------------------------------------------------------------------------- properties

@@ -19,6 +19,11 @@ def check_temperature(temperature: float) -> float:
     return t
 
 
+def trained_at(temperature: float | None) -> float:
+    """The temperature a model was trained at: 1 for a model trained without one (``None``)."""
+    return 1.0 if temperature is None else check_temperature(temperature)
+
+
 def softmax_at(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Softmax of ``logits / temperature`` over the last dimension."""
     return F.softmax(logits / check_temperature(temperature), dim=-1)

@@ -42,6 +42,7 @@ from defdistill.evaluation.samples import random_indices
 from defdistill.evaluation.threats import Budgets, ThreatModel, standard_budgets
 from defdistill.inference import evaluate, predict_logits
 from defdistill.names import AttackId, JsmaOn, Loss, Norm, TargetMode, attack_key
+from defdistill.temperature import trained_at
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def audit_battery(
     """The audit's attacks as data (see :func:`audit` for the arguments)."""
     primary = budgets.primary
     eps = primary.eps
-    t = temperature if temperature is not None and temperature != 1.0 else 1.0
+    t = trained_at(temperature)
     hot = t != 1.0
     linf, l2 = f"L∞ {eps:.3g}", ThreatModel(Norm.L2, budgets.l2)
 

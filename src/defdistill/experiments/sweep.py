@@ -55,6 +55,7 @@ from defdistill.inference import predict_logits
 from defdistill.models import paper_architecture
 from defdistill.names import AdversarialMethod, ExecutorKind
 from defdistill.pretrained import resolve_model
+from defdistill.temperature import trained_at
 from defdistill.training.config import PAPER_CONFIGS, TrainConfig, paper_config, role_seed
 from defdistill.training.distill import role_configs
 from defdistill.training.loop import chance_threshold
@@ -249,7 +250,8 @@ def _train_task(
     """The training task of one deployed model (see :func:`.tasks.train_unit`)."""
     config = paper_config(
         dataset if dataset in PAPER_CONFIGS else "mnist", epochs=profile.epochs,
-        batch_size=profile.batch_size, seed=seed, temperature=temperature or 1.0, precision=profile.precision,
+        batch_size=profile.batch_size, seed=seed, temperature=trained_at(temperature),
+        precision=profile.precision,
     )  # fmt: skip
     # the deployed model: the baseline itself, or the student; each from a seed of its own
     deployed = (replace(config, seed=role_seed(seed, "baseline")) if temperature is None

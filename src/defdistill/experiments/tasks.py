@@ -38,6 +38,7 @@ from defdistill.experiments.timing import Stopwatch
 from defdistill.experiments.units import UnitStore
 from defdistill.inference import evaluate
 from defdistill.names import AttackId, JsmaOn, Loss, Norm, TargetMode
+from defdistill.temperature import trained_at
 from defdistill.training.config import TrainConfig
 from defdistill.training.distill import distill, role_configs, train_teacher
 from defdistill.training.runs import train_model
@@ -262,7 +263,7 @@ def sweep_battery(
     the logit margin, Carlini & Wagner L2 and transfer from ``baseline`` on the first
     ``adaptive_samples``. The attacks on ``Z / T`` need a training temperature other than 1.
     """
-    t = temperature if temperature is not None and temperature != 1.0 else 1.0
+    t = trained_at(temperature)
     hot = t != 1.0
     primary = ThreatModel(Norm.LINF, eps)
     jsma: dict[str, Any] = {"targets": TargetMode(profile.targets), "seed": seed}
