@@ -11,7 +11,7 @@ import tarfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol, cast
 
 import numpy as np
 
@@ -159,8 +159,11 @@ def _read_archive(archive: Path) -> dict[str, bytes]:
     wanted = {*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH, CIFAR10_META}
     members: dict[str, bytes] = {}
     try:
-        # a stream ("r|") only reads; typeshed's file protocol also asks for write and seek
-        with gzip.open(archive, "rb") as raw, tarfile.open(fileobj=_Capped(raw, archive), mode="r|") as tar:  # type: ignore[call-overload]
+        # a stream ("r|") only reads: typeshed's file protocol also asks for write and seek
+        with (
+            gzip.open(archive, "rb") as raw,
+            tarfile.open(fileobj=cast(IO[bytes], _Capped(raw, archive)), mode="r|") as tar,
+        ):
             # a stream: no index of every member is kept, headers included in the byte cap
             for count, member in enumerate(tar, 1):
                 if count > MAX_ARCHIVE_MEMBERS:
@@ -172,7 +175,10 @@ def _read_archive(archive: Path) -> dict[str, bytes]:
                 if member.size > MAX_BATCH_BYTES:
                     raise DataError(f"{archive}: member {member.name} is larger than any CIFAR-10 "
                                     "batch; download the archive again")  # fmt: skip
-                members[name] = tar.extractfile(member).read()
+                data = tar.extractfile(member)  # a regular file's is never None
+                if data is None:
+                    raise DataError(f"{archive}: member {member.name} unreadable; download the archive again")
+                members[name] = data.read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{archive}: corrupt or truncated archive ({err}); download again") from err
     except MemoryError:
