@@ -1,7 +1,7 @@
 """Is a distilled student's larger C&W distance its decision boundary, or C&W on large logits?
 
 Carlini & Wagner L2 (arXiv:1608.04644) needs a larger mean L2 on the MNIST paper profile's
-T = 100 student than on its baseline (1.46 against 1.12, `docs/paper-mnist`). The student's
+T = 100 student than on its baseline (1.46 against 1.12, `docs/paper`). The student's
 logits are about 76 times the baseline's, and C&W weighs its logit margin by a constant it
 searches from 1e-3: scale changes the optimisation, not the decision boundary. Four arms on
 the same images, each with the predictions (argmax) of its unscaled network: the baseline,

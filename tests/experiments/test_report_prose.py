@@ -87,6 +87,11 @@ def test_differences_name_this_data_sets_cap_and_training_set():
     assert "on the subset's 5,085 training images (the paper trained on the full set)" in cifar
     assert "first 20 of those" in sampling_note(CIFAR)  # JSMA on the first 20 correct images of the draw
     assert "13.90 pp below the baseline" in cifar
+    paper_profile = {"name": "paper", "epochs": 50}
+    at_fifty = result(CIFAR["models"], shape=(3, 32, 32), n_train=5085, profile=paper_profile)
+    paper = "\n".join(differences("cifar10-subset", at_fifty))
+    assert "Profile `paper`: the paper's 50 epochs, on the subset's 5,085 training images" in paper
+    assert "instead of the paper's 50" not in paper
 
 
 def test_the_paper_profile_names_its_farthest_student_not_a_short_profiles_cost():
