@@ -124,6 +124,27 @@ def test_statements_are_typed_and_the_robustness_section_selects_them_by_kind():
     assert {StatementKind.GRADIENTS, StatementKind.ACCURACY} <= set(unmasked) - ROBUSTNESS
 
 
+def test_a_masking_student_that_keeps_robust_accuracy_is_not_called_only_masking():
+    def texts(student_robust):
+        rows = [row("baseline", None, success=1.0, pgd=0.0),
+                row("distilled-T100", 100.0, success=0.2, masking=True, pgd=student_robust, drop=-22.1)]
+        said = findings("cifar10-subset", result(rows), {"epochs": 50})
+        return {f.kind: f.text for f in said}
+
+    broken = texts(0.0)  # every image broken, as on MNIST: the masking is the whole story
+    assert broken[StatementKind.MASKING].startswith("**This is gradient masking, not robustness.**")
+    assert "keeps more than the baseline" not in broken[StatementKind.ROBUST_ACCURACY]
+    residue = texts(0.9)  # 18 of 22 against 0 of 22: the intervals separate
+    assert residue[StatementKind.MASKING].startswith("**The paper's attack is stopped by gradient masking.**")
+    assert "not robustness" not in residue[StatementKind.MASKING]
+    robust = residue[StatementKind.ROBUST_ACCURACY]
+    assert "the 95 % intervals separate" in robust
+    assert "keeps more than the baseline, at a clean accuracy 22.1 pp below the baseline's" in robust
+    assert "an undistilled network of the same clean accuracy" in robust
+    overlap = texts(0.1)  # 2 of 22 against 0 of 22: the intervals overlap, nothing is claimed
+    assert "keeps more than the baseline" not in overlap[StatementKind.ROBUST_ACCURACY]
+
+
 def test_zero_jacobians_are_counted_exactly_never_rounded_to_all():
     gradients = next(f for f in findings("mnist", MNIST, MNIST["config"]["profile"])
                      if f.kind is StatementKind.GRADIENTS).text  # fmt: skip
