@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
+from defdistill.attacks import JSMA
 from defdistill.checkpoint import load_model
 from defdistill.data.mnist import load_mnist
-from defdistill.evaluation.battery import run_jsma
+from defdistill.evaluation import paper_success_rate
 from defdistill.evaluation.stats import MeanEstimate, Proportion
 from defdistill.inference import predict_logits
 from defdistill.training.config import paper_config, role_seed
@@ -34,8 +35,9 @@ def describe(name: str, model: torch.nn.Module, ds, jsma_samples: int, extra: st
     logits = predict_logits(model, ds.x_test)
     accuracy = Proportion.from_mask(logits.argmax(1) == ds.y_test)
     scale = MeanEstimate.of(logits.max(1).values)
-    jsma = run_jsma(model, ds.x_test, ds.y_test, jsma_samples, on="probs")
-    success = Proportion.of(jsma["successes"], jsma["attempts"])
+    first = (logits.argmax(1) == ds.y_test).nonzero().flatten()[:jsma_samples]  # first correct images
+    jsma = paper_success_rate(model, JSMA(on="probs"), ds.x_test[first], ds.y_test[first])
+    success = Proportion.of(jsma.successes, jsma.attempts)
     print(f"{name:<28} accuracy {accuracy.rate:.2%} [{accuracy.low:.2%}, {accuracy.high:.2%}] "
           f"(n {accuracy.n}); mean max logit {scale.mean:.1f} [{scale.low:.1f}, {scale.high:.1f}]; "
           f"JSMA on F {success.rate:.1%} [{success.low:.1%}, {success.high:.1%}] "
