@@ -189,8 +189,9 @@ def _robust_intervals(top: dict, base: dict) -> list[dict | None]:
 def _robust_residue(top: dict, base: dict) -> bool:
     """Whether the hottest student keeps a robust accuracy whose interval lies above the baseline's."""
     student, baseline = _robust_intervals(top, base)
-    return bool(separated(student, baseline)) and student is not None and baseline is not None \
-        and student["rate"] > baseline["rate"]
+    if student is None or baseline is None:
+        return False
+    return bool(separated(student, baseline)) and student["rate"] > baseline["rate"]
 
 
 def _robust_sentence(top: dict, base: dict) -> str:
