@@ -340,3 +340,14 @@ def test_the_masking_conclusion_gives_the_measured_logit_scale_and_distance():
     said = next(f.text for f in findings("mnist", masked, masked["config"]["profile"])
                 if f.kind is StatementKind.MASKING)  # fmt: skip
     assert "as close as before" not in said and "mean L2 1.3 times the baseline's" in said
+
+
+def test_differences_name_the_networks_trained_in_bfloat16_and_only_those():
+    assert not any("bfloat16" in n for n in differences("mnist", MNIST))  # float32: the paper's
+    control = {**row("adversarial-pgd", None, success=0.0), "shipped": {"name": "x"}, "precision": "fp32"}
+    rows = [{**r, "precision": "bf16"} for r in MNIST["models"]] + [control]
+    every = [n for n in differences("mnist", result(rows)) if n.startswith("Training arithmetic")]
+    assert len(every) == 1 and "for every network this run trained" in every[0]  # not the shipped one
+    mixed = [{**rows[0], "precision": "fp32"}, *rows[1:]]
+    names = [n for n in differences("mnist", result(mixed)) if n.startswith("Training arithmetic")][0]
+    assert f"for {', '.join(r['name'] for r in rows[1:-1])} (" in names

@@ -40,3 +40,14 @@ def test_numbers_that_would_overflow_or_cannot_train_are_refused_up_front(values
     with pytest.raises(ValueError, match=re.escape(fragment)):
         TrainConfig(**values)
     TrainConfig(lr=1e30, temperature=1e4, head_scaling=True)  # extreme but representable: accepted
+
+
+def test_resolved_replaces_auto_by_what_the_hardware_computes(monkeypatch):
+    import defdistill.devices
+
+    monkeypatch.setattr(defdistill.devices, "cpu_has_native_bf16", lambda cpuinfo=None: False)
+    assert "precision" not in TrainConfig(precision="auto").resolved("cpu").to_dict()  # a float32 model's key
+    assert TrainConfig(precision="bf16").resolved("cpu").precision == "bf16"  # asked: kept
+    monkeypatch.setattr(defdistill.devices, "cpu_has_native_bf16", lambda cpuinfo=None: True)
+    assert TrainConfig(precision="auto").resolved("cpu").to_dict()["precision"] == "bf16"
+    assert TrainConfig(precision="fp32").resolved("cpu").precision == "fp32"

@@ -173,12 +173,12 @@ def add_data(parser: argparse.ArgumentParser, for_model: bool = False) -> None:
                         help="use the first N test samples")
 
 
-def add_precision(parser: argparse.ArgumentParser, default: str | None = "fp32") -> None:
+def add_precision(parser: argparse.ArgumentParser, default: str | None = Precision.AUTO) -> None:
     """``--precision``: the number format of training (:mod:`defdistill.devices`)."""
     parser.add_argument("--precision", choices=values(Precision), default=default,
-                        help="training arithmetic: fp32, bf16 (bfloat16 autocast, channels-last; "
-                             "evaluation, soft labels and attacks stay float32) or auto (bf16 where "
-                             "the CPU or GPU computes it natively, else fp32); default fp32")
+                        help="training arithmetic: auto (default: bf16 where the CPU or GPU computes "
+                             "it natively, else fp32), fp32, or bf16 (bfloat16 autocast, channels-last; "
+                             "evaluation, soft labels and attacks stay float32)")
 
 
 def add_training(parser: argparse.ArgumentParser, default_temperature: float) -> None:

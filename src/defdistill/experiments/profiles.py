@@ -43,9 +43,10 @@ class Profile:
         cw_search_steps: binary-search steps over the C&W constant.
         max_accuracy_drop: accuracy drop (percentage points) vs the baseline beyond
             which a distilled model is flagged in the report.
-        precision: number format of training, ``fp32`` (default, as
-            ``defdistill.training.config.DEFAULT_PRECISION``), ``bf16`` or ``auto`` (see
-            :mod:`defdistill.devices`); recorded only when not the default, so results
+        precision: number format of training, ``auto`` (default: ``bf16`` where the
+            hardware computes it natively, else ``fp32``; validated against float32 in
+            docs/training.md), ``fp32`` or ``bf16`` (see :mod:`defdistill.devices`); each
+            model records what it was trained in. Recorded only when not ``fp32``, so results
             computed before the option stay reusable.
         adversarial: the positive control, an adversarially trained network of the same
             architecture measured beside the others: :class:`~defdistill.training.config.TrainConfig`
@@ -70,7 +71,7 @@ class Profile:
     cw_iterations: int = 200
     cw_search_steps: int = 9
     max_accuracy_drop: float = 1.5
-    precision: str = Precision.FP32  # defdistill.training.config.DEFAULT_PRECISION
+    precision: str = Precision.AUTO  # defdistill.training.config.PRODUCT_PRECISION
     adversarial: dict[str, Any] | None = None
     control: str | None = None
 

@@ -10,7 +10,8 @@ rate's Wilson interval and the images each attack fooled, ``robust_accuracy``
 (per image, unconditional and conditional on clean-correct images), the drawn images
 (``drawn``, ``clean_correct``, ``clean_images``), ``gradients``, the masking ``checks``, and
 the network's own training curve (``training_history``: epoch, loss, held-out accuracy,
-entropy at T; a distilled row adds its teacher's, ``teacher_history``); the machines that
+entropy at T; a distilled row adds its teacher's, ``teacher_history``), the number format it
+trained in (``precision``: ``fp32`` or ``bf16``, what ``auto`` resolved to); the machines that
 computed its timings (``train_machines``, ``teacher_train_machines``: every machine a resumed
 training ran on, in order; ``eval_machine``, and ``eval_machines`` when a measurement resumed
 on another machine; :func:`defdistill.devices.machine_label`);

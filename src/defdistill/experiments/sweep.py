@@ -53,7 +53,7 @@ from defdistill.experiments.tasks import (
 )
 from defdistill.inference import predict_logits
 from defdistill.models import paper_architecture
-from defdistill.names import AdversarialMethod, ExecutorKind
+from defdistill.names import AdversarialMethod, ExecutorKind, Precision
 from defdistill.pretrained import resolve_model
 from defdistill.temperature import trained_at
 from defdistill.training.config import PAPER_CONFIGS, TrainConfig, paper_config, role_seed
@@ -394,7 +394,9 @@ def _eval_task(
         "measurement_version": MEASUREMENT_VERSION,
         "weights": metas[seed, train.name]["weights_sha256"],
         "baseline_weights": metas[seed, "baseline"]["weights_sha256"],
-        "profile": profile.to_dict(),
+        # the precision of training is in the weights: a float32 model's measurements are
+        # reused whether fp32 or auto was asked
+        "profile": {k: v for k, v in profile.to_dict().items() if k != "precision"},
         "seed": seed,
         "dataset": signature,
         "index": index,
@@ -437,6 +439,8 @@ def _measured_row(
         "saturated_fraction": measured["accuracy"]["saturated_fraction"],
         "mean_max_logit": measured["accuracy"]["mean_max_logit"],
         "train_seed": meta["config"]["seed"],
+        # the number format it trained in; a model from before the option: float32
+        "precision": meta.get("precision", Precision.FP32),
         **({"recipe": {k: meta["config"][k] for k in RECIPE_KEYS if k in meta["config"]},
             "shipped": meta.get("shipped")} if meta["role"] == "adversarial" else {}),
         "teacher_seed": None if temperature is None else role_seed(seed, "teacher", temperature),

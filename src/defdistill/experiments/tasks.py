@@ -84,6 +84,12 @@ class TrainTask:
     def distilled(self) -> bool:
         return self.temperature is not None
 
+    def train_config(self, deployed: bool = False) -> TrainConfig:
+        """The run's (or, with ``deployed``, the deployed model's) configuration with its
+        precision resolved where the task runs: ``auto`` reads as ``fp32`` or ``bf16`` on this
+        worker's device (:meth:`TrainConfig.resolved`)."""
+        return TrainConfig(**(self.deployed_config if deployed else self.config)).resolved(self.device)
+
 
 @dataclass(frozen=True)
 class EvalTask:
@@ -121,7 +127,7 @@ def teacher_unit(ds: Dataset, task: TrainTask) -> dict[str, Any]:
     trained, and the wave's units have the same length: one network each."""
     if not task.distilled:
         return train_unit(ds, task)
-    _, meta = train_teacher(ds, task.architecture, TrainConfig(**task.config), task.path,
+    _, meta = train_teacher(ds, task.architecture, task.train_config(), task.path,
                             device=task.device, progress=task.progress, allow_untrained=True,
                             reuse=not task.force)  # fmt: skip
     return {"name": task.name, "meta": meta}
@@ -140,8 +146,8 @@ def train_unit(ds: Dataset, task: TrainTask, teacher_ready: bool = False) -> dic
     Returns:
         ``{"name", "meta", "reused"}`` with the deployed model's ``meta.json``.
     """
-    path, deployed = Path(task.path), task.deployed_config
-    wanted = {"config": deployed, "dataset": task.dataset, "architecture": task.architecture}
+    path, deployed = Path(task.path), task.train_config(deployed=True)
+    wanted = {"config": deployed.to_dict(), "dataset": task.dataset, "architecture": task.architecture}
     if not task.force:
         try:
             _, meta = load_reusable(path, wanted)
@@ -150,15 +156,15 @@ def train_unit(ds: Dataset, task: TrainTask, teacher_ready: bool = False) -> dic
             return {"name": task.name, "meta": meta, "reused": True, **teacher_curve(task)}
         except CheckpointError as err:
             log.info("%s: %s; training it", task.name, err)
-    config, clock = TrainConfig(**task.config), Stopwatch(f"train-{task.name}")
+    config, clock = task.train_config(), Stopwatch(f"train-{task.name}")
     if task.distilled:
         # a teacher or student at chance is kept (the report flags it, with its curve): at a
         # large T plain training may not learn in the profile's epochs, which is a result
         meta = distill(ds, task.architecture, config, path, device=task.device, progress=task.progress,
                        allow_untrained=True, reuse_teacher=teacher_ready or not task.force)  # fmt: skip
     else:
-        role = "adversarial" if deployed.get("adversarial") else "baseline"
-        _, meta = train_model(ds, task.architecture, TrainConfig(**deployed), path, role,
+        role = "adversarial" if deployed.adversarial else "baseline"
+        _, meta = train_model(ds, task.architecture, deployed, path, role,
                               device=task.device, progress=task.progress)  # fmt: skip
     clock.lap("training", None)
     return {"name": task.name, "meta": meta, "reused": False, "timings": clock.seconds, **teacher_curve(task)}
@@ -199,7 +205,7 @@ def teacher_curve(task: TrainTask) -> dict[str, Any]:
 def _check_teacher(task: TrainTask, student_meta: dict[str, Any]) -> None:
     """``CheckpointError`` unless the student was distilled from the teacher now beside it,
     itself trained on this data with this run's teacher configuration."""
-    teacher_config = role_configs(TrainConfig(**task.config))[0].to_dict()
+    teacher_config = role_configs(task.train_config())[0].to_dict()
     wanted = {"config": teacher_config, "dataset": task.dataset, "architecture": task.architecture}
     _, teacher = load_reusable(Path(task.path) / "teacher", wanted)
     if student_meta.get("teacher", {}).get("weights_sha256") != teacher["weights_sha256"]:

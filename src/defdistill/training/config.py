@@ -7,11 +7,14 @@ baseline's twin and two temperatures never share an initialisation.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from defdistill.names import AdversarialMethod, Precision, Role, values
 from defdistill.temperature import check_temperature
+
+if TYPE_CHECKING:
+    import torch
 
 ROLES = values(Role)
 ADVERSARIAL_METHODS = values(AdversarialMethod)
@@ -19,9 +22,12 @@ ADVERSARIAL_METHODS = values(AdversarialMethod)
 
 MAX_TRAINING_TEMPERATURE = 1e4
 FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
-# fp32 until bf16 is validated against it on hardware that computes bf16 natively (issue 28:
-# accuracy, logit scale, JSMA on F per temperature); then "auto" (docs/training.md)
+# The library's default (the paper's float32, the same arithmetic on every machine; a
+# configuration without ``precision`` is float32). The command line and the reproduction
+# profiles ask for "auto" instead (PRODUCT_PRECISION), validated against float32 on hardware
+# with native bfloat16 (docs/training.md, issue 28).
 DEFAULT_PRECISION = Precision.FP32
+PRODUCT_PRECISION = Precision.AUTO
 
 
 @dataclass
@@ -46,11 +52,11 @@ class TrainConfig:
         precision: number format of training (:mod:`defdistill.devices`): ``"fp32"``,
             ``"bf16"`` (the forward pass under bfloat16 autocast on channels-last inputs;
             weights, optimiser, loss and every evaluation stay float32) or ``"auto"``
-            (bf16 where the hardware computes it natively, else fp32); default
-            :data:`DEFAULT_PRECISION`. The
-            choice made is recorded in the model's ``meta.json`` (``precision``). Recorded
-            in :meth:`to_dict` only when not the default, so models trained before the
-            option existed stay reusable.
+            (bf16 where the hardware computes it natively, else fp32; :meth:`resolved`);
+            default :data:`DEFAULT_PRECISION` (the command line's: ``auto``). A model's
+            ``meta.json`` records the resolved choice (``config.precision`` and
+            ``precision``). Recorded in :meth:`to_dict` only when not fp32, so float32
+            models trained before the option existed stay reusable.
         adversarial: adversarial training (:mod:`defdistill.training.adversarial`):
             ``"pgd"`` (Madry et al. 2018), ``"fgsm-rs"`` (Wong et al. 2020) or ``"trades"``
             (Zhang et al. 2019, arXiv:1901.08573); ``None`` (default) trains on clean inputs.
@@ -113,6 +119,15 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if not 0 < self.lr_decay <= 1 or self.lr_decay_every < 1:
             raise ValueError("lr_decay must be in (0, 1] and lr_decay_every >= 1")
+
+    def resolved(self, device: str | torch.device = "auto") -> TrainConfig:
+        """This configuration with ``precision`` ``auto`` replaced by what it means on
+        ``device`` (``fp32`` or ``bf16``, :func:`defdistill.devices.resolve_precision`): what a
+        model records and what its reuse compares, so a float32 model is found again whether
+        ``fp32`` or ``auto`` was asked on a machine without native bfloat16."""
+        from defdistill.devices import resolve_device, resolve_precision  # torch: not at import
+
+        return replace(self, precision=resolve_precision(self.precision, resolve_device(device)))
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)

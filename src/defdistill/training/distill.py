@@ -86,7 +86,7 @@ def train_teacher(
     :func:`role_configs`). A teacher already there with this configuration is reused unless
     ``reuse`` is False (``--force``)."""
     out, dev = Path(out), resolve_device(device)
-    config = role_configs(config)[0]
+    config = role_configs(config.resolved(dev))[0]
     teacher_dir = out / "teacher"
     wanted = {"config": config.to_dict(), "dataset": dataset_signature(ds), "architecture": architecture}
     if reuse and not teacher_dir.exists():  # the normal case of a first run

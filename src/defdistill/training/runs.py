@@ -51,6 +51,7 @@ def train_model(
     called again with the same arguments (:mod:`defdistill.training.resume`).
     """
     c, h, _ = ds.input_shape
+    config = config.resolved(device)  # meta.json and the resume key record fp32 or bf16
     torch.manual_seed(config.seed)  # the initialisation is part of the seeded run
     model = build_model(architecture, c, h, ds.num_classes)
     state, created = Path(out) / STATE_FILE, not Path(out).exists()

@@ -11,7 +11,7 @@ from defdistill.experiments.report.data import (
     PAPER_DATASET,
     distilled,
 )
-from defdistill.names import AttackId
+from defdistill.names import AttackId, Precision
 
 
 def sampling_note(result: dict) -> str:
@@ -81,6 +81,7 @@ def differences(dataset: str, result: dict) -> list[str]:
         "every network from a seed of its own derived from the run's seed. Plain training at T "
         f"divides the loss's gradient by T{_accuracy_cost(result['models'], profile['epochs'])}."
     )
+    notes.extend(_precision_note(result["models"]))
     notes.append(
         "PGD is run with cross-entropy and with the logit margin: cross-entropy saturates in "
         "float32 on confident networks (its gradient rounds to zero), the margin does not."
@@ -94,6 +95,20 @@ def differences(dataset: str, result: dict) -> list[str]:
             "minimal perturbation from above, and a success rate below 100 % may be the budget's."
         )
     return notes
+
+
+def _precision_note(models: list[dict]) -> list[str]:
+    """The networks trained in bfloat16 (``--precision auto`` on hardware that computes it
+    natively, or ``bf16``); none when every network trained in float32, as the paper's."""
+    trained = [r for r in models if not r.get("shipped")]  # a shipped control trained before
+    bf16 = [r["name"] for r in trained if r.get("precision") == Precision.BF16]
+    if not bf16:
+        return []
+    which = "every network this run trained" if len(bf16) == len(trained) else ", ".join(bf16)
+    return [f"Training arithmetic: bfloat16 autocast on channels-last inputs for {which} (`--precision "
+            "auto` chooses it where the hardware computes bfloat16 natively); weights, loss, soft "
+            "labels, gradients, attacks and every evaluation are float32. bfloat16 training was "
+            "validated against float32 at the quick profile (docs/training.md)."]
 
 
 def _accuracy_cost(models: list[dict], epochs: int) -> str:
