@@ -24,6 +24,8 @@ from defdistill.data import load_dataset
 from defdistill.evaluation.stats import MeanEstimate, Proportion
 from defdistill.inference import predict_logits
 
+COMPARED = {"accuracy": "acc", "logit": "logit", "jsma_f": "jsma", "robust": "robust"}
+
 
 def interval(found: dict[str, Any] | None) -> Proportion | None:
     return None if not found else Proportion.of(found["k"], found["n"])
@@ -103,10 +105,9 @@ def main() -> None:
             logit = row["logit"]
             scale = (f"{logit.mean:.1f} [{logit.low:.1f}, {logit.high:.1f}]" if logit is not None
                      else "–" if row["logit_point"] is None else f"{row['logit_point']:.1f}")  # fmt: skip
-            checks = [overlaps(row[k], base[k]) for k in ("accuracy", "logit", "jsma_f", "robust")]
+            checks = {short: overlaps(row[k], base[k]) for k, short in COMPARED.items()}
             agree = "–" if run == args.runs[0] else ", ".join(
-                f"{k} {'yes' if c else 'NO'}" for k, c in zip(("acc", "logit", "jsma", "robust"), checks, strict=True)
-                if c is not None)  # fmt: skip
+                f"{k} {'yes' if c else 'NO'}" for k, c in checks.items() if c is not None)
             entropy = "–" if row["entropy"] is None else f"{row['entropy']:.4f}"
             l2 = "–" if row["cw_l2"] is None else f"{row['cw_l2']:.2f}"
             print(f"| {name} | {run} | {row['precision']} | {cell(row['accuracy'])} | {entropy} | {scale} "

@@ -349,5 +349,5 @@ def test_differences_name_the_networks_trained_in_bfloat16_and_only_those():
     every = [n for n in differences("mnist", result(rows)) if n.startswith("Training arithmetic")]
     assert len(every) == 1 and "for every network this run trained" in every[0]  # not the shipped one
     mixed = [{**rows[0], "precision": "fp32"}, *rows[1:]]
-    names = [n for n in differences("mnist", result(mixed)) if n.startswith("Training arithmetic")][0]
+    names = next(n for n in differences("mnist", result(mixed)) if n.startswith("Training arithmetic"))
     assert f"for {', '.join(r['name'] for r in rows[1:-1])} (" in names
