@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the paper's temperature sweep, measurements, plots and report (resumable)",
     )
     p.add_argument("--profile", default="quick", choices=["quick", "paper"],
-                   help="quick: three temperatures, four epochs, fewer attacked images (about an hour "
-                        "or two on two CPU cores with the positive control); paper: the paper's settings")
+                   help="quick: three temperatures, four epochs, fewer attacked images, the shipped "
+                        "positive control (13-27 min on two CPU cores, README); paper: the paper's settings")
     p.add_argument("--temperatures", type=temperature_list, default=None,
                    help="comma-separated distillation temperatures (default: the profile's)")
     p.add_argument("--epochs", type=positive_int, default=None, help="override the profile")

@@ -2,7 +2,7 @@
 
 ``paper`` follows Papernot et al. 2016 (arXiv:1511.04508): temperatures
 {1, 2, 5, 10, 20, 30, 40, 50, 100}, 50 epochs, the full training set. ``quick`` keeps the
-paper's trends at a fraction of the cost (on two CPU cores, an hour or two with the
+paper's trends at a fraction of the cost (on two CPU cores, 13–27 min with the shipped
 positive control; the README gives measured durations): three temperatures, four epochs
 (what plain training at T = 100 needs to come within the accuracy tolerance), fewer
 attacked samples. C&W searches its constant over the reference's 9 steps in both, wide enough for
