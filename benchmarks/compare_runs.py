@@ -10,6 +10,7 @@ accuracy (Wilson intervals), C&W L2's mean distance, and the masking verdict. A 
 says whether each interval overlaps the first run's.
 
     python benchmarks/compare_runs.py /work/val/q-fp32 /work/val/q-bf16 docs/quick
+    python benchmarks/compare_runs.py docs/precision/fp32 docs/precision/bf16 docs/quick  # stored results
 """
 
 from __future__ import annotations
@@ -35,10 +36,9 @@ def cell(p: Proportion | None) -> str:
     return "–" if p is None else f"{p.rate:.1%} [{p.low:.1%}, {p.high:.1%}] ({p.k}/{p.n})"
 
 
-def overlaps(a: Proportion | MeanEstimate | None, b: Proportion | MeanEstimate | None) -> bool | None:
-    if a is None or b is None:
-        return None
-    return not (a.high < b.low or b.high < a.low)
+def overlaps(a: Any, b: Any) -> bool | None:
+    """Whether two intervals (both Proportion or both MeanEstimate) overlap; None if one is absent."""
+    return None if a is None or b is None else not a.separated_from(b)
 
 
 def logit_scale(run: Path, dataset: str, name: str, ds: Any) -> MeanEstimate | None:

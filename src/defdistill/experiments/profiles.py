@@ -71,7 +71,7 @@ class Profile:
     cw_iterations: int = 200
     cw_search_steps: int = 9
     max_accuracy_drop: float = 1.5
-    precision: str = Precision.AUTO  # defdistill.training.config.PRODUCT_PRECISION
+    precision: str = Precision.AUTO  # as the command line's --precision
     adversarial: dict[str, Any] | None = None
     control: str | None = None
 

@@ -24,10 +24,9 @@ MAX_TRAINING_TEMPERATURE = 1e4
 FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
 # The library's default (the paper's float32, the same arithmetic on every machine; a
 # configuration without ``precision`` is float32). The command line and the reproduction
-# profiles ask for "auto" instead (PRODUCT_PRECISION), validated against float32 on hardware
-# with native bfloat16 (docs/training.md, issue 28).
+# profiles ask for "auto" instead, validated against float32 on hardware with native
+# bfloat16 (docs/training.md, issue 28).
 DEFAULT_PRECISION = Precision.FP32
-PRODUCT_PRECISION = Precision.AUTO
 
 
 @dataclass
